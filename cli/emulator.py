@@ -1,0 +1,71 @@
+"""The local AWS emulator (moto server) for Kinesis, S3 and DynamoDB on loopback."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+from deploy_modes.cli.processes import ManagedProcess, http_ok, port_in_use, wait_http
+from deploy_modes.core.errors import DeployError
+
+__all__ = ["DEFAULT_EMULATOR_PORT", "EMULATOR_CREDENTIALS", "Emulator", "ensure_emulator"]
+
+DEFAULT_EMULATOR_PORT = 4566
+# moto accepts any credentials; setting dummy ones keeps boto3 from looking for real ones.
+EMULATOR_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "eu-west-1",
+}
+
+
+class Emulator:
+    """A moto server we started (``process`` set) or found already answering."""
+
+    def __init__(self, url: str, process: ManagedProcess | None = None) -> None:
+        self.url = url
+        self.process = process
+
+    @property
+    def started_here(self) -> bool:
+        """Return whether this emulator is our child (and ours to stop)."""
+        return self.process is not None
+
+    def env(self) -> dict[str, str]:
+        """Return the environment that points boto3 at this emulator."""
+        return {"AWS_ENDPOINT_URL": self.url, **EMULATOR_CREDENTIALS}
+
+    def stop(self) -> None:
+        """Stop the emulator if we started it."""
+        if self.process is not None:
+            self.process.stop()
+            self.process = None
+
+
+def ensure_emulator(
+    host: str = "127.0.0.1", port: int = DEFAULT_EMULATOR_PORT, log_dir: Path | None = None
+) -> Emulator:
+    """Return an emulator at ``host:port``: the one already answering, or a new moto server."""
+    url = f"http://{host}:{port}"
+    if http_ok(f"{url}/moto-api/"):
+        return Emulator(url)
+    if port_in_use(port, host):
+        raise DeployError(
+            f"port {port} is taken by something that is not an AWS emulator: "
+            "stop it or choose another port"
+        )
+    moto = shutil.which("moto_server") or shutil.which(
+        "moto_server", path=str(Path(sys.executable).parent)
+    )
+    args = [moto] if moto else [sys.executable, "-m", "moto.server"]
+    try:
+        import moto as _moto  # noqa: F401 - only to give a clear error
+    except ImportError as exc:
+        raise DeployError(
+            "the local AWS emulator needs moto: pip install 'deploy-modes[emulator]'"
+        ) from exc
+    log = (log_dir or Path(".deploy/logs")) / f"moto-{port}.log"
+    process = ManagedProcess("moto server", [*args, "-H", host, "-p", str(port)], log_path=log)
+    wait_http(f"{url}/moto-api/", timeout=30, process=process)
+    return Emulator(url, process)

@@ -1,0 +1,44 @@
+"""The ``deploy`` command: every mode's typer app composed in one place."""
+
+from __future__ import annotations
+
+import typer
+
+from deploy_modes.cli import model
+from deploy_modes.cli.console import DeployGroup
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    cls=DeployGroup,
+    help=(
+        "One NYC taxi ride-duration model, deployed three ways: batch, web service, stream.\n\n"
+        "Example: deploy web   (then: curl -X POST localhost:9696/predict ...)"
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.command("data")(model.data)
+app.command("train")(model.train)
+app.add_typer(model.model_app, name="model")
+
+
+def _register_modes() -> None:
+    """Add each mode's command group; each lives in its own module."""
+    from deploy_modes.cli import batch, compare, runtime, stream, web
+
+    app.add_typer(web.app, name="web")
+    app.add_typer(batch.app, name="batch")
+    app.add_typer(stream.app, name="stream")
+    app.command("compare")(compare.compare)
+    runtime.register(app)
+
+
+_register_modes()
+
+
+def main() -> None:
+    """Run the ``deploy`` console script."""
+    app()

@@ -1,0 +1,12 @@
+"""The shared model package: features, validation, training, the artifact and scoring.
+
+Pure logic only: nothing here imports flask, typer or docker. Storage (local paths and
+``s3://``) sits behind :mod:`deploy_modes.core.storage`, the only module that builds AWS
+clients.
+"""
+
+from deploy_modes.core.errors import DeployError, ModelLoadError, RideValidationError
+
+MODEL_NAME = "ride_duration_prediction_model"
+
+__all__ = ["MODEL_NAME", "DeployError", "ModelLoadError", "RideValidationError"]

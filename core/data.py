@@ -1,0 +1,238 @@
+"""NYC TLC green trip data: a realistic generator and a reader that checks the schema.
+
+The generator writes the real TLC parquet schema (names and dtypes), so a real
+``green_tripdata_YYYY-MM.parquet`` dropped in its place works unchanged. The city itself
+(zone popularity, zone-pair slowness) comes from a fixed seed so that every month shares it and
+a model trained on one month generalises to the next; the rides come from ``seed`` and the month.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from deploy_modes.core.errors import DataError
+from deploy_modes.core.storage import write_bytes
+
+__all__ = [
+    "REQUIRED_COLUMNS",
+    "TLC_COLUMNS",
+    "TLC_SCHEMA",
+    "generate_month",
+    "month_file",
+    "parse_month",
+    "read_trips",
+    "write_month",
+]
+
+_CITY_SEED = 20_210_101
+N_ZONES = 265
+# Zones that carry much of the real green-taxi traffic (East Harlem, Astoria, Jamaica, ...).
+_POPULAR_ZONES = [74, 75, 41, 42, 166, 7, 82, 95, 97, 129, 244, 43, 65, 181, 24, 116, 152, 260]
+
+TLC_SCHEMA = pa.schema(
+    [
+        ("VendorID", pa.int64()),
+        ("lpep_pickup_datetime", pa.timestamp("us")),
+        ("lpep_dropoff_datetime", pa.timestamp("us")),
+        ("store_and_fwd_flag", pa.string()),
+        ("RatecodeID", pa.float64()),
+        ("PULocationID", pa.int64()),
+        ("DOLocationID", pa.int64()),
+        ("passenger_count", pa.float64()),
+        ("trip_distance", pa.float64()),
+        ("fare_amount", pa.float64()),
+        ("extra", pa.float64()),
+        ("mta_tax", pa.float64()),
+        ("tip_amount", pa.float64()),
+        ("tolls_amount", pa.float64()),
+        ("ehail_fee", pa.float64()),
+        ("improvement_surcharge", pa.float64()),
+        ("total_amount", pa.float64()),
+        ("payment_type", pa.float64()),
+        ("trip_type", pa.float64()),
+        ("congestion_surcharge", pa.float64()),
+    ]
+)
+TLC_COLUMNS = TLC_SCHEMA.names
+REQUIRED_COLUMNS = [
+    "lpep_pickup_datetime",
+    "lpep_dropoff_datetime",
+    "PULocationID",
+    "DOLocationID",
+    "trip_distance",
+]
+_MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+
+
+def parse_month(text: str) -> tuple[int, int]:
+    """Parse ``YYYY-MM`` into ``(year, month)`` or raise a clear error."""
+    match = _MONTH.match(str(text).strip())
+    if not match or not 1 <= int(match.group(2)) <= 12:
+        raise DataError(f"month must look like YYYY-MM (e.g. 2021-03), got {text!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
+def month_file(year: int, month: int, taxi_type: str = "green") -> str:
+    """Return the TLC file name of a month, e.g. ``green_tripdata_2021-03.parquet``."""
+    return f"{taxi_type}_tripdata_{year:04d}-{month:02d}.parquet"
+
+
+def _city() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return zone pickup weights, zone slowness and zone-pair extra minutes (fixed city)."""
+    rng = np.random.default_rng(_CITY_SEED)
+    weights = rng.pareto(1.2, N_ZONES + 1) + 0.05
+    weights[0] = 0.0
+    weights[_POPULAR_ZONES] += 25.0
+    weights /= weights.sum()
+    slowness = rng.lognormal(0.0, 0.25, N_ZONES + 1)  # >1: congested zone
+    pair_minutes = rng.normal(0.0, 2.5, (N_ZONES + 1, N_ZONES + 1))
+    return weights, slowness, pair_minutes
+
+
+def generate_month(year: int, month: int, rows: int = 80_000, seed: int = 42) -> pd.DataFrame:
+    """Return ``rows`` synthetic green-taxi trips of one month in the TLC schema."""
+    if rows < 0:
+        raise DataError(f"rows must be >= 0, got {rows}")
+    weights, slowness, pair_minutes = _city()
+    rng = np.random.default_rng([seed, year, month])
+    start = np.datetime64(f"{year:04d}-{month:02d}-01T00:00:00", "us")
+    end = (
+        np.datetime64(f"{year + 1:04d}-01-01", "us")
+        if month == 12
+        else np.datetime64(f"{year:04d}-{month + 1:02d}-01", "us")
+    )
+    span_s = int((end - start) / np.timedelta64(1, "s"))
+
+    # Pickup times: denser by day than by night (hour-of-day profile), uniform over days.
+    hour_profile = np.array(
+        [
+            2,
+            1.2,
+            0.8,
+            0.6,
+            0.6,
+            1,
+            2.5,
+            4.5,
+            5.5,
+            5,
+            4.5,
+            4.5,
+            4.6,
+            4.7,
+            5,
+            5.5,
+            6,
+            6.5,
+            6.2,
+            5.2,
+            4.2,
+            3.6,
+            3.2,
+            2.6,
+        ]
+    )
+    days = span_s // 86_400
+    day = rng.integers(0, days, rows)
+    hour = rng.choice(24, rows, p=hour_profile / hour_profile.sum())
+    second = rng.integers(0, 3_600, rows)
+    pickup = start + ((day * 86_400 + hour * 3_600 + second) * 1_000_000).astype("timedelta64[us]")
+
+    pu = rng.choice(N_ZONES + 1, rows, p=weights)
+    # Most rides stay near their pickup zone: half the time the dropoff is a neighbour.
+    near = np.clip(pu + rng.integers(-6, 7, rows), 1, N_ZONES)
+    far = rng.choice(N_ZONES + 1, rows, p=weights)
+    do = np.where(rng.random(rows) < 0.5, near, far)
+
+    distance = np.round(rng.lognormal(0.75, 0.85, rows), 2)
+    rush = np.isin(hour, [7, 8, 9, 16, 17, 18, 19])
+    night = (hour < 6) | (hour >= 22)
+    mph = np.where(rush, 9.5, np.where(night, 17.0, 12.5)) / np.sqrt(slowness[pu] * slowness[do])
+    minutes = 2.0 + distance / mph * 60.0 + pair_minutes[pu, do] + rng.gamma(2.0, 1.5, rows) - 3.0
+    minutes = np.maximum(minutes, 0.5)
+
+    # The dirt real files have, so the training filter matters.
+    dirt = rng.random(rows)
+    minutes = np.where(dirt < 0.004, -rng.uniform(0, 30, rows), minutes)  # dropoff before pickup
+    minutes = np.where((dirt >= 0.004) & (dirt < 0.008), 0.0, minutes)  # zero-length
+    minutes = np.where(
+        (dirt >= 0.008) & (dirt < 0.011), rng.uniform(120, 1_440, rows), minutes
+    )  # meter left running for hours
+    distance = np.where(rng.random(rows) < 0.02, 0.0, distance)
+    dropoff = pickup + (minutes * 60_000_000).astype("int64").astype("timedelta64[us]")
+
+    street_hail = rng.random(rows) < 0.97
+    unknown = rng.random(rows) < 0.06  # the rows where real files leave passenger info null
+    fare = np.round(np.maximum(2.5 + 2.5 * distance + 0.5 * np.maximum(minutes, 0), 2.5), 2)
+    tip = np.round(np.where(rng.random(rows) < 0.4, fare * rng.uniform(0.1, 0.25, rows), 0.0), 2)
+    extra = np.where(night | rush, 0.5, 0.0)
+    surcharge = np.where(rng.random(rows) < 0.2, 2.75, 0.0)
+    tolls = np.where(distance > 10, np.where(rng.random(rows) < 0.3, 6.55, 0.0), 0.0)
+    total = np.round(fare + tip + extra + 0.5 + 0.3 + tolls + surcharge, 2)
+
+    def nullable(values: np.ndarray) -> np.ndarray:
+        return np.where(unknown, np.nan, values)
+
+    frame = pd.DataFrame(
+        {
+            "VendorID": rng.choice([1, 2], rows, p=[0.2, 0.8]).astype("int64"),
+            "lpep_pickup_datetime": pickup,
+            "lpep_dropoff_datetime": dropoff,
+            "store_and_fwd_flag": pd.array(
+                np.where(unknown, None, np.where(rng.random(rows) < 0.01, "Y", "N")),
+                dtype="object",
+            ),
+            "RatecodeID": nullable(np.where(rng.random(rows) < 0.97, 1.0, 5.0)),
+            "PULocationID": pu.astype("int64"),
+            "DOLocationID": do.astype("int64"),
+            "passenger_count": nullable(
+                rng.choice([1.0, 2.0, 3.0, 5.0, 6.0], rows, p=[0.82, 0.1, 0.03, 0.03, 0.02])
+            ),
+            "trip_distance": distance,
+            "fare_amount": fare,
+            "extra": extra,
+            "mta_tax": np.full(rows, 0.5),
+            "tip_amount": tip,
+            "tolls_amount": tolls,
+            "ehail_fee": np.full(rows, np.nan),
+            "improvement_surcharge": np.full(rows, 0.3),
+            "total_amount": total,
+            "payment_type": nullable(np.where(tip > 0, 1.0, rng.choice([1.0, 2.0], rows))),
+            "trip_type": nullable(np.where(street_hail, 1.0, 2.0)),
+            "congestion_surcharge": nullable(surcharge),
+        }
+    )
+    return frame.sort_values("lpep_pickup_datetime", kind="stable", ignore_index=True)
+
+
+def write_month(frame: pd.DataFrame, target: str | Path, row_group_size: int = 131_072) -> None:
+    """Write a trips frame as TLC-schema parquet, atomically (local path or ``s3://``)."""
+    table = pa.Table.from_pandas(frame, schema=TLC_SCHEMA, preserve_index=False)
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, row_group_size=row_group_size, compression="snappy")
+    write_bytes(str(target), sink.getvalue().to_pybytes())
+
+
+def read_trips(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """Read a local TLC parquet file, checking it is parquet and has the required columns."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"trip data file does not exist: {path}")
+    try:
+        schema = pq.read_schema(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataError(f"{path} is not a readable parquet file: {exc}") from exc
+    missing = [c for c in REQUIRED_COLUMNS if c not in schema.names]
+    if missing:
+        raise DataError(f"{path} lacks required columns: {', '.join(missing)}")
+    wanted = columns or REQUIRED_COLUMNS
+    try:
+        return pq.read_table(path, columns=wanted).to_pandas()
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataError(f"{path} could not be read: {exc}") from exc

@@ -1,0 +1,46 @@
+"""Make sure a model exists: generate demo months and train on them when none is there yet."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from deploy_modes.core.artifact import artifact_exists
+from deploy_modes.core.settings import CoreSettings
+from deploy_modes.core.storage import is_s3
+
+__all__ = ["ensure_model", "ensure_month"]
+
+
+def ensure_month(
+    data_dir: Path, month: str, rows: int, seed: int, say: Callable[[str], None]
+) -> Path:
+    """Return the path of a month's parquet file, generating it (and saying so) if missing."""
+    from deploy_modes.core.data import generate_month, month_file, parse_month, write_month
+
+    year, mon = parse_month(month)
+    path = Path(data_dir) / month_file(year, mon)
+    if not path.is_file():
+        say(f"no data for {month} at {path}: generating {rows:,} demo rides")
+        write_month(generate_month(year, mon, rows=rows, seed=seed), path)
+    return path
+
+
+def ensure_model(settings: CoreSettings, say: Callable[[str], None] = print) -> str:
+    """Return the model location, training a demo model first if nothing is there."""
+    location = settings.model_location
+    if is_s3(location) or artifact_exists(location):
+        return location
+    from deploy_modes.core.training import train_model
+
+    say(f"no model at {location}: training a demo model on generated data")
+    months = [
+        ensure_month(settings.data_dir, month, settings.demo_rows, settings.seed, say)
+        for month in (settings.train_month, settings.val_month)
+    ]
+    result = train_model(*months, location, progress=say)
+    say(
+        f"trained model {result.manifest['version']} "
+        f"(validation RMSE {result.manifest['metrics']['val_rmse']:.2f} min) at {location}"
+    )
+    return location

@@ -1,0 +1,31 @@
+"""Core settings: where the model and the trip data live (env prefix ``DEPLOY_``)."""
+
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["CoreSettings"]
+
+
+class CoreSettings(BaseSettings):
+    """Locations and defaults shared by every mode."""
+
+    model_config = SettingsConfigDict(env_prefix="DEPLOY_", extra="ignore")
+
+    model_location: str = "models/ride-duration"
+    """Model artifact: a directory, a bare pickle, an MLflow model dir, or an ``s3://`` URI."""
+
+    data_dir: Path = Path("data")
+    """Where monthly ``green_tripdata_YYYY-MM.parquet`` files are read and generated."""
+
+    train_month: str = "2021-01"
+    """Month the demo model trains on when none exists yet."""
+
+    val_month: str = "2021-02"
+    """Month the demo model is validated on."""
+
+    demo_rows: int = 80_000
+    """Rows per generated month (a real green month has about this many)."""
+
+    seed: int = 42
+    """Seed for generated data, so every run sees the same rides."""

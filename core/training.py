@@ -1,0 +1,144 @@
+"""Train the course's model: ``DictVectorizer`` + a regressor in one sklearn ``Pipeline``."""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.ensemble import RandomForestRegressor
+from sklearn.feature_extraction import DictVectorizer
+from sklearn.linear_model import Lasso, LinearRegression, Ridge
+from sklearn.metrics import root_mean_squared_error
+from sklearn.pipeline import Pipeline, make_pipeline
+
+from deploy_modes.core.artifact import save_model
+from deploy_modes.core.data import read_trips
+from deploy_modes.core.errors import DeployError
+from deploy_modes.core.features import (
+    FEATURE_SPEC,
+    MAX_DURATION_MIN,
+    MIN_DURATION_MIN,
+    duration_minutes,
+    feature_dicts,
+)
+from deploy_modes.core.validation import invalid_reasons
+
+__all__ = ["REGRESSORS", "TrainingResult", "make_regressor", "prepare", "train_model"]
+
+REGRESSORS: dict[str, Callable[[], Any]] = {
+    "linear": LinearRegression,
+    "ridge": lambda: Ridge(alpha=1.0),
+    "lasso": lambda: Lasso(alpha=0.001, max_iter=5_000),
+    "random_forest": lambda: RandomForestRegressor(
+        n_estimators=20, max_depth=12, min_samples_leaf=5, n_jobs=-1, random_state=0
+    ),
+}
+
+
+@dataclass
+class TrainingResult:
+    """What training produced: the pipeline, its manifest and where it was written."""
+
+    pipeline: Pipeline
+    manifest: dict[str, Any]
+    out: str
+
+
+def make_regressor(name: str) -> Any:
+    """Return a fresh regressor by registry name or dotted path (``sklearn.svm.LinearSVR``)."""
+    if name in REGRESSORS:
+        return REGRESSORS[name]()
+    module_name, _, attr = name.rpartition(".")
+    if module_name:
+        try:
+            factory = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError):
+            factory = None
+        if callable(factory):
+            regressor = factory()
+            if hasattr(regressor, "fit") and hasattr(regressor, "predict"):
+                return regressor
+    known = ", ".join(sorted(REGRESSORS))
+    raise DeployError(
+        f"unknown regressor {name!r}: choose one of {known}, or give a dotted path to an "
+        "sklearn-style regressor class (e.g. sklearn.linear_model.HuberRegressor)"
+    )
+
+
+def prepare(frame: pd.DataFrame) -> tuple[list[dict[str, Any]], np.ndarray, dict[str, int]]:
+    """Return feature dicts, durations and drop counts after the course's 1..60 min filter."""
+    duration = duration_minutes(frame, "lpep_pickup_datetime", "lpep_dropoff_datetime")
+    reasons = invalid_reasons(
+        frame["PULocationID"].to_numpy("float64", na_value=np.nan),
+        frame["DOLocationID"].to_numpy("float64", na_value=np.nan),
+        frame["trip_distance"].to_numpy("float64", na_value=np.nan),
+    )
+    bad = np.zeros(len(frame), dtype=bool)
+    for mask in reasons.values():
+        bad |= mask
+    out_of_range = ~bad & ~((duration >= MIN_DURATION_MIN) & (duration <= MAX_DURATION_MIN))
+    keep = ~bad & ~out_of_range.to_numpy()
+    drops = {name: int(mask.sum()) for name, mask in reasons.items()}
+    drops["duration_out_of_range"] = int(out_of_range.sum())
+    kept = frame.loc[keep]
+    return feature_dicts(kept), duration[keep].to_numpy("float64"), drops
+
+
+def _month_info(path: Path, rows: int, used: int, drops: dict[str, int]) -> dict[str, Any]:
+    return {
+        "path": str(path),
+        "file": path.name,
+        "rows": rows,
+        "rows_used": used,
+        "rows_dropped": drops,
+    }
+
+
+def train_model(
+    train_path: str | Path,
+    val_path: str | Path,
+    out: str | Path,
+    regressor: str = "linear",
+    progress: Callable[[str], None] | None = None,
+) -> TrainingResult:
+    """Fit on one month, validate on the next, save the artifact and return the result."""
+    say = progress or (lambda _msg: None)
+    estimator = make_regressor(regressor)  # fail fast on an unknown name, before reading data
+    started = time.perf_counter()
+    train_path, val_path = Path(train_path), Path(val_path)
+    say(f"reading {train_path}")
+    train_frame = read_trips(train_path)
+    x_train, y_train, train_drops = prepare(train_frame)
+    if len(y_train) == 0:
+        raise DeployError(f"{train_path} has no ride with a duration of 1..60 minutes")
+    say(f"reading {val_path}")
+    val_frame = read_trips(val_path)
+    x_val, y_val, val_drops = prepare(val_frame)
+    if len(y_val) == 0:
+        raise DeployError(f"{val_path} has no ride with a duration of 1..60 minutes")
+
+    say(f"fitting {regressor} on {len(y_train):,} rides")
+    pipeline = make_pipeline(DictVectorizer(), estimator)
+    pipeline.fit(x_train, y_train)
+    rmse = float(root_mean_squared_error(y_val, pipeline.predict(x_val)))
+    train_rmse = float(root_mean_squared_error(y_train, pipeline.predict(x_train)))
+    metadata = {
+        "regressor": regressor,
+        "estimator": f"{type(estimator).__module__}.{type(estimator).__name__}",
+        "features": FEATURE_SPEC,
+        "training": {
+            "train": _month_info(train_path, len(train_frame), len(y_train), train_drops),
+            "validation": _month_info(val_path, len(val_frame), len(y_val), val_drops),
+            "seconds": round(time.perf_counter() - started, 3),
+        },
+        "metrics": {"val_rmse": rmse, "train_rmse": train_rmse},
+    }
+    say(f"validation RMSE {rmse:.3f} min; saving to {out}")
+    manifest = save_model(pipeline, out, metadata)
+    return TrainingResult(pipeline, manifest, str(out))

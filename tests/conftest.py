@@ -1,0 +1,96 @@
+"""Fixtures shared by every test package: a real tiny model, a real moto server, PostgreSQL.
+
+Fixtures fit a real small model into a temp dir and start real processes on free loopback
+ports instead of mocking them. ``DEPLOY_REQUIRE_POSTGRES=1`` / ``DEPLOY_REQUIRE_DOCKER=1``
+(set by ``.ci/run``) turn "cannot start it here" skips into failures, so CI never skips them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from deploy_modes.cli.emulator import EMULATOR_CREDENTIALS, Emulator, ensure_emulator
+from deploy_modes.cli.processes import free_port
+from deploy_modes.core.artifact import LoadedModel, load_model
+from deploy_modes.core.data import generate_month, month_file, write_month
+from deploy_modes.core.scoring import ModelService
+from deploy_modes.core.training import train_model
+
+# Never let a test reach real AWS: dummy credentials, a region, no shared config.
+for _key, _value in EMULATOR_CREDENTIALS.items():
+    os.environ[_key] = _value
+os.environ["AWS_CONFIG_FILE"] = os.devnull
+os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+os.environ.pop("AWS_PROFILE", None)
+
+TEST_ROWS = 6_000
+
+
+def require_or_skip(env_var: str, reason: str) -> None:
+    """Fail when CI demands the resource (``env_var=1``), skip visibly otherwise."""
+    if os.environ.get(env_var) == "1":
+        pytest.fail(f"{reason} (and {env_var}=1 forbids skipping)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Return a directory holding two small generated months, 2021-01 and 2021-02."""
+    directory = tmp_path_factory.mktemp("data")
+    for month in (1, 2):
+        write_month(
+            generate_month(2021, month, rows=TEST_ROWS, seed=7),
+            directory / month_file(2021, month),
+        )
+    return directory
+
+
+@pytest.fixture(scope="session")
+def model_dir(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Return the directory of a real linear model trained on the small months."""
+    out = tmp_path_factory.mktemp("model") / "ride-duration"
+    train_model(data_dir / month_file(2021, 1), data_dir / month_file(2021, 2), out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def loaded_model(model_dir: Path) -> LoadedModel:
+    """Return the trained model loaded the way every mode loads it."""
+    return load_model(model_dir)
+
+
+@pytest.fixture(scope="session")
+def model_service(loaded_model: LoadedModel) -> ModelService:
+    """Return the one model service every mode shares."""
+    return ModelService(loaded_model)
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
+    """Start a real moto server process on a free loopback port for the whole session."""
+    emulator = ensure_emulator(port=free_port(), log_dir=tmp_path_factory.mktemp("moto-logs"))
+    yield emulator
+    emulator.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """Return a PostgreSQL SQLAlchemy URL from ``DEPLOY_TEST_POSTGRES_URL`` or skip visibly."""
+    url = os.environ.get("DEPLOY_TEST_POSTGRES_URL")
+    if not url:
+        require_or_skip(
+            "DEPLOY_REQUIRE_POSTGRES",
+            "no PostgreSQL: set DEPLOY_TEST_POSTGRES_URL (.ci/run starts one)",
+        )
+    import sqlalchemy
+
+    try:
+        with sqlalchemy.create_engine(url).connect() as conn:
+            conn.execute(sqlalchemy.text("select 1"))
+    except Exception as exc:  # any failure: no usable server
+        require_or_skip("DEPLOY_REQUIRE_POSTGRES", f"PostgreSQL at {url} does not answer: {exc}")
+    return str(url)
