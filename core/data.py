@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from deploy_modes.core.errors import DataError
-from deploy_modes.core.storage import write_bytes
+from deploy_modes.core.errors import DataError, DeployError
+from deploy_modes.core.storage import is_s3, read_bytes, write_bytes
 
 __all__ = [
     "REQUIRED_COLUMNS",
@@ -67,6 +68,17 @@ REQUIRED_COLUMNS = [
     "DOLocationID",
     "trip_distance",
 ]
+_REQUIRED_KINDS = {
+    "lpep_pickup_datetime": "timestamp",
+    "lpep_dropoff_datetime": "timestamp",
+    "PULocationID": "number",
+    "DOLocationID": "number",
+    "trip_distance": "number",
+}
+_YELLOW_ALIASES = {
+    "tpep_pickup_datetime": "lpep_pickup_datetime",
+    "tpep_dropoff_datetime": "lpep_dropoff_datetime",
+}
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 
 
@@ -184,9 +196,10 @@ def generate_month(year: int, month: int, rows: int = 80_000, seed: int = 42) ->
             "VendorID": rng.choice([1, 2], rows, p=[0.2, 0.8]).astype("int64"),
             "lpep_pickup_datetime": pickup,
             "lpep_dropoff_datetime": dropoff,
+            # pandas 3's own string dtype (NaN for null), which arrow writes as ``string``.
             "store_and_fwd_flag": pd.array(
                 np.where(unknown, None, np.where(rng.random(rows) < 0.01, "Y", "N")),
-                dtype="object",
+                dtype=pd.StringDtype(na_value=np.nan),
             ),
             "RatecodeID": nullable(np.where(rng.random(rows) < 0.97, 1.0, 5.0)),
             "PULocationID": pu.astype("int64"),
@@ -213,26 +226,78 @@ def generate_month(year: int, month: int, rows: int = 80_000, seed: int = 42) ->
 
 def write_month(frame: pd.DataFrame, target: str | Path, row_group_size: int = 131_072) -> None:
     """Write a trips frame as TLC-schema parquet, atomically (local path or ``s3://``)."""
-    table = pa.Table.from_pandas(frame, schema=TLC_SCHEMA, preserve_index=False)
+    try:
+        table = pa.Table.from_pandas(frame, schema=TLC_SCHEMA, preserve_index=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, KeyError) as exc:
+        raise DataError(f"trips do not fit the TLC schema: {exc}") from exc
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, row_group_size=row_group_size, compression="snappy")
     write_bytes(str(target), sink.getvalue().to_pybytes())
 
 
+def _source(path: str | Path) -> tuple[str, Any]:
+    """Return a label and something pyarrow can open: a local path or the bytes of an S3 object."""
+    label = str(path)
+    if is_s3(label):
+        try:
+            return label, pa.BufferReader(read_bytes(label))
+        except DeployError as exc:
+            raise DataError(f"trip data {label} cannot be read: {exc}") from exc
+    local = Path(path)
+    if not local.is_file():
+        raise DataError(f"trip data file does not exist: {local}")
+    return label, local
+
+
+def _kind(field_type: pa.DataType) -> str | None:
+    if pa.types.is_timestamp(field_type) or pa.types.is_date(field_type):
+        return "timestamp"
+    if pa.types.is_integer(field_type) or pa.types.is_floating(field_type):
+        return "number"
+    if pa.types.is_null(field_type):  # an all-null column: typed nothing, fine for our checks
+        return None
+    return "other"
+
+
+def _renames(names: list[str]) -> dict[str, str]:
+    """Return the renames that make a yellow (``tpep_``) file look like a green one."""
+    return {
+        yellow: green
+        for yellow, green in _YELLOW_ALIASES.items()
+        if yellow in names and green not in names
+    }
+
+
 def read_trips(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
-    """Read a local TLC parquet file, checking it is parquet and has the required columns."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"trip data file does not exist: {path}")
+    """Read a TLC parquet file (local or ``s3://``), checking it is parquet with our columns.
+
+    Yellow-taxi files work too: their ``tpep_`` timestamps are renamed to the green ``lpep_``
+    names. Nullable integer columns (real files have null ``PULocationID``) come back as float.
+    """
+    label, source = _source(path)
     try:
-        schema = pq.read_schema(path)
+        schema = pq.read_schema(source)
     except (pa.ArrowInvalid, OSError) as exc:
-        raise DataError(f"{path} is not a readable parquet file: {exc}") from exc
-    missing = [c for c in REQUIRED_COLUMNS if c not in schema.names]
+        raise DataError(f"{label} is not a readable parquet file: {exc}") from exc
+    renames = _renames(schema.names)
+    names = [renames.get(name, name) for name in schema.names]
+    wanted = list(columns or REQUIRED_COLUMNS)
+    missing = [c for c in dict.fromkeys([*REQUIRED_COLUMNS, *wanted]) if c not in names]
     if missing:
-        raise DataError(f"{path} lacks required columns: {', '.join(missing)}")
-    wanted = columns or REQUIRED_COLUMNS
+        raise DataError(f"{label} lacks required columns: {', '.join(missing)}")
+    types = dict(zip(names, schema.types, strict=True))
+    wrong = [
+        f"{column} ({types[column]}, expected {kind})"
+        for column, kind in _REQUIRED_KINDS.items()
+        if _kind(types[column]) not in (kind, None)
+    ]
+    if wrong:
+        raise DataError(f"{label} has columns of the wrong type: {', '.join(wrong)}")
+    inverse = {green: yellow for yellow, green in renames.items()}
     try:
-        return pq.read_table(path, columns=wanted).to_pandas()
+        if isinstance(source, pa.BufferReader):
+            source.seek(0)
+        table = pq.read_table(source, columns=[inverse.get(c, c) for c in wanted])
     except (pa.ArrowInvalid, OSError) as exc:
-        raise DataError(f"{path} could not be read: {exc}") from exc
+        raise DataError(f"{label} could not be read: {exc}") from exc
+    return table.rename_columns([renames.get(n, n) for n in table.column_names]).to_pandas()

@@ -20,7 +20,7 @@ from sklearn.pipeline import Pipeline
 from deploy_modes.core.artifact import LoadedModel
 from deploy_modes.core.errors import RideValidationError
 from deploy_modes.core.features import ride_features
-from deploy_modes.core.validation import MAX_ZONE, Ride, validate_ride
+from deploy_modes.core.validation import MAX_ZONE, MIN_ZONE, Ride, validate_ride
 
 __all__ = ["ModelService", "Prediction"]
 
@@ -133,6 +133,13 @@ class ModelService:
         pu = np.asarray(pu, dtype="int64")
         do = np.asarray(do, dtype="int64")
         distance = np.asarray(distance, dtype="float64")
+        if not pu.shape == do.shape == distance.shape or pu.ndim != 1:
+            raise ValueError("pu, do and distance must be 1-d arrays of the same length")
+        if len(pu) == 0:
+            return np.empty(0, dtype="float64")
+        # Cheap guard: an out-of-range zone would silently index another zone's coefficient.
+        if min(pu.min(), do.min()) < MIN_ZONE or max(pu.max(), do.max()) > MAX_ZONE:
+            raise ValueError(f"zone IDs must be {MIN_ZONE}..{MAX_ZONE}: validate rows first")
         if self._table is not None:
             out = self._flat[pu * _TABLE_SIZE + do]
             out += self._w_distance * distance

@@ -106,7 +106,10 @@ def read_bytes(uri: str | os.PathLike[str], client: Any = None) -> bytes:
     path = Path(uri)
     if not path.is_file():
         raise DeployError(f"file does not exist: {path}")
-    return path.read_bytes()
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise DeployError(f"cannot read {path}: {exc.strerror or exc}") from exc
 
 
 def write_bytes(uri: str | os.PathLike[str], data: bytes, client: Any = None) -> None:
@@ -120,14 +123,20 @@ def write_bytes(uri: str | os.PathLike[str], data: bytes, client: Any = None) ->
             raise _s3_error(exc, str(uri)) from exc
         return
     path = Path(uri)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:  # a file where a directory should be, no permission, ...
+        raise DeployError(f"cannot write {path}: {exc.strerror or exc}") from exc
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as exc:  # disk full, or the target is a directory
+        Path(tmp).unlink(missing_ok=True)
+        raise DeployError(f"cannot write {path}: {exc.strerror or exc}") from exc
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import importlib
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,7 @@ from deploy_modes.core.validation import invalid_reasons
 
 __all__ = ["REGRESSORS", "TrainingResult", "make_regressor", "prepare", "train_model"]
 
+_MONTH_IN_NAME = re.compile(r"(\d{4}-\d{2})\.parquet$")
 REGRESSORS: dict[str, Callable[[], Any]] = {
     "linear": LinearRegression,
     "ridge": lambda: Ridge(alpha=1.0),
@@ -55,15 +57,20 @@ def make_regressor(name: str) -> Any:
     if name in REGRESSORS:
         return REGRESSORS[name]()
     module_name, _, attr = name.rpartition(".")
+    factory = None
     if module_name:
         try:
             factory = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError):
+        except (ImportError, AttributeError, ValueError):
             factory = None
-        if callable(factory):
-            regressor = factory()
-            if hasattr(regressor, "fit") and hasattr(regressor, "predict"):
-                return regressor
+    # Only classes with fit/predict: a dotted path must never run an arbitrary function.
+    if isinstance(factory, type) and all(hasattr(factory, m) for m in ("fit", "predict")):
+        try:
+            return factory()
+        except Exception as exc:  # e.g. a class that needs constructor arguments
+            raise DeployError(
+                f"regressor {name} cannot be created without arguments: {exc}"
+            ) from exc
     known = ", ".join(sorted(REGRESSORS))
     raise DeployError(
         f"unknown regressor {name!r}: choose one of {known}, or give a dotted path to an "
@@ -90,10 +97,13 @@ def prepare(frame: pd.DataFrame) -> tuple[list[dict[str, Any]], np.ndarray, dict
     return feature_dicts(kept), duration[keep].to_numpy("float64"), drops
 
 
-def _month_info(path: Path, rows: int, used: int, drops: dict[str, int]) -> dict[str, Any]:
+def _month_info(path: str, rows: int, used: int, drops: dict[str, int]) -> dict[str, Any]:
+    name = PurePosixPath(path).name
+    match = _MONTH_IN_NAME.search(name)
     return {
-        "path": str(path),
-        "file": path.name,
+        "path": path,
+        "file": name,
+        "month": match.group(1) if match else None,
         "rows": rows,
         "rows_used": used,
         "rows_dropped": drops,
@@ -111,7 +121,7 @@ def train_model(
     say = progress or (lambda _msg: None)
     estimator = make_regressor(regressor)  # fail fast on an unknown name, before reading data
     started = time.perf_counter()
-    train_path, val_path = Path(train_path), Path(val_path)
+    train_path, val_path = str(train_path), str(val_path)  # a local path or an s3:// URI
     say(f"reading {train_path}")
     train_frame = read_trips(train_path)
     x_train, y_train, train_drops = prepare(train_frame)
@@ -125,7 +135,10 @@ def train_model(
 
     say(f"fitting {regressor} on {len(y_train):,} rides")
     pipeline = make_pipeline(DictVectorizer(), estimator)
-    pipeline.fit(x_train, y_train)
+    try:
+        pipeline.fit(x_train, y_train)
+    except (TypeError, ValueError) as exc:  # e.g. an estimator that refuses sparse input
+        raise DeployError(f"regressor {regressor} failed to fit: {exc}") from exc
     rmse = float(root_mean_squared_error(y_val, pipeline.predict(x_val)))
     train_rmse = float(root_mean_squared_error(y_train, pipeline.predict(x_train)))
     metadata = {

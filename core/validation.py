@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -41,11 +42,13 @@ def _zone(payload: Mapping[str, Any], field: str) -> int:
     if field not in payload or payload[field] is None:
         raise RideValidationError(f"{field} is required", field)
     value = payload[field]
-    if isinstance(value, bool):
+    if isinstance(value, bool | np.bool_):
         raise RideValidationError(f"{field} must be an integer zone ID, got a boolean", field)
-    if isinstance(value, int):
+    if type(value) is int:  # the common JSON case, checked first because it is fastest
         zone = value
-    elif isinstance(value, float) and value.is_integer():
+    elif isinstance(value, numbers.Integral) or (
+        isinstance(value, numbers.Real) and float(value).is_integer()
+    ):  # numpy integers, and integral floats: 74.0 is zone 74
         zone = int(value)
     elif isinstance(value, str) and value.strip().isdigit() and value.isascii():
         digits = value.strip()
@@ -66,7 +69,7 @@ def _distance(payload: Mapping[str, Any]) -> float:
     if field not in payload or payload[field] is None:
         raise RideValidationError(f"{field} is required", field)
     value = payload[field]
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
         raise RideValidationError(
             f"{field} must be a number of miles, got {type(value).__name__}", field
         )
@@ -95,7 +98,7 @@ def _json_type(value: object) -> str:
     for kind, name in names.items():
         if isinstance(value, kind):
             return name
-    return "a number" if isinstance(value, int | float) else type(value).__name__
+    return "a number" if isinstance(value, numbers.Real) else type(value).__name__
 
 
 def invalid_reasons(pu: np.ndarray, do: np.ndarray, distance: np.ndarray) -> dict[str, np.ndarray]:
