@@ -1,0 +1,218 @@
+"""The Flask application factory: the course's ``/predict`` contract, done properly.
+
+The app only turns HTTP into calls on the shared :class:`ModelService` and back; every
+answer, errors included, is JSON (never an HTML page, never a traceback).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import time
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Flask, Response, g, request
+from werkzeug.exceptions import HTTPException
+
+from deploy_modes.core.errors import RideValidationError
+from deploy_modes.core.scoring import ModelService
+from deploy_modes.web.metrics import CONTENT_TYPE, WebMetrics
+from deploy_modes.web.openapi import openapi_document
+from deploy_modes.web.payload import ClientError, parse_json_object
+from deploy_modes.web.settings import WebSettings
+
+__all__ = ["ACCESS_LOGGER", "REQUEST_ID_HEADER", "create_app"]
+
+ACCESS_LOGGER = "deploy_modes.web.access"
+REQUEST_ID_HEADER = "X-Request-ID"
+JSON_MIMETYPE = "application/json"
+# A client's request id is echoed into headers and logs, so only a short, plain token is honoured.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+# A ride every model can score: the start-up check behind /ready.
+_PROBE_RIDE = {"PULocationID": 1, "DOLocationID": 1, "trip_distance": 1.0}
+_UNMATCHED = "<unmatched>"
+
+_log = logging.getLogger(__name__)
+_access = logging.getLogger(ACCESS_LOGGER)
+
+
+def create_app(service: ModelService, settings: WebSettings) -> Flask:
+    """Return the prediction app serving ``service`` with ``settings``' limits."""
+    app = Flask(__name__)
+    app.debug = False  # never: the debugger would execute code sent by any client
+    app.config.update(MAX_CONTENT_LENGTH=settings.max_body_bytes, PROPAGATE_EXCEPTIONS=False)
+    metrics = WebMetrics(service.name, service.version)
+    ready = _probe(service)
+    version = service.version
+    openapi = _dumps(
+        openapi_document(settings.max_batch_rides, settings.max_body_bytes, service.version)
+    )
+    manifest = _dumps(service.model.manifest)
+    app.extensions["deploy_web"] = {"service": service, "settings": settings, "metrics": metrics}
+
+    @app.before_request
+    def _start() -> None:
+        g.started = time.perf_counter()
+        given = request.headers.get(REQUEST_ID_HEADER, "")
+        g.request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+
+    @app.after_request
+    def _finish(response: Response) -> Response:
+        started = g.get("started")
+        seconds = time.perf_counter() - started if started is not None else 0.0
+        request_id = g.get("request_id") or uuid.uuid4().hex
+        response.headers[REQUEST_ID_HEADER] = request_id
+        rule = request.url_rule
+        endpoint = rule.rule if rule is not None else _UNMATCHED
+        metrics.observe(endpoint, request.method, response.status_code, seconds)
+        if settings.access_log:
+            _access.info(_access_line(response.status_code, seconds, request_id))
+        return response
+
+    @app.post("/predict")
+    def predict() -> Response:
+        ride = _body()
+        try:
+            duration = service.predict_one(ride)
+        except RideValidationError as exc:
+            metrics.invalid_rides.labels("/predict", exc.field or "body").inc()
+            return _json(exc.to_dict(), 422)
+        metrics.predictions.labels("/predict").inc()
+        answer: dict[str, Any] = {"duration": duration, "model_version": version}
+        if "ride_id" in ride:
+            answer["ride_id"] = ride["ride_id"]
+        return _json(answer)
+
+    @app.post("/predict/batch")
+    def predict_batch() -> Response:
+        rides = _body().get("rides")
+        if not isinstance(rides, list):
+            raise ClientError(422, "rides must be a JSON array of ride objects", "rides")
+        if len(rides) > settings.max_batch_rides:
+            raise ClientError(
+                413,
+                f"at most {settings.max_batch_rides} rides per batch, got {len(rides)}",
+                "rides",
+            )
+        items: list[dict[str, Any]] = []
+        invalid = 0
+        for outcome in service.predict_many(rides):
+            item: dict[str, Any] = {"index": outcome.index, "duration": outcome.duration}
+            ride = rides[outcome.index]
+            if isinstance(ride, Mapping) and "ride_id" in ride:
+                item["ride_id"] = ride["ride_id"]
+            if outcome.error is not None:
+                invalid += 1
+                item.update(outcome.error.to_dict())
+                metrics.invalid_rides.labels("/predict/batch", outcome.error.field or "ride").inc()
+            items.append(item)
+        metrics.predictions.labels("/predict/batch").inc(len(items) - invalid)
+        return _json({"predictions": items, "model_version": version, "invalid": invalid})
+
+    @app.get("/health")
+    def health() -> Response:
+        return _json({"status": "ok"})
+
+    @app.get("/ready")
+    def ready_check() -> Response:
+        if ready is not None:
+            why = f"the model failed its start-up check: {ready}"
+            return _json({"error": why, "field": None}, 503)
+        return _json({"status": "ready", "model_name": service.name, "model_version": version})
+
+    @app.get("/model")
+    def model() -> Response:
+        return Response(manifest, mimetype=JSON_MIMETYPE)
+
+    @app.get("/metrics")
+    def metrics_text() -> Response:
+        return Response(metrics.render(), content_type=CONTENT_TYPE)
+
+    @app.get("/openapi.json")
+    def openapi_json() -> Response:
+        return Response(openapi, mimetype=JSON_MIMETYPE)
+
+    @app.errorhandler(ClientError)
+    def _client_error(exc: ClientError) -> Response:
+        return _json(exc.to_dict(), exc.status)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        # Keep werkzeug's status and headers (Allow on 405) but answer JSON, not HTML.
+        response = exc.get_response()
+        response.set_data(_dumps({"error": _http_message(exc), "field": None}))
+        response.mimetype = JSON_MIMETYPE
+        return response
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        _log.exception("unexpected error answering %s %s", request.method, request.path)
+        return _json({"error": "internal error: the server logged the details", "field": None}, 500)
+
+    return app
+
+
+def _body() -> dict[str, Any]:
+    """Return the request's JSON object, or raise the ClientError that explains why not."""
+    return parse_json_object(request.mimetype, request.get_data(cache=False))
+
+
+def _probe(service: ModelService) -> str | None:
+    """Return why the model cannot predict, or None when it can."""
+    try:
+        value = service.predict_one(_PROBE_RIDE)
+    except Exception as exc:  # any failure means "not ready", with the reason shown
+        return f"{type(exc).__name__}: {exc}"
+    return None if math.isfinite(value) else f"it predicted {value} for a plain ride"
+
+
+def _http_message(exc: HTTPException) -> str:
+    if exc.code == 404:
+        return f"no such endpoint: {request.path}"
+    if exc.code == 405:
+        return f"method {request.method} is not allowed on {request.path}"
+    if exc.code == 413:
+        limit = request.max_content_length
+        return f"the request body is larger than {limit} bytes" if limit else "body too large"
+    return str(exc.description or exc.name)
+
+
+def _access_line(status: int, seconds: float, request_id: str) -> str:
+    return json.dumps(
+        {
+            "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "method": request.method,
+            "path": request.path,
+            "status": status,
+            "latency_ms": round(seconds * 1000, 3),
+            "request_id": request_id,
+            "remote_addr": request.remote_addr,
+        },
+        ensure_ascii=True,  # a log line stays one line of ASCII whatever the path holds
+    )
+
+
+def _json(body: dict[str, Any], status: int = 200) -> Response:
+    return Response(_dumps(body), status=status, mimetype=JSON_MIMETYPE)
+
+
+def _dumps(body: Any) -> str:
+    try:
+        return json.dumps(body, allow_nan=False)
+    except ValueError:  # a NaN smuggled in through an echoed ride_id: answer valid JSON
+        return json.dumps(_finite(body), allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite(item) for item in value]
+    return value

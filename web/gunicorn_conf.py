@@ -1,0 +1,89 @@
+"""gunicorn settings for the web service, all read from ``DEPLOY_WEB_*`` variables.
+
+Run: ``gunicorn -c python:deploy_modes.web.gunicorn_conf deploy_modes.web.wsgi:app``.
+Each server start gets a fresh, empty ``PROMETHEUS_MULTIPROC_DIR`` so ``/metrics`` sums the
+live workers of this server only, and dead workers are marked so their gauges go away.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+# Nothing imported here may import prometheus-client: the metrics directory must be set first.
+from deploy_modes.web.settings import MULTIPROC_ENV, WebSettings
+
+__all__ = [
+    "accesslog",
+    "backlog",
+    "bind",
+    "child_exit",
+    "control_socket_disable",
+    "errorlog",
+    "graceful_timeout",
+    "keepalive",
+    "loglevel",
+    "on_exit",
+    "preload_app",
+    "proc_name",
+    "threads",
+    "timeout",
+    "worker_class",
+    "worker_tmp_dir",
+    "workers",
+]
+
+
+def _fresh_multiproc_dir() -> tuple[str, bool]:
+    """Return an empty metrics directory (emptying a given one) and whether we created it."""
+    given = os.environ.get(MULTIPROC_ENV)
+    if given:
+        path = Path(given)
+        path.mkdir(parents=True, exist_ok=True)
+        for stale in path.glob("*.db"):  # files of a previous server would be summed in
+            stale.unlink()
+        return str(path), False
+    created = tempfile.mkdtemp(prefix="deploy-web-metrics-")
+    # Set before the app (and so prometheus-client) is imported: it picks its storage then.
+    os.environ[MULTIPROC_ENV] = created
+    return created, True
+
+
+_settings = WebSettings()
+_metrics_dir, _created_metrics_dir = _fresh_multiproc_dir()
+
+_host = f"[{_settings.host}]" if ":" in _settings.host else _settings.host
+bind = [f"{_host}:{_settings.port}"]
+workers = _settings.workers
+worker_class = _settings.worker_class
+threads = _settings.threads
+timeout = _settings.timeout
+graceful_timeout = _settings.graceful_timeout
+keepalive = _settings.keepalive
+backlog = _settings.backlog
+preload_app = True  # load the model once in the master; forked workers share its memory
+accesslog = None  # the app writes one JSON line per request (with its request id) itself
+errorlog = "-"
+loglevel = _settings.log_level
+proc_name = "deploy-web"
+# gunicorn's control socket has one default path per user: several servers would fight over it.
+control_socket_disable = True
+# Worker heartbeats on a RAM disk: a slow or full overlay disk must not look like a hung worker.
+_SHM = "/dev/shm"
+worker_tmp_dir = _SHM if os.path.isdir(_SHM) and os.access(_SHM, os.W_OK) else None
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """Mark a dead worker's metric files so live-only gauges stop counting it."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid, _metrics_dir)
+
+
+def on_exit(server: Any) -> None:
+    """Remove the metrics directory this config created."""
+    if _created_metrics_dir:
+        shutil.rmtree(_metrics_dir, ignore_errors=True)

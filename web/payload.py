@@ -1,0 +1,59 @@
+"""Turn a request body into a JSON object, or a client error that says what was wrong."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+__all__ = ["JSON_MIMETYPES", "ClientError", "parse_json_object"]
+
+JSON_MIMETYPES = frozenset({"application/json"})
+
+
+class ClientError(Exception):
+    """A request the client must fix: an HTTP status, a message and the offending field."""
+
+    def __init__(self, status: int, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.field = field
+
+    def to_dict(self) -> dict[str, str | None]:
+        """Return the JSON error body every endpoint uses."""
+        return {"error": self.message, "field": self.field}
+
+
+def parse_json_object(mimetype: str, body: bytes) -> dict[str, Any]:
+    """Return the body as a JSON object; raise ClientError (415 or 400) otherwise."""
+    if mimetype not in JSON_MIMETYPES and not mimetype.endswith("+json"):
+        shown = mimetype or "none"
+        raise ClientError(415, f"Content-Type must be application/json, got {shown}")
+    if not body.strip():
+        raise ClientError(400, "the request body is empty: send a JSON object")
+    try:
+        value = json.loads(body)
+    except UnicodeDecodeError:
+        raise ClientError(400, "the request body is not UTF-8 encoded JSON") from None
+    except json.JSONDecodeError as exc:
+        message = f"the request body is not valid JSON: {exc.msg} at character {exc.pos}"
+        raise ClientError(400, message) from None
+    except ValueError:  # e.g. an integer literal longer than Python's digit limit
+        raise ClientError(400, "the request body holds a number too long to parse") from None
+    except RecursionError:
+        raise ClientError(400, "the request body nests JSON too deeply") from None
+    if not isinstance(value, dict):
+        raise ClientError(400, f"the request body must be a JSON object, got {_json_type(value)}")
+    return value
+
+
+def _json_type(value: object) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if value is None:
+        return "null"
+    return "a number"

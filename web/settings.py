@@ -1,0 +1,74 @@
+"""Web settings: bind address, gunicorn workers and request limits (env prefix ``DEPLOY_WEB_``)."""
+
+from __future__ import annotations
+
+import os
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = [
+    "DEFAULT_PORT",
+    "MAX_BATCH_RIDES",
+    "MAX_BODY_BYTES",
+    "MULTIPROC_ENV",
+    "WebSettings",
+    "default_workers",
+]
+
+DEFAULT_PORT = 9696  # the course's port
+MAX_BATCH_RIDES = 10_000
+MAX_BODY_BYTES = 1024 * 1024
+# prometheus-client's own variable (not ours): it picks its storage from it when imported, so
+# it is named here, where nothing imports prometheus-client, for the gunicorn config to set.
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def default_workers() -> int:
+    """Return gunicorn's rule of thumb for CPU-bound sync workers: one per core, plus one."""
+    return (os.cpu_count() or 1) + 1
+
+
+class WebSettings(BaseSettings):
+    """Everything the web service and its gunicorn config read from the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="DEPLOY_WEB_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    """Interface to bind; loopback locally, the container sets ``0.0.0.0``."""
+
+    port: int = Field(DEFAULT_PORT, ge=1, le=65535)
+    """TCP port to listen on (the course's 9696)."""
+
+    workers: int = Field(default_factory=default_workers, ge=1, le=64)
+    """gunicorn worker processes; predictions are CPU-bound, so about one per core."""
+
+    worker_class: str = "sync"
+    """gunicorn worker class: ``sync`` (one request per worker) or ``gthread``."""
+
+    threads: int = Field(1, ge=1, le=64)
+    """Threads per worker (only used by ``gthread``)."""
+
+    timeout: int = Field(30, ge=1)
+    """Seconds a worker may spend on one request before the master restarts it."""
+
+    graceful_timeout: int = Field(20, ge=1)
+    """Seconds workers get to finish in-flight requests after SIGTERM."""
+
+    keepalive: int = Field(5, ge=0)
+    """Seconds an idle keep-alive connection stays open (``gthread`` only)."""
+
+    backlog: int = Field(2048, ge=1)
+    """Pending connections the kernel queues while every worker is busy."""
+
+    max_batch_rides: int = Field(MAX_BATCH_RIDES, ge=1)
+    """Most rides one ``POST /predict/batch`` may carry."""
+
+    max_body_bytes: int = Field(MAX_BODY_BYTES, ge=1024)
+    """Largest request body accepted; bigger bodies get 413 before they are parsed."""
+
+    access_log: bool = True
+    """Write one JSON line per request to stdout."""
+
+    log_level: str = "info"
+    """gunicorn's error-log level."""

@@ -1,0 +1,51 @@
+"""The one wiring module gunicorn loads: ``gunicorn deploy_modes.web.wsgi:app``.
+
+Module-level set-up is deliberate here (and only here): with gunicorn's ``preload_app`` the
+master loads the model once and every forked worker shares it.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from flask import Flask
+
+from deploy_modes.core.artifact import load_model
+from deploy_modes.core.errors import DeployError
+from deploy_modes.core.scoring import ModelService
+from deploy_modes.core.settings import CoreSettings
+from deploy_modes.web.app import ACCESS_LOGGER, create_app
+from deploy_modes.web.settings import WebSettings
+
+__all__ = ["app", "build_app", "configure_logging"]
+
+
+def configure_logging() -> None:
+    """Send the JSON access lines, bare, to stdout (once, however often it is called)."""
+    access = logging.getLogger(ACCESS_LOGGER)
+    if not any(getattr(h, "_deploy_web", False) for h in access.handlers):
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler._deploy_web = True  # type: ignore[attr-defined]
+        access.addHandler(handler)
+    access.setLevel(logging.INFO)
+    access.propagate = False  # the line is already JSON; no second, prefixed copy
+
+
+def build_app(web: WebSettings, core: CoreSettings) -> Flask:
+    """Load the configured model and return the app serving it."""
+    return create_app(ModelService(load_model(core.model_location)), web)
+
+
+def _load() -> Flask:
+    configure_logging()
+    try:
+        return build_app(WebSettings(), CoreSettings())
+    except DeployError as exc:
+        # One clear line in the log instead of a gunicorn traceback; gunicorn exits with it.
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
+
+
+app = _load()
