@@ -1,0 +1,314 @@
+"""Sinks for predictions, chosen by URI; each run of an interval replaces its output atomically.
+
+A writer opens a :class:`Session` per interval. Nothing is visible until ``commit``: parquet is
+streamed into a hidden temp file that is renamed into place (local) or uploaded as one object
+(S3, where even a multipart upload appears only once complete); SQL rows go in inside one
+transaction that first deletes the interval's previous rows. A killed job leaves the old output
+(or none), never a partial one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Protocol
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from deploy_modes.batch.intervals import Interval
+from deploy_modes.batch.readers import _engine, _one_line, _safe_url, check_location, is_sql
+from deploy_modes.core.errors import DataError, DeployError
+from deploy_modes.core.storage import aws_client, is_s3, parse_s3
+
+__all__ = [
+    "INTERVAL_COLUMN",
+    "OUTPUT_SCHEMA",
+    "ParquetWriter",
+    "Session",
+    "SqlWriter",
+    "Writer",
+    "open_writer",
+]
+
+OUTPUT_SCHEMA = pa.schema(
+    [
+        ("ride_id", pa.string()),
+        ("lpep_pickup_datetime", pa.timestamp("us")),
+        ("PULocationID", pa.int64()),
+        ("DOLocationID", pa.int64()),
+        ("actual_duration", pa.float64()),
+        ("predicted_duration", pa.float64()),
+        ("diff", pa.float64()),
+        ("model_version", pa.string()),
+    ]
+)
+INTERVAL_COLUMN = "batch_interval"  # SQL only: which run wrote the row, so a rerun replaces it
+_TMP_SUFFIX = ".tmp"
+_INSERT_ROWS = 20_000  # rows per INSERT: one statement per chunk would be too large a packet
+
+
+class Session(Protocol):
+    """One interval's output in progress."""
+
+    def write(self, table: pa.Table) -> None:
+        """Add scored rows."""
+        ...
+
+    def commit(self) -> None:
+        """Make the output visible, replacing the interval's previous output."""
+        ...
+
+    def abort(self) -> None:
+        """Drop everything written so far, leaving the previous output untouched."""
+        ...
+
+
+class Writer(Protocol):
+    """What the job needs from a sink."""
+
+    def describe(self) -> str:
+        """Return the destination for messages."""
+        ...
+
+    def begin(self, interval: Interval) -> Session:
+        """Start replacing ``interval``'s output."""
+        ...
+
+
+def _temp_prefix(path: Path) -> str:
+    return f".{path.name}."
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Delete temp files a killed run left next to ``path`` (hidden, so no reader saw them)."""
+    if path.parent.is_dir():
+        for stale in path.parent.glob(f"{_temp_prefix(path)}*{_TMP_SUFFIX}"):
+            stale.unlink(missing_ok=True)
+
+
+class _ParquetSession:
+    def __init__(self, target: str, client: Any = None) -> None:
+        self.target = target
+        self._client = client
+        if is_s3(target):
+            self._loc = parse_s3(target)
+            self._check_bucket()
+            fd, self._tmp = tempfile.mkstemp(prefix="deploy-batch-out-", suffix=".parquet")
+        else:
+            path = Path(target)
+            if path.is_dir():
+                raise DeployError(f"output is a directory, not a file: {path}")
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise DeployError(f"cannot create output folder {path.parent}: {exc}") from exc
+            _remove_stale_temps(path)
+            fd, self._tmp = tempfile.mkstemp(
+                dir=path.parent, prefix=_temp_prefix(path), suffix=_TMP_SUFFIX
+            )
+        os.close(fd)
+        self._writer: pq.ParquetWriter | None = pq.ParquetWriter(
+            self._tmp, OUTPUT_SCHEMA, compression="snappy"
+        )
+
+    def _s3(self) -> Any:
+        if self._client is None:
+            self._client = aws_client("s3")
+        return self._client
+
+    def _check_bucket(self) -> None:
+        """Fail before scoring, not after, when the bucket is missing."""
+        try:
+            self._s3().head_bucket(Bucket=self._loc.bucket)
+        except Exception as exc:
+            code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+            if code in {"404", "NoSuchBucket", "NotFound"}:
+                raise DeployError(f"S3 bucket does not exist: s3://{self._loc.bucket}") from exc
+            raise DeployError(f"cannot write to s3://{self._loc.bucket}: {_one_line(exc)}") from exc
+
+    def write(self, table: pa.Table) -> None:
+        assert self._writer is not None
+        self._writer.write_table(table)
+
+    def commit(self) -> None:
+        assert self._writer is not None
+        self._writer.close()
+        self._writer = None
+        try:
+            if is_s3(self.target):
+                try:
+                    # upload_file goes multipart for big files; S3 shows the object only once
+                    # the upload completes, so readers never see part of it.
+                    self._s3().upload_file(self._tmp, self._loc.bucket, self._loc.key)
+                except Exception as exc:
+                    raise DeployError(f"upload to {self.target} failed: {_one_line(exc)}") from exc
+            else:
+                with open(self._tmp, "rb+") as handle:
+                    os.fsync(handle.fileno())
+                os.replace(self._tmp, self.target)
+        finally:
+            Path(self._tmp).unlink(missing_ok=True)
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            # Closing a half-written file may fail; it is deleted anyway.
+            with contextlib.suppress(Exception):
+                self._writer.close()
+            self._writer = None
+        Path(self._tmp).unlink(missing_ok=True)
+
+
+class ParquetWriter:
+    """Write each interval to one parquet file: a local path or an ``s3://`` object."""
+
+    def __init__(self, location: str, client: Any = None) -> None:
+        self.location = location
+        self._client = client
+
+    def describe(self) -> str:
+        """Return the output location."""
+        return self.location
+
+    def begin(self, interval: Interval) -> Session:
+        """Start a hidden temp file for the interval."""
+        return _ParquetSession(self.location, self._client)
+
+
+class _SqlSession:
+    def __init__(self, writer: SqlWriter, interval: Interval) -> None:
+        import sqlalchemy as sa
+
+        self._sa = sa
+        self._writer = writer
+        self._label = interval.label
+        self._conn = writer.engine.connect()
+        self._trans = self._conn.begin()
+        try:
+            table = writer.table
+            self._conn.execute(sa.delete(table).where(table.c[INTERVAL_COLUMN] == self._label))
+        except sa.exc.SQLAlchemyError as exc:
+            self.abort()
+            raise DeployError(f"cannot write to {writer.describe()}: {_one_line(exc)}") from exc
+
+    def write(self, table: pa.Table) -> None:
+        labelled = table.append_column(INTERVAL_COLUMN, pa.repeat(self._label, table.num_rows))
+        try:
+            for start in range(0, labelled.num_rows, _INSERT_ROWS):
+                rows = labelled.slice(start, _INSERT_ROWS).to_pylist()
+                self._conn.execute(self._writer.table.insert(), rows)
+        except self._sa.exc.SQLAlchemyError as exc:
+            raise DeployError(
+                f"cannot write to {self._writer.describe()}: {_one_line(exc)}"
+            ) from exc
+
+    def commit(self) -> None:
+        try:
+            self._trans.commit()
+        except self._sa.exc.SQLAlchemyError as exc:
+            raise DeployError(
+                f"cannot commit to {self._writer.describe()}: {_one_line(exc)}"
+            ) from exc
+        finally:
+            self._conn.close()
+
+    def abort(self) -> None:
+        try:
+            if self._trans.is_active:
+                self._trans.rollback()
+        finally:
+            self._conn.close()
+
+
+class SqlWriter:
+    """Write predictions to a SQL table keyed by ``ride_id``, one transaction per interval."""
+
+    def __init__(self, url: str, table: str = "predictions") -> None:
+        from deploy_modes.batch.readers import sql_url
+
+        self.url = sql_url(url)
+        self.table_name = table
+        self._engine: Any = None
+        self._table: Any = None
+
+    def describe(self) -> str:
+        """Return the destination as ``url#table`` without a password."""
+        return f"{_safe_url(self.url)}#{self.table_name}"
+
+    @property
+    def engine(self) -> Any:
+        """Return the engine, creating the predictions table on first use."""
+        if self._engine is None:
+            self._engine = _sink_engine(self.url)
+            self._table = self._ensure_table()
+        return self._engine
+
+    @property
+    def table(self) -> Any:
+        """Return the predictions table."""
+        _ = self.engine
+        return self._table
+
+    def _ensure_table(self) -> Any:
+        import sqlalchemy as sa
+
+        metadata = sa.MetaData()
+        table = sa.Table(
+            self.table_name,
+            metadata,
+            sa.Column("ride_id", sa.String(64), primary_key=True),
+            sa.Column("lpep_pickup_datetime", sa.DateTime),
+            sa.Column("PULocationID", sa.BigInteger),
+            sa.Column("DOLocationID", sa.BigInteger),
+            sa.Column("actual_duration", sa.Float),
+            sa.Column("predicted_duration", sa.Float),
+            sa.Column("diff", sa.Float),
+            sa.Column("model_version", sa.String(64)),
+            sa.Column(INTERVAL_COLUMN, sa.String(32), index=True),
+        )
+        try:
+            metadata.create_all(self._engine, checkfirst=True)
+            existing = sa.Table(self.table_name, sa.MetaData(), autoload_with=self._engine)
+        except sa.exc.SQLAlchemyError as exc:
+            raise DeployError(f"cannot use {self.describe()}: {_one_line(exc)}") from exc
+        missing = [c.name for c in table.columns if c.name not in existing.c]
+        if missing:
+            raise DataError(
+                f"table {self.table_name!r} exists but lacks columns: {', '.join(missing)}"
+            )
+        return table
+
+    def begin(self, interval: Interval) -> Session:
+        """Open a transaction that first deletes the interval's previous rows."""
+        return _SqlSession(self, interval)
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+
+def _sink_engine(url: str) -> Any:
+    import sqlalchemy as sa
+
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError as exc:
+        raise DeployError(f"bad database URL {url!r}: {_one_line(exc)}") from exc
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        return _engine(url) if Path(parsed.database).is_file() else sa.create_engine(parsed)
+    return _engine(url)
+
+
+def open_writer(location: str, table: str = "predictions", client: Any = None) -> Writer:
+    """Return the writer for ``location``: a database URL, ``s3://`` or a local path."""
+    check_location(location)
+    if is_sql(location):
+        return SqlWriter(location, table)
+    if not location.endswith(".parquet"):
+        raise DeployError(f"output must be a .parquet file or a database URL, got {location!r}")
+    return ParquetWriter(location, client)
