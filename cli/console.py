@@ -2,20 +2,37 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import warnings
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from typer.core import TyperGroup
 
 from deploy_modes.core.errors import DeployError
 
-__all__ = ["DeployGroup", "console", "err_console", "fail", "say", "typer_app"]
+__all__ = [
+    "DeployGroup",
+    "console",
+    "err_console",
+    "fail",
+    "isatty",
+    "progress",
+    "say",
+    "typer_app",
+    "warnings_as_lines",
+]
 
-console = Console()
-err_console = Console(stderr=True)
+_PLAIN_STEPS = 10  # off a terminal, report progress at every 10%
+
+# soft_wrap: long lines stay whole in logs and pipes instead of wrapping at 80 columns.
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 def say(message: str) -> None:
@@ -57,3 +74,49 @@ def typer_app(help_text: str, **kwargs: Any) -> typer.Typer:
 def isatty() -> bool:
     """Return whether stdout is a terminal (progress bars) or not (plain summary lines)."""
     return sys.stdout.isatty()
+
+
+@contextlib.contextmanager
+def progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
+    """Yield ``advance(n)``: a rich progress bar on a terminal, a few plain lines otherwise."""
+    if console.is_terminal:
+        bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        )
+        with bar:
+            task = bar.add_task(description, total=total)
+            yield lambda n: bar.advance(task, n)
+        return
+    done = 0
+    reported = 0
+
+    def advance(n: int) -> None:
+        nonlocal done, reported
+        done += n
+        step = done * _PLAIN_STEPS // max(total, 1)
+        if step > reported:
+            reported = step
+            console.print(f"{description}: {done:,}/{total:,}", highlight=False)
+
+    yield advance
+
+
+@contextlib.contextmanager
+def warnings_as_lines() -> Iterator[None]:
+    """Print warnings raised inside as one ``warning: ...`` line each, not Python's format."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            for item in caught:
+                err_console.print(
+                    f"[bold yellow]warning:[/bold yellow] {item.message}",
+                    highlight=False,
+                    soft_wrap=True,
+                )

@@ -55,17 +55,22 @@ def ensure_emulator(
             f"port {port} is taken by something that is not an AWS emulator: "
             "stop it or choose another port"
         )
-    moto = shutil.which("moto_server") or shutil.which(
-        "moto_server", path=str(Path(sys.executable).parent)
-    )
-    args = [moto] if moto else [sys.executable, "-m", "moto.server"]
     try:
         import moto as _moto  # noqa: F401 - only to give a clear error
     except ImportError as exc:
         raise DeployError(
             "the local AWS emulator needs moto: pip install 'deploy-modes[emulator]'"
         ) from exc
+    # Prefer the moto_server next to this interpreter (the venv's), then one on PATH.
+    moto = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or shutil.which(
+        "moto_server"
+    )
+    args = [moto] if moto else [sys.executable, "-m", "moto.server"]
     log = (log_dir or Path(".deploy/logs")) / f"moto-{port}.log"
     process = ManagedProcess("moto server", [*args, "-H", host, "-p", str(port)], log_path=log)
-    wait_http(f"{url}/moto-api/", timeout=30, process=process)
+    try:
+        wait_http(f"{url}/moto-api/", timeout=30, process=process)
+    except BaseException:  # never leave a half-started server behind
+        process.stop(timeout=5)
+        raise
     return Emulator(url, process)

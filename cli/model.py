@@ -5,30 +5,45 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from deploy_modes.cli.console import console, say, typer_app
+from deploy_modes.cli.console import console, say, typer_app, warnings_as_lines
 from deploy_modes.core.settings import CoreSettings
 
-__all__ = ["data", "model_app", "train"]
+__all__ = ["MAX_ROWS", "data", "model_app", "show", "train"]
+
+# About 10x the biggest real TLC month (yellow); more would need several GB of memory.
+MAX_ROWS = 10_000_000
+
+
+def _default(name: str) -> Any:
+    return CoreSettings.model_fields[name].default
+
 
 model_app = typer_app("Inspect model artifacts.")
 
 
 def data(
     month: Annotated[str, typer.Option(help="Month to generate, YYYY-MM.")] = "2021-01",
-    rows: Annotated[int, typer.Option(min=0, max=50_000_000, help="Rides to generate.")] = 80_000,
+    rows: Annotated[
+        int,
+        typer.Option(min=0, max=MAX_ROWS, envvar="DEPLOY_DEMO_ROWS", help="Rides to generate."),
+    ] = _default("demo_rows"),
     out: Annotated[
-        Path | None,
-        typer.Option(help="Output file (default: DATA_DIR/green_tripdata_YYYY-MM.parquet)."),
+        str | None,
+        typer.Option(
+            help="Output file or s3:// URI (default: DATA_DIR/green_tripdata_YYYY-MM.parquet)."
+        ),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Random seed: same seed, same rides.")] = 42,
+    seed: Annotated[
+        int, typer.Option(envvar="DEPLOY_SEED", help="Random seed: same seed, same rides.")
+    ] = _default("seed"),
     data_dir: Annotated[
         Path, typer.Option(envvar="DEPLOY_DATA_DIR", help="Where monthly files go.")
-    ] = Path("data"),
+    ] = _default("data_dir"),
 ) -> None:
     """Generate a month of NYC green-taxi trips in the real TLC parquet schema.
 
@@ -37,31 +52,47 @@ def data(
     from deploy_modes.core.data import generate_month, month_file, parse_month, write_month
 
     year, mon = parse_month(month)
-    target = out or data_dir / month_file(year, mon)
+    target = out or str(data_dir / month_file(year, mon))
     started = time.perf_counter()
     with console.status(f"generating {rows:,} rides for {month}"):
         frame = generate_month(year, mon, rows=rows, seed=seed)
         write_month(frame, target)
     seconds = time.perf_counter() - started
-    console.print(f"wrote {len(frame):,} rides to {target} in {seconds:.1f}s")
+    console.print(f"wrote {len(frame):,} rides to {target} in {seconds:.1f}s", highlight=False)
 
 
 def train(
-    train_month: Annotated[str, typer.Option(help="Month to fit on, YYYY-MM.")] = "2021-01",
-    val_month: Annotated[str, typer.Option(help="Month to validate on, YYYY-MM.")] = "2021-02",
+    train_month: Annotated[
+        str, typer.Option(envvar="DEPLOY_TRAIN_MONTH", help="Month to fit on, YYYY-MM.")
+    ] = _default("train_month"),
+    val_month: Annotated[
+        str, typer.Option(envvar="DEPLOY_VAL_MONTH", help="Month to validate on, YYYY-MM.")
+    ] = _default("val_month"),
     regressor: Annotated[
         str,
         typer.Option(help="linear, ridge, lasso, random_forest, or a dotted class path."),
     ] = "linear",
     out: Annotated[
-        str | None, typer.Option(help="Artifact directory (default: DEPLOY_MODEL_LOCATION).")
-    ] = None,
+        str,
+        typer.Option(
+            envvar="DEPLOY_MODEL_LOCATION", help="Artifact directory or s3:// prefix to write."
+        ),
+    ] = _default("model_location"),
     rows: Annotated[
-        int, typer.Option(min=1, help="Rides per month to generate when a month is missing.")
-    ] = 80_000,
+        int,
+        typer.Option(
+            min=1,
+            max=MAX_ROWS,
+            envvar="DEPLOY_DEMO_ROWS",
+            help="Rides per month to generate when a month is missing.",
+        ),
+    ] = _default("demo_rows"),
+    seed: Annotated[
+        int, typer.Option(envvar="DEPLOY_SEED", help="Seed for months generated here.")
+    ] = _default("seed"),
     data_dir: Annotated[
         Path, typer.Option(envvar="DEPLOY_DATA_DIR", help="Where monthly files live.")
-    ] = Path("data"),
+    ] = _default("data_dir"),
 ) -> None:
     """Train the ride-duration model on one month and validate it on the next.
 
@@ -69,20 +100,23 @@ def train(
 
     Example: deploy train --train-month 2021-01 --val-month 2021-02 --regressor linear
     """
+    from deploy_modes.core.data import parse_month
     from deploy_modes.core.demo import ensure_month
     from deploy_modes.core.training import make_regressor, train_model
 
-    settings = CoreSettings()
-    make_regressor(regressor)  # an unknown name fails before any data is generated
-    target = out or settings.model_location
-    train_path = ensure_month(data_dir, train_month, rows, settings.seed, say)
-    val_path = ensure_month(data_dir, val_month, rows, settings.seed, say)
-    result = train_model(train_path, val_path, target, regressor=regressor, progress=say)
+    # Bad arguments fail before any data is generated.
+    make_regressor(regressor)
+    parse_month(train_month)
+    parse_month(val_month)
+    train_path = ensure_month(data_dir, train_month, rows, seed, say)
+    val_path = ensure_month(data_dir, val_month, rows, seed, say)
+    result = train_model(train_path, val_path, out, regressor=regressor, progress=say)
     manifest = result.manifest
     console.print(
         f"[bold green]trained[/bold green] {manifest['name']} version {manifest['version']}: "
         f"validation RMSE {manifest['metrics']['val_rmse']:.3f} min "
-        f"(train {manifest['metrics']['train_rmse']:.3f}) -> {target}"
+        f"(train {manifest['metrics']['train_rmse']:.3f}) -> {out}",
+        highlight=False,
     )
 
 
@@ -98,7 +132,8 @@ def show(
     from deploy_modes.core.artifact import load_model
     from deploy_modes.core.scoring import ModelService
 
-    loaded = load_model(location)
+    with warnings_as_lines():  # a version mismatch is one clear line, not Python's format
+        loaded = load_model(location)
     manifest = loaded.manifest
     if as_json:
         typer.echo(json.dumps(manifest, indent=2))

@@ -34,10 +34,14 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+# Our children listen on loopback: never route their health checks through an HTTP proxy.
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def http_ok(url: str, timeout: float = 1.0) -> bool:
     """Return whether ``url`` answers with a status below 500."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # loopback only
+        with _DIRECT.open(url, timeout=timeout) as response:
             return int(response.status) < 500
     except urllib.error.HTTPError as exc:
         return exc.code < 500
@@ -78,15 +82,19 @@ class ManagedProcess:
         if log_path is not None:
             log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log = log_path.open("ab")
-        self.popen = subprocess.Popen(
-            self.args,
-            env={**os.environ, **(env or {})},
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            cwd=cwd,
-            start_new_session=True,  # our Ctrl-C reaches us first; we stop it in order
-        )
+        try:
+            self.popen = subprocess.Popen(
+                self.args,
+                env={**os.environ, **(env or {})},
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=cwd,
+                start_new_session=True,  # our Ctrl-C reaches us first; we stop it in order
+            )
+        except OSError as exc:  # no such program, not executable
+            self._close_log()
+            raise DeployError(f"cannot start {name} ({self.args[0]}): {exc.strerror}") from exc
 
     @classmethod
     def python(cls, name: str, args: Sequence[str], **kwargs: object) -> ManagedProcess:
@@ -118,8 +126,7 @@ class ManagedProcess:
             except subprocess.TimeoutExpired:
                 self.kill()
         code = self.popen.wait()
-        if not isinstance(self._log, int):
-            self._log.close()
+        self._close_log()
         return code
 
     def kill(self) -> None:
@@ -127,6 +134,12 @@ class ManagedProcess:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.popen.pid, signal.SIGKILL)
         self.popen.wait()
+        self._close_log()
+
+    def _close_log(self) -> None:
+        if not isinstance(self._log, int):
+            self._log.close()
+            self._log = subprocess.DEVNULL
 
     def __enter__(self) -> ManagedProcess:
         return self

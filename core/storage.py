@@ -126,7 +126,9 @@ def write_bytes(uri: str | os.PathLike[str], data: bytes, client: Any = None) ->
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:  # a file where a directory should be, no permission, ...
+    except (FileExistsError, NotADirectoryError) as exc:
+        raise DeployError(f"cannot write {path}: {exc.filename} is not a directory") from exc
+    except OSError as exc:  # no permission, read-only file system, ...
         raise DeployError(f"cannot write {path}: {exc.strerror or exc}") from exc
     try:
         with os.fdopen(fd, "wb") as handle:
