@@ -1,0 +1,48 @@
+"""Wire the real objects: model -> stream service -> Kinesis client -> checkpoints -> consumer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from deploy_modes.core.artifact import load_model
+from deploy_modes.core.scoring import ModelService
+from deploy_modes.core.storage import aws_client
+from deploy_modes.stream.checkpoints import CheckpointStore, DynamoCheckpoints, SQLiteCheckpoints
+from deploy_modes.stream.consumer import Consumer
+from deploy_modes.stream.service import StreamService
+from deploy_modes.stream.settings import StreamSettings
+
+__all__ = ["build_consumer", "checkpoint_store", "kinesis_client", "stream_service"]
+
+
+def kinesis_client(settings: StreamSettings) -> Any:
+    """Return a Kinesis client for the configured endpoint."""
+    return aws_client("kinesis", settings.endpoint_url)
+
+
+def stream_service(model_location: str, settings: StreamSettings) -> StreamService:
+    """Load the model once and return the stream service around it."""
+    return StreamService(ModelService(load_model(model_location)), settings.max_record_bytes)
+
+
+def checkpoint_store(settings: StreamSettings) -> CheckpointStore:
+    """Return the configured checkpoint store (SQLite file or DynamoDB table)."""
+    if settings.checkpoint_store == "dynamodb":
+        return DynamoCheckpoints(
+            aws_client("dynamodb", settings.endpoint_url), settings.checkpoint_table
+        )
+    return SQLiteCheckpoints(settings.checkpoint_path)
+
+
+def build_consumer(
+    model_location: str, settings: StreamSettings, log: Callable[[str], None] | None = None
+) -> Consumer:
+    """Build the consumer the CLI and the container run."""
+    return Consumer(
+        stream_service(model_location, settings),
+        kinesis_client(settings),
+        checkpoint_store(settings),
+        settings,
+        log,
+    )

@@ -1,0 +1,60 @@
+"""Stream settings: stream names, endpoint, checkpoints (env prefix ``DEPLOY_STREAM_``)."""
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["StreamSettings"]
+
+
+class StreamSettings(BaseSettings):
+    """Everything the consumer and the stream commands need, read once at the edge."""
+
+    model_config = SettingsConfigDict(env_prefix="DEPLOY_STREAM_", extra="ignore")
+
+    input_stream: str = "ride_events"
+    """Kinesis stream the rides arrive on."""
+
+    output_stream: str = "ride_predictions"
+    """Kinesis stream the prediction events go to (partition key = ride_id)."""
+
+    dlq_stream: str = "ride_events_dlq"
+    """Dead-letter stream for poison records (error + original payload)."""
+
+    shards: int = Field(2, ge=1, le=64)
+    """Shard count used when ``deploy stream init`` creates the streams."""
+
+    endpoint_url: str | None = None
+    """Kinesis/DynamoDB endpoint (the emulator); unset defers to AWS_ENDPOINT_URL or real AWS."""
+
+    consumer_name: str = "default"
+    """Name of this consumer; each name keeps its own checkpoints (fan-out)."""
+
+    checkpoint_store: Literal["sqlite", "dynamodb"] = "sqlite"
+    """Where shard checkpoints live: a local SQLite file, or a DynamoDB table in AWS."""
+
+    checkpoint_path: Path = Path(".deploy/stream/checkpoints.sqlite")
+    """SQLite checkpoint file (checkpoint_store=sqlite)."""
+
+    checkpoint_table: str = "deploy_stream_checkpoints"
+    """DynamoDB checkpoint table, created on first use (checkpoint_store=dynamodb)."""
+
+    start_position: Literal["TRIM_HORIZON", "LATEST"] = "TRIM_HORIZON"
+    """Where a shard without a checkpoint starts: the oldest record, or only new ones."""
+
+    batch_size: int = Field(500, ge=1, le=10_000)
+    """Most records one GetRecords call returns (one prediction batch per shard read)."""
+
+    poll_interval: float = Field(0.2, ge=0.0, le=60.0)
+    """Seconds to wait when every shard is empty before polling again."""
+
+    shard_refresh: float = Field(30.0, ge=1.0)
+    """Seconds between shard discoveries (picks up resharding)."""
+
+    put_attempts: int = Field(8, ge=1, le=100)
+    """PutRecords attempts (failed entries only) before the consumer gives up on a batch."""
+
+    max_record_bytes: int = Field(64 * 1024, ge=256, le=1024 * 1024)
+    """Largest input record accepted; bigger ones are poison (a ride is ~100 bytes)."""
