@@ -146,7 +146,7 @@ def backfill(first: str, last: str) -> list[Interval]:
     if count > MAX_BACKFILL_MONTHS:
         raise DeployError(f"a backfill covers at most {MAX_BACKFILL_MONTHS} months, got {count}")
     index = y0 * 12 + (m0 - 1)
-    return [month_interval(*divmod(index + i, 12)) for i in range(count)]
+    return [month_interval((index + i) // 12, (index + i) % 12 + 1) for i in range(count)]
 
 
 def resolve_intervals(

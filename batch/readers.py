@@ -44,6 +44,7 @@ TIME_COLUMNS = (PICKUP, DROPOFF)
 _URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _SQL_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "mariadb", "mssql", "oracle")
 _US_PER_MINUTE = 60_000_000.0
+_YELLOW = {PICKUP: "tpep_pickup_datetime", DROPOFF: "tpep_dropoff_datetime"}
 
 
 @dataclass
@@ -163,6 +164,7 @@ class ParquetReader:
         self._client = client
         self._tmp: str | None = None
         self._file: pq.ParquetFile | None = None
+        self._names: dict[str, str] = {c: c for c in REQUIRED_COLUMNS}
 
     def describe(self) -> str:
         """Return the source location."""
@@ -199,8 +201,16 @@ class ParquetReader:
                 f"{self.location} is not a readable parquet file: {_one_line(exc)}"
             ) from exc
         schema = self._file.schema_arrow
-        fields = {f.name: str(f.type) for f in schema}
-        kinds = {f.name: _arrow_kind(f.type) for f in schema}
+        names = set(schema.names)
+        # Yellow-taxi files name the times tpep_*: read them as the course's lpep_* columns.
+        self._names = {
+            c: _YELLOW.get(c, c) if c not in names and _YELLOW.get(c) in names else c
+            for c in REQUIRED_COLUMNS
+        }
+        by_name = {f.name: f for f in schema}
+        by_name.update({c: schema.field(n) for c, n in self._names.items() if n in names})
+        fields = {name: str(f.type) for name, f in by_name.items()}
+        kinds = {name: _arrow_kind(f.type) for name, f in by_name.items()}
         kinds = {
             c: ("time" if c in TIME_COLUMNS else "number") if k == "both" else k
             for c, k in kinds.items()
@@ -214,7 +224,8 @@ class ParquetReader:
             self.open()
         assert self._file is not None
         offset = 0
-        batches = self._file.iter_batches(batch_size=self.chunk_rows, columns=REQUIRED_COLUMNS)
+        columns = [self._names[c] for c in REQUIRED_COLUMNS]
+        batches = self._file.iter_batches(batch_size=self.chunk_rows, columns=columns)
         while True:
             try:
                 batch = next(batches)
@@ -224,6 +235,7 @@ class ParquetReader:
                 raise DataError(
                     f"{self.location} is corrupt after row {offset:,}: {_one_line(exc)}"
                 ) from exc
+            batch = batch.rename_columns(REQUIRED_COLUMNS)
             pickup = _as_timestamp(batch.column(PICKUP))
             dropoff = _as_timestamp(batch.column(DROPOFF))
             yield Chunk(
