@@ -116,7 +116,9 @@ def check_location(location: str) -> None:
 def _float_column(array: pa.ChunkedArray | pa.Array, name: str) -> np.ndarray:
     """Return a float64 numpy array with NaN for null."""
     try:
-        return np.asarray(pc.cast(array, pa.float64()).to_numpy(zero_copy_only=False), "float64")
+        return np.asarray(
+            pc.cast(array, pa.float64(), safe=False).to_numpy(zero_copy_only=False), "float64"
+        )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         raise DataError(f"column {name} cannot be read as numbers: {exc}") from exc
 

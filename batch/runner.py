@@ -110,12 +110,12 @@ def run_intervals(
     if not taxi_type or not taxi_type.replace("_", "").isalnum():
         raise DeployError(f"--taxi-type must be a word like green or yellow, got {taxi_type!r}")
     kinds = {i.kind for i in intervals}
-    if not is_sql(out) and (len(intervals) > 1 or kinds != {"month"}):
-        check_template(out, max(kinds, key=["month", "day", "hour"].index), "--output")
-    source = input or default_input(core)
+    source = default_input(core) if input is None else input
     check_location(source)
     if kinds != {"month"} and not is_sql(source):
         raise DeployError("--window 1h/1d needs a database input (files hold whole months)")
+    if not is_sql(out) and (len(intervals) > 1 or kinds != {"month"}):
+        check_template(out, max(kinds, key=["month", "day", "hour"].index), "--output")
     service = load_service(model, say)
     return [
         _run_one(

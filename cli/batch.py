@@ -13,9 +13,11 @@ from deploy_modes.cli.console import console, isatty, say, typer_app
 
 __all__ = ["app", "run"]
 
-app = typer_app("Run the batch mode: score an interval's rides and write predictions out.")
-
-_EXAMPLE = "Example: deploy batch --runtime local --month 2021-03"
+app = typer_app(
+    "Score an interval's rides (a month, the month or window before --run-date, or a "
+    "--from/--to backfill) and write predictions out, then exit: cron-friendly.\n\n"
+    "Example: deploy batch --runtime local --month 2021-03"
+)
 
 
 @contextmanager
