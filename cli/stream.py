@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 
 import typer
 
-from deploy_modes.cli.console import console, isatty, say, typer_app
+from deploy_modes.cli.console import console, isatty, progress, say, typer_app
 from deploy_modes.core.errors import DeployError
 
 __all__ = ["app"]
@@ -245,29 +245,11 @@ def send(
 
 
 def _send(client: Any, stream: str, rides: list[Any], rate: float | None, total: int) -> int:
-    """Send with a progress bar on a terminal, plain lines otherwise."""
+    """Send with a progress bar on a terminal, a few plain lines otherwise."""
     from deploy_modes.stream.rides import send_rides
 
-    if isatty():
-        from rich.progress import Progress
-
-        with Progress(console=console) as progress:
-            task = progress.add_task(f"sending to {stream}", total=total)
-            return send_rides(
-                client,
-                stream,
-                rides,
-                rate,
-                on_batch=lambda batch, _: progress.advance(task, len(batch)),
-            )
-    done = [0]
-
-    def report(batch: list[Any], _: float) -> None:
-        done[0] += len(batch)
-        if done[0] == total or done[0] % 5000 < len(batch):
-            typer.echo(f"sent {done[0]:,}/{total:,}")
-
-    return send_rides(client, stream, rides, rate, on_batch=report)
+    with progress(f"sending to {stream}", total) as advance:
+        return send_rides(client, stream, rides, rate, lambda batch, _: advance(len(batch)))
 
 
 @app.command("tail")

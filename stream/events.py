@@ -67,7 +67,8 @@ def decode_ride_event(data: bytes, max_bytes: int = MAX_RECORD_BYTES) -> RideEve
     if len(data) > max_bytes:
         return Poison(f"record is {len(data):,} bytes, more than the {max_bytes:,} allowed")
     try:
-        body = json.loads(data)
+        # Decode explicitly: json.loads(bytes) would guess UTF-16/32 from the first bytes.
+        body = json.loads(data.decode("utf-8"))
     except UnicodeDecodeError:
         return Poison("record is not UTF-8 text")
     except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError

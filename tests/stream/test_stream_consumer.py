@@ -1,0 +1,165 @@
+"""The consumer in-process against the real moto server: counts, values, poison, fan-out, resume."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+from stream_helpers import dead_letters, predictions_by_id, ride_bytes
+
+from deploy_modes.core.scoring import ModelService
+from deploy_modes.core.storage import aws_client
+from deploy_modes.stream.checkpoints import SQLiteCheckpoints
+from deploy_modes.stream.consumer import Consumer
+from deploy_modes.stream.kinesis import list_shard_ids, put_records
+from deploy_modes.stream.rides import generated_rides, send_rides
+from deploy_modes.stream.service import OutputRecord, StreamService
+from deploy_modes.stream.settings import StreamSettings
+
+pytestmark = pytest.mark.integration
+
+
+def _consumer(service: StreamService, settings: StreamSettings, **changes: Any) -> Consumer:
+    settings = settings.model_copy(update=changes)
+    return Consumer(
+        service,
+        aws_client("kinesis", settings.endpoint_url),
+        SQLiteCheckpoints(settings.checkpoint_path),
+        settings,
+    )
+
+
+def _drain(consumer: Consumer) -> int:
+    """Poll until a full round over every shard finds nothing; return the records handled."""
+    total = 0
+    while handled := consumer.poll_once():
+        total += handled
+    return total
+
+
+def test_2000_rides_over_4_shards_become_2000_equal_predictions(
+    kinesis: Any,
+    streams: StreamSettings,
+    stream_service: StreamService,
+    model_service: ModelService,
+) -> None:
+    rides = generated_rides(2000, seed=3)
+    assert send_rides(kinesis, streams.input_stream, rides) == 2000
+    consumer = _consumer(stream_service, streams, batch_size=300)
+    assert _drain(consumer) == 2000
+    assert len(consumer.readers) == 4
+    assert all(reader.after for reader in consumer.readers.values())  # every shard got rides
+
+    found = predictions_by_id(kinesis, streams.output_stream)
+    assert sorted(found) == list(range(1, 2001))
+    for ride in rides:
+        (duration,) = found[ride["ride_id"]]
+        assert duration == model_service.predict_one(ride["ride"])
+    assert consumer.stats.predictions == 2000
+    assert dead_letters(kinesis, streams.dlq_stream) == []
+
+
+def test_poison_records_go_to_the_dlq_and_the_rides_around_them_are_predicted(
+    kinesis: Any, streams: StreamSettings, stream_service: StreamService
+) -> None:
+    records = [
+        ride_bytes(130, 205, 3.66, 1),
+        b"{this is not json",
+        ride_bytes(130, 205, 3.66, 2),
+        ride_bytes(130, 205, "far", 3),
+        ride_bytes(0, 205, 3.66, 4),
+        b"\xff\xfe binary",
+        b'{"ride": {"PULocationID": 1, "DOLocationID": 2, "trip_distance": 1}}',
+        b"x" * 70_000,
+        ride_bytes(130, 205, 3.66, 5),
+    ]
+    # One partition key: all on one shard, in this order, so the good ones surround the bad.
+    put_records(kinesis, streams.input_stream, [OutputRecord(d, "same") for d in records])
+    consumer = _consumer(stream_service, streams)
+    assert _drain(consumer) == len(records)
+
+    assert sorted(predictions_by_id(kinesis, streams.output_stream)) == [1, 2, 5]
+    letters = dead_letters(kinesis, streams.dlq_stream)
+    assert len(letters) == 6
+    errors = " | ".join(letter["error"] for letter in letters)
+    for reason in (
+        "not valid JSON",
+        "must be a number",
+        "between 1 and 265",
+        "not UTF-8",
+        "ride_id is required",
+        "more than the 65,536 allowed",
+    ):
+        assert reason in errors
+    by_error = {letter["error"]: letter for letter in letters}
+    bad_json = next(v for k, v in by_error.items() if "not valid JSON" in k)
+    assert bad_json["payload"] == "{this is not json"
+    assert any("payload_base64" in letter for letter in letters)
+    # The shard is not stalled: its checkpoint is past the last record.
+    (reader,) = [r for r in consumer.readers.values() if r.after]
+    store = SQLiteCheckpoints(streams.checkpoint_path)
+    assert store.get("default", streams.input_stream, reader.shard_id) == reader.after
+
+
+def test_two_consumer_names_each_see_every_record(
+    kinesis: Any, streams: StreamSettings, stream_service: StreamService
+) -> None:
+    send_rides(kinesis, streams.input_stream, generated_rides(300, seed=5))
+    first = _consumer(stream_service, streams, consumer_name="billing")
+    second = _consumer(stream_service, streams, consumer_name="analytics")
+    assert _drain(first) == 300
+    assert _drain(second) == 300  # the first one's checkpoints do not move the second
+    found = predictions_by_id(kinesis, streams.output_stream)
+    assert sorted(found) == list(range(1, 301))
+    assert all(len(durations) == 2 for durations in found.values())
+
+
+def test_a_restart_resumes_after_the_checkpoint(
+    kinesis: Any, streams: StreamSettings, stream_service: StreamService
+) -> None:
+    send_rides(kinesis, streams.input_stream, generated_rides(200, seed=9))
+    assert _drain(_consumer(stream_service, streams)) == 200
+    send_rides(kinesis, streams.input_stream, generated_rides(50, seed=9, first_id=1001))
+    restarted = _consumer(stream_service, streams)
+    assert _drain(restarted) == 50  # only the new rides
+    found = predictions_by_id(kinesis, streams.output_stream)
+    assert len(found) == 250
+    assert all(len(durations) == 1 for durations in found.values())
+
+
+def test_run_stops_between_batches_and_has_checkpointed(
+    kinesis: Any, streams: StreamSettings, stream_service: StreamService
+) -> None:
+    send_rides(kinesis, streams.input_stream, generated_rides(400, seed=1))
+    consumer = _consumer(stream_service, streams, batch_size=50)
+    stop = threading.Event()
+    thread = threading.Thread(target=consumer.run, args=(stop,))
+    thread.start()
+    try:
+        for _ in range(400):
+            if consumer.stats.records >= 400:
+                break
+            stop.wait(0.05)
+    finally:
+        stop.set()
+        thread.join(30)
+    assert not thread.is_alive()
+    assert consumer.stats.records == 400
+    store = SQLiteCheckpoints(streams.checkpoint_path)
+    for shard_id in list_shard_ids(kinesis, streams.input_stream):
+        reader = consumer.readers[shard_id]
+        assert store.get("default", streams.input_stream, shard_id) == reader.after
+
+
+def test_a_missing_output_stream_keeps_the_records_for_later(
+    kinesis: Any, streams: StreamSettings, stream_service: StreamService
+) -> None:
+    send_rides(kinesis, streams.input_stream, generated_rides(20, seed=2))
+    broken = _consumer(stream_service, streams, output_stream="nowhere", put_attempts=1)
+    assert broken.poll_once() == 0  # the puts fail: nothing is counted or checkpointed
+    assert broken.stats.errors >= 1
+    store = SQLiteCheckpoints(streams.checkpoint_path)
+    for shard_id in list_shard_ids(kinesis, streams.input_stream):
+        assert store.get("default", streams.input_stream, shard_id) is None
+    assert _drain(_consumer(stream_service, streams)) == 20

@@ -1,0 +1,128 @@
+"""Kinesis adapters against the real moto server, plus the retry rules on a scripted client.
+
+Moto never fails single PutRecords entries or throttles, so the partial-failure and backoff
+rules are checked on a small scripted client that answers like Kinesis does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from deploy_modes.stream.kinesis import (
+    ShardReader,
+    StreamError,
+    ensure_streams,
+    list_shard_ids,
+    put_records,
+    read_all,
+)
+from deploy_modes.stream.service import OutputRecord
+from deploy_modes.stream.settings import StreamSettings
+
+pytestmark = pytest.mark.integration
+
+
+def _records(n: int) -> list[OutputRecord]:
+    return [OutputRecord(f"r{i}".encode(), str(i)) for i in range(n)]
+
+
+class ScriptedKinesis:
+    """Answer PutRecords from a script: entry failures by index, or a raised error."""
+
+    def __init__(self, script: list[Any]) -> None:
+        self.script = script
+        self.calls: list[list[bytes]] = []
+
+    def put_records(self, StreamName: str, Records: list[dict[str, Any]]) -> dict[str, Any]:
+        self.calls.append([r["Data"] for r in Records])
+        step = self.script.pop(0) if self.script else set()
+        if isinstance(step, Exception):
+            raise step
+        entries = [
+            {"ErrorCode": "InternalFailure"} if i in step else {"SequenceNumber": str(i)}
+            for i in range(len(Records))
+        ]
+        return {"FailedRecordCount": len(step), "Records": entries}
+
+
+def _throttled() -> ClientError:
+    return ClientError(
+        {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}},
+        "PutRecords",
+    )
+
+
+def test_only_failed_entries_are_retried() -> None:
+    client = ScriptedKinesis([{1, 3}, {0}, set()])
+    sleeps: list[float] = []
+    put_records(client, "s", _records(5), sleep=sleeps.append)
+    assert client.calls == [
+        [b"r0", b"r1", b"r2", b"r3", b"r4"],
+        [b"r1", b"r3"],
+        [b"r1"],
+    ]
+    assert sleeps == [0.1, 0.2]
+
+
+def test_throttling_backs_off_and_retries_the_whole_call() -> None:
+    client = ScriptedKinesis([_throttled(), _throttled(), set()])
+    sleeps: list[float] = []
+    put_records(client, "s", _records(3), sleep=sleeps.append)
+    assert len(client.calls) == 3
+    assert sleeps == [0.1, 0.2]
+
+
+def test_entries_that_keep_failing_raise_after_the_attempts() -> None:
+    client = ScriptedKinesis([{0}] * 10)
+    with pytest.raises(StreamError, match="1 records still failed after 3 attempts"):
+        put_records(client, "s", _records(2), attempts=3, sleep=lambda s: None)
+
+
+def test_other_errors_are_not_retried() -> None:
+    error = ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "Put")
+    client = ScriptedKinesis([error])
+    with pytest.raises(StreamError, match="AccessDeniedException"):
+        put_records(client, "s", _records(2), sleep=lambda s: None)
+    assert len(client.calls) == 1
+
+
+def test_big_batches_are_split_at_500_records() -> None:
+    client = ScriptedKinesis([])
+    put_records(client, "s", _records(1201), sleep=lambda s: None)
+    assert [len(call) for call in client.calls] == [500, 500, 201]
+
+
+def test_streams_are_created_once_and_shards_discovered(kinesis: Any, make_streams: Any) -> None:
+    settings: StreamSettings = make_streams(3)
+    names = [settings.input_stream, settings.output_stream, settings.dlq_stream]
+    ensure_streams(kinesis, names, 3, say=lambda m: None)  # idempotent
+    assert len(list_shard_ids(kinesis, settings.input_stream)) == 3
+    status = kinesis.describe_stream_summary(StreamName=settings.output_stream)
+    assert status["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE"
+
+
+def test_missing_stream_is_a_clear_error(kinesis: Any) -> None:
+    with pytest.raises(StreamError, match="does not exist: run `deploy stream init`"):
+        list_shard_ids(kinesis, "no_such_stream")
+    with pytest.raises(StreamError, match="does not exist"):
+        put_records(kinesis, "no_such_stream", _records(1))
+
+
+def test_reader_resumes_after_a_sequence_number(kinesis: Any, streams: StreamSettings) -> None:
+    put_records(kinesis, streams.input_stream, [OutputRecord(b"x%d" % i, "k") for i in range(10)])
+    shard = next(
+        s
+        for s in list_shard_ids(kinesis, streams.input_stream)
+        if ShardReader(kinesis, streams.input_stream, s).read(100)
+    )
+    first = ShardReader(kinesis, streams.input_stream, shard).read(4)
+    assert [r.data for r in first] == [b"x0", b"x1", b"x2", b"x3"]
+    resumed = ShardReader(kinesis, streams.input_stream, shard, after=first[-1].sequence)
+    assert [r.data for r in resumed.read(100)] == [b"x%d" % i for i in range(4, 10)]
+    assert resumed.read(100) == []
+    assert sorted(r.data for r, _ in read_all(kinesis, streams.input_stream)) == sorted(
+        b"x%d" % i for i in range(10)
+    )
