@@ -1,0 +1,185 @@
+"""Scoring: every path of the model service equals ``pipeline.predict`` on the same rides."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sklearn.pipeline import Pipeline
+
+from deploy_modes.core.errors import RideValidationError
+from deploy_modes.core.scoring import ModelService, Prediction
+from deploy_modes.core.validation import Ride
+
+TOLERANCE = 1e-9
+SERVICES = ["model_service", "forest_service", "scaled_service", "course_service"]
+Predict = Callable[[Pipeline, Any, Any, Any], np.ndarray]
+
+
+@pytest.fixture(params=SERVICES)
+def service(request: pytest.FixtureRequest) -> ModelService:
+    """Return each kind of model: linear table, sparse forest, dict path, course tuple."""
+    return request.getfixturevalue(request.param)
+
+
+def _rides(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.integers(1, 266, n), rng.integers(1, 266, n), np.round(rng.exponential(3, n), 2)
+
+
+def test_each_model_takes_its_path(
+    model_service: ModelService,
+    forest_service: ModelService,
+    scaled_service: ModelService,
+    course_service: ModelService,
+) -> None:
+    assert model_service.fast_path == "linear-table"
+    assert course_service.fast_path == "linear-table"
+    assert forest_service.fast_path == "sparse"
+    assert scaled_service.fast_path == "dict"
+
+
+def test_rides_include_unseen_zone_pairs(model_service: ModelService) -> None:
+    pu, do, _ = _rides(2_000, 1)
+    vocab = model_service.vectorizer.vocabulary_
+    unseen = sum(f"PU_DO={p}_{d}" not in vocab for p, d in zip(pu, do, strict=True))
+    assert 0 < unseen < len(pu)  # the comparison below covers both kinds
+
+
+def test_arrays_equal_pipeline_predict(service: ModelService, sklearn_predict: Predict) -> None:
+    pu, do, dist = _rides(2_000, 1)
+    expected = sklearn_predict(service.pipeline, pu, do, dist)
+    np.testing.assert_allclose(
+        service.predict_arrays(pu, do, dist), expected, rtol=0, atol=TOLERANCE
+    )
+
+
+def test_one_ride_equals_pipeline_predict(service: ModelService, sklearn_predict: Predict) -> None:
+    pu, do, dist = _rides(200, 2)
+    expected = sklearn_predict(service.pipeline, pu, do, dist)
+    for i in range(len(pu)):
+        payload = {"PULocationID": int(pu[i]), "DOLocationID": int(do[i]), "trip_distance": dist[i]}
+        assert service.predict_one(payload) == pytest.approx(expected[i], abs=TOLERANCE)
+        ride = Ride(int(pu[i]), int(do[i]), float(dist[i]))
+        assert service.predict_ride(ride) == pytest.approx(expected[i], abs=TOLERANCE)
+
+
+def test_many_rides_equal_pipeline_predict(service: ModelService, sklearn_predict: Predict) -> None:
+    pu, do, dist = _rides(300, 3)
+    payloads = [
+        {"PULocationID": str(p), "DOLocationID": int(d), "trip_distance": float(x), "ride_id": i}
+        for i, (p, d, x) in enumerate(zip(pu, do, dist, strict=True))
+    ]
+    results = service.predict_many(payloads)
+    expected = sklearn_predict(service.pipeline, pu, do, dist)
+    assert [r.index for r in results] == list(range(len(pu)))
+    assert [r.ride_id for r in results] == list(range(len(pu)))
+    assert all(r.error is None for r in results)
+    got = np.array([r.duration for r in results])
+    np.testing.assert_allclose(got, expected, rtol=0, atol=TOLERANCE)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(
+        st.tuples(st.integers(1, 265), st.integers(1, 265), st.floats(0, 500)),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_any_valid_rides_match_pipeline_predict(
+    model_service: ModelService,
+    forest_service: ModelService,
+    sklearn_predict: Predict,
+    rows: list[tuple[int, int, float]],
+) -> None:
+    pu, do, dist = (np.array([r[i] for r in rows]) for i in range(3))
+    for service in (model_service, forest_service):
+        expected = sklearn_predict(service.pipeline, pu, do, dist)
+        np.testing.assert_allclose(
+            service.predict_arrays(pu, do, dist), expected, rtol=0, atol=TOLERANCE
+        )
+        assert service.predict_one(
+            {"PULocationID": rows[0][0], "DOLocationID": rows[0][1], "trip_distance": rows[0][2]}
+        ) == pytest.approx(expected[0], abs=TOLERANCE)
+
+
+def test_predict_many_reports_invalid_rides_and_scores_the_rest(
+    model_service: ModelService,
+) -> None:
+    payloads: list[object] = [
+        {"PULocationID": 74, "DOLocationID": 75, "trip_distance": 2.5, "ride_id": "a"},
+        {"PULocationID": 0, "DOLocationID": 75, "trip_distance": 2.5, "ride_id": "b"},
+        "not a ride",
+        {"PULocationID": 74, "DOLocationID": 75, "trip_distance": float("nan")},
+        {"PULocationID": 74, "DOLocationID": 75, "trip_distance": 2.5, "ride_id": "e"},
+    ]
+    results = model_service.predict_many(payloads)
+    assert [r.index for r in results] == [0, 1, 2, 3, 4]
+    assert [r.ride_id for r in results] == ["a", "b", None, None, "e"]
+    assert [r.error.field if r.error else None for r in results] == [
+        None,
+        "PULocationID",
+        None,
+        "trip_distance",
+        None,
+    ]
+    assert results[0].duration == results[4].duration == model_service.predict_one(payloads[0])
+    assert all(r.duration is None for r in results[1:4])
+
+
+def test_predict_many_of_nothing(model_service: ModelService) -> None:
+    assert model_service.predict_many([]) == []
+    [only] = model_service.predict_many([{}])
+    assert isinstance(only, Prediction)
+    assert (only.index, only.duration, only.ride_id) == (0, None, None)
+    assert only.error is not None and only.error.field == "PULocationID"
+
+
+def test_predict_one_raises_a_validation_error(model_service: ModelService) -> None:
+    with pytest.raises(RideValidationError) as info:
+        model_service.predict_one({"PULocationID": 74, "DOLocationID": 75})
+    assert info.value.field == "trip_distance"
+
+
+def test_predict_arrays_of_nothing(service: ModelService) -> None:
+    out = service.predict_arrays(np.array([], "int64"), np.array([], "int64"), np.array([]))
+    assert out.shape == (0,) and out.dtype == np.float64
+
+
+@pytest.mark.parametrize(
+    ("pu", "do"),
+    [([0, 5], [5, 5]), ([5, 5], [5, 266]), ([-1], [5]), ([300], [1])],
+)
+def test_predict_arrays_refuses_out_of_range_zones(
+    model_service: ModelService, pu: list[int], do: list[int]
+) -> None:
+    with pytest.raises(ValueError, match=r"zone IDs must be 1\.\.265"):
+        model_service.predict_arrays(pu, do, [1.0] * len(pu))
+
+
+def test_predict_arrays_refuses_mismatched_lengths(model_service: ModelService) -> None:
+    with pytest.raises(ValueError, match="same length"):
+        model_service.predict_arrays([1, 2], [1], [1.0, 2.0])
+
+
+def test_predict_arrays_accepts_float_zone_columns(
+    model_service: ModelService, sklearn_predict: Predict
+) -> None:
+    # A real TLC column with nulls is float64; after validation its values are whole numbers.
+    pu, do, dist = _rides(100, 4)
+    got = model_service.predict_arrays(pu.astype("float64"), do.astype("float64"), dist)
+    expected = sklearn_predict(model_service.pipeline, pu, do, dist)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=TOLERANCE)
+
+
+def test_service_exposes_the_model_identity(model_service: ModelService) -> None:
+    assert model_service.name == "ride_duration_prediction_model"
+    assert model_service.version == model_service.model.manifest["version"]
+    assert len(model_service.version) == 12
