@@ -1,0 +1,393 @@
+"""The model artifact: save, verify, and load every kind of model users bring."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+import shutil
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+import sklearn
+import yaml
+from sklearn.feature_extraction import DictVectorizer
+from sklearn.linear_model import LinearRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from deploy_modes.core import MODEL_NAME
+from deploy_modes.core.artifact import (
+    MANIFEST_FILE,
+    MODEL_FILE,
+    LoadedModel,
+    ModelVersionWarning,
+    artifact_exists,
+    load_model,
+    save_model,
+)
+from deploy_modes.core.data import month_file
+from deploy_modes.core.errors import ModelLoadError
+from deploy_modes.core.scoring import ModelService
+from deploy_modes.core.storage import aws_client
+from deploy_modes.core.training import train_model
+
+OLD_SKLEARN = "0.24.2"
+RIDE = {"PULocationID": 74, "DOLocationID": 75, "trip_distance": 2.5}
+# Pickles that reference sklearn code that no longer exists, as an old model's pickle does.
+MISSING_MODULE_PICKLE = b"\x80\x02csklearn.linear_model._gone_in_1_2\nOldRegressor\n)\x81."
+MISSING_CLASS_PICKLE = b"\x80\x02csklearn.linear_model\nRegressorRemovedLongAgo\n)\x81."
+
+
+@pytest.fixture
+def artifact(model_dir: Path, tmp_path: Path) -> Path:
+    """Return a private copy of the trained artifact, free to tamper with."""
+    return Path(shutil.copytree(model_dir, tmp_path / "model"))
+
+
+def _manifest(directory: Path) -> dict:
+    return json.loads((directory / MANIFEST_FILE).read_text())
+
+
+def _write_manifest(directory: Path, manifest: dict) -> None:
+    (directory / MANIFEST_FILE).write_text(json.dumps(manifest))
+
+
+def _with_model_bytes(directory: Path, blob: bytes, **fields: object) -> Path:
+    """Replace the model file with ``blob`` and make the manifest match it."""
+    (directory / MODEL_FILE).write_bytes(blob)
+    manifest = _manifest(directory)
+    manifest.update(sha256=hashlib.sha256(blob).hexdigest(), size_bytes=len(blob), **fields)
+    _write_manifest(directory, manifest)
+    return directory
+
+
+# -- our own artifact -------------------------------------------------------------------------
+def test_manifest_records_what_the_issue_asks_for(model_dir: Path) -> None:
+    manifest = _manifest(model_dir)
+    blob = (model_dir / MODEL_FILE).read_bytes()
+    assert manifest["name"] == MODEL_NAME
+    assert manifest["sha256"] == hashlib.sha256(blob).hexdigest()
+    assert manifest["version"] == manifest["sha256"][:12]
+    assert manifest["size_bytes"] == len(blob)
+    assert manifest["model_file"] == MODEL_FILE
+    assert manifest["sklearn_version"] == sklearn.__version__
+    assert manifest["python_version"].count(".") == 2
+    assert datetime.fromisoformat(manifest["created_at"]).tzinfo is not None
+    assert manifest["features"]["categorical"] == ["PU_DO"]
+    assert manifest["features"]["numerical"] == ["trip_distance"]
+    train, val = manifest["training"]["train"], manifest["training"]["validation"]
+    assert (train["month"], val["month"]) == ("2021-01", "2021-02")
+    assert 0 < train["rows_used"] < train["rows"]
+    assert sum(train["rows_dropped"].values()) == train["rows"] - train["rows_used"]
+    assert 0 < manifest["metrics"]["val_rmse"] < 20
+
+
+def test_load_our_artifact(model_dir: Path) -> None:
+    loaded = load_model(model_dir)
+    assert isinstance(loaded, LoadedModel)
+    assert loaded.version == _manifest(model_dir)["version"]
+    assert loaded.name == MODEL_NAME
+    assert loaded.source == str(model_dir)
+    assert 1 < ModelService(loaded).predict_one(RIDE) < 60
+
+
+def test_version_comes_from_the_content(data_dir: Path, tmp_path: Path) -> None:
+    months = data_dir / month_file(2021, 1), data_dir / month_file(2021, 2)
+    first = train_model(*months, tmp_path / "a").manifest
+    second = train_model(*months, tmp_path / "b").manifest
+    assert first["version"] == second["version"]  # same data, same code: same version
+    assert first["created_at"] <= second["created_at"]
+    third = train_model(*reversed(months), tmp_path / "c").manifest
+    assert third["version"] != first["version"]
+
+
+def test_metadata_cannot_contradict_the_file(loaded_model: LoadedModel, tmp_path: Path) -> None:
+    manifest = save_model(loaded_model.pipeline, tmp_path / "m", {"sha256": "0" * 64, "x": 1})
+    assert manifest["sha256"] != "0" * 64 and manifest["x"] == 1
+    load_model(tmp_path / "m")
+
+
+def test_tampered_model_file_is_refused(artifact: Path) -> None:
+    blob = bytearray((artifact / MODEL_FILE).read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    (artifact / MODEL_FILE).write_bytes(bytes(blob))
+    with pytest.raises(ModelLoadError, match=r"does not match the sha256.*modified or truncated"):
+        load_model(artifact)
+
+
+def test_truncated_model_file_is_refused(artifact: Path) -> None:
+    blob = (artifact / MODEL_FILE).read_bytes()
+    (artifact / MODEL_FILE).write_bytes(blob[: len(blob) // 3])
+    with pytest.raises(ModelLoadError, match=f"{len(blob) // 3} bytes read, {len(blob)} expected"):
+        load_model(artifact)
+
+
+def test_missing_model_file_is_refused(artifact: Path) -> None:
+    (artifact / MODEL_FILE).unlink()
+    with pytest.raises(ModelLoadError, match="is missing: the artifact is incomplete"):
+        load_model(artifact)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "is not valid JSON"),
+        ("[1, 2]", "not a deploy-modes manifest"),
+        ('{"name": "x"}', "not a deploy-modes manifest"),
+        ('{"sha256": 5}', "not a deploy-modes manifest"),
+    ],
+)
+def test_broken_manifest_is_refused(artifact: Path, content: str, message: str) -> None:
+    (artifact / MANIFEST_FILE).write_text(content)
+    with pytest.raises(ModelLoadError, match=message):
+        load_model(artifact)
+
+
+def test_binary_manifest_is_refused(artifact: Path) -> None:
+    (artifact / MANIFEST_FILE).write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(ModelLoadError, match="is not valid JSON"):
+        load_model(artifact)
+
+
+@pytest.mark.parametrize("name", ["../model.pkl", "/etc/passwd", "sub/model.pkl", ".."])
+def test_manifest_cannot_point_outside_its_directory(artifact: Path, name: str) -> None:
+    manifest = _manifest(artifact)
+    manifest["model_file"] = name
+    _write_manifest(artifact, manifest)
+    with pytest.raises(ModelLoadError, match="outside its directory"):
+        load_model(artifact)
+
+
+def test_no_model_there(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match=r"no model at .*deploy train"):
+        load_model(tmp_path / "missing")
+    with pytest.raises(ModelLoadError, match=r"holds neither manifest.json"):
+        load_model(tmp_path)
+    assert not artifact_exists(tmp_path) and not artifact_exists(tmp_path / "missing")
+
+
+def test_artifact_exists(model_dir: Path, course_pickle: Path) -> None:
+    assert artifact_exists(model_dir) and artifact_exists(course_pickle)
+
+
+# -- scikit-learn versions --------------------------------------------------------------------
+def test_version_mismatch_warns_naming_both_versions(artifact: Path) -> None:
+    manifest = _manifest(artifact)
+    manifest["sklearn_version"] = OLD_SKLEARN
+    _write_manifest(artifact, manifest)
+    with pytest.warns(ModelVersionWarning) as record:
+        loaded = load_model(artifact)
+    [warning] = [w for w in record if issubclass(w.category, ModelVersionWarning)]
+    text = str(warning.message)
+    assert OLD_SKLEARN in text and sklearn.__version__ in text
+    assert f"scikit-learn=={OLD_SKLEARN}" in text
+    assert 1 < ModelService(loaded).predict_one(RIDE) < 60  # a warning, not an error
+
+
+def test_unpickling_failure_from_old_sklearn_names_the_version_to_install(artifact: Path) -> None:
+    _with_model_bytes(artifact, MISSING_MODULE_PICKLE, sklearn_version=OLD_SKLEARN)
+    with (
+        pytest.warns(ModelVersionWarning),
+        pytest.raises(ModelLoadError, match=rf"install scikit-learn=={OLD_SKLEARN} to serve it"),
+    ):
+        load_model(artifact)
+
+
+@pytest.mark.parametrize("blob", [MISSING_MODULE_PICKLE, MISSING_CLASS_PICKLE])
+def test_unpickling_failure_of_an_unlabelled_pickle_blames_the_version(
+    tmp_path: Path, blob: bytes
+) -> None:
+    path = tmp_path / "old.bin"
+    path.write_bytes(blob)
+    with pytest.raises(ModelLoadError, match="another scikit-learn version than"):
+        load_model(path)
+
+
+def test_a_missing_third_party_module_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "xgb.bin"
+    path.write_bytes(b"\x80\x02cxgboost_is_not_here.sklearn\nXGBRegressor\n)\x81.")
+    with pytest.raises(ModelLoadError, match="provides 'xgboost_is_not_here'"):
+        load_model(path)
+
+
+def test_a_pickle_recording_another_sklearn_warns(tmp_path: Path, course_pickle: Path) -> None:
+    # sklearn stores its version inside each estimator's pickled state; fake an older one.
+    current = sklearn.__version__.encode()
+    older = b"0.0.0"[: len(current)].ljust(len(current), b"0")
+    blob = course_pickle.read_bytes()
+    assert current in blob
+    path = tmp_path / "lin_reg.bin"
+    path.write_bytes(blob.replace(current, older))
+    with pytest.warns(ModelVersionWarning, match=older.decode()):
+        loaded = load_model(path)
+    assert loaded.manifest["sklearn_version"] == older.decode()
+
+
+# -- what users bring from the course ---------------------------------------------------------
+def test_bare_course_tuple_pickle(course_pickle: Path) -> None:
+    loaded = load_model(course_pickle)
+    blob = course_pickle.read_bytes()
+    assert loaded.manifest["format"] == "pickle"
+    assert loaded.manifest["sha256"] == hashlib.sha256(blob).hexdigest()
+    assert loaded.manifest["sklearn_version"] == sklearn.__version__
+    dv, model = pickle.loads(blob)
+    expected = model.predict(dv.transform([{"PU_DO": "74_75", "trip_distance": 2.5}]))[0]
+    assert ModelService(loaded).predict_one(RIDE) == pytest.approx(expected, abs=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("obj", "message"),
+    [
+        ({"not": "a model"}, "does not hold a model.*got dict"),
+        ([1, 2, 3], "does not hold a model.*got list"),
+        ((DictVectorizer(), "estimator"), "does not hold a model.*got tuple"),
+        (
+            make_pipeline(StandardScaler(), LinearRegression()),
+            "first step is not a DictVectorizer",
+        ),
+        (make_pipeline(DictVectorizer(), LinearRegression()), "unfitted model"),
+    ],
+    ids=["dict", "list", "tuple-without-estimator", "no-vectorizer", "unfitted"],
+)
+def test_pickle_of_something_that_is_not_a_model(tmp_path: Path, obj: object, message: str) -> None:
+    path = tmp_path / "thing.pkl"
+    path.write_bytes(pickle.dumps(obj))
+    with pytest.raises(ModelLoadError, match=message):
+        load_model(path)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"hello, I am not a pickle", b"\x80\x05\x95", None],
+    ids=["empty", "text", "header-only", "truncated"],
+)
+def test_unreadable_bare_pickle(tmp_path: Path, course_pickle: Path, content: bytes | None) -> None:
+    if content is None:
+        content = course_pickle.read_bytes()[:200]
+    path = tmp_path / "broken.bin"
+    path.write_bytes(content)
+    with pytest.raises(ModelLoadError, match="not a readable pickle"):
+        load_model(path)
+
+
+def _mlflow_dir(root: Path, loaded: LoadedModel, **flavor: object) -> Path:
+    directory = root / "mlflow-model"
+    directory.mkdir()
+    (directory / "model.pkl").write_bytes(pickle.dumps(loaded.pipeline))
+    mlmodel = {
+        "artifact_path": "model",
+        "run_id": "abc123",
+        "flavors": {
+            "python_function": {"loader_module": "mlflow.sklearn", "model_path": "model.pkl"},
+            "sklearn": {
+                "pickled_model": "model.pkl",
+                "serialization_format": "cloudpickle",
+                "sklearn_version": sklearn.__version__,
+                **flavor,
+            },
+        },
+    }
+    (directory / "MLmodel").write_text(yaml.safe_dump(mlmodel))
+    return directory
+
+
+def test_mlflow_model_directory(loaded_model: LoadedModel, tmp_path: Path) -> None:
+    loaded = load_model(_mlflow_dir(tmp_path, loaded_model))
+    assert loaded.manifest["format"] == "mlflow"
+    assert loaded.manifest["run_id"] == "abc123"
+    assert loaded.manifest["sklearn_version"] == sklearn.__version__
+    assert ModelService(loaded).predict_one(RIDE) == ModelService(loaded_model).predict_one(RIDE)
+
+
+def test_mlflow_sklearn_version_comes_from_mlmodel(
+    loaded_model: LoadedModel, tmp_path: Path
+) -> None:
+    directory = _mlflow_dir(tmp_path, loaded_model, sklearn_version=OLD_SKLEARN)
+    with pytest.warns(ModelVersionWarning, match=f"{OLD_SKLEARN}.*{sklearn.__version__}"):
+        loaded = load_model(directory)
+    assert loaded.manifest["sklearn_version"] == OLD_SKLEARN
+
+
+def test_mlflow_directory_without_model_pkl(loaded_model: LoadedModel, tmp_path: Path) -> None:
+    directory = _mlflow_dir(tmp_path, loaded_model)
+    (directory / "model.pkl").unlink()
+    with pytest.raises(ModelLoadError, match=r"MLflow model file .*model.pkl is missing"):
+        load_model(directory)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("flavors: [unclosed", "not valid YAML"),
+        ("- a\n- list\n", "no sklearn flavor"),
+        ("flavors:\n  python_function: {}\n", "no sklearn flavor"),
+        ("flavors: 5\n", "no sklearn flavor"),
+    ],
+)
+def test_broken_mlmodel(
+    loaded_model: LoadedModel, tmp_path: Path, content: str, message: str
+) -> None:
+    directory = _mlflow_dir(tmp_path, loaded_model)
+    (directory / "MLmodel").write_text(content)
+    with pytest.raises(ModelLoadError, match=message):
+        load_model(directory)
+
+
+# -- S3 (real moto server) --------------------------------------------------------------------
+@pytest.fixture
+def bucket(moto_server, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Return a fresh bucket on the real moto server, with boto3 pointed at it."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server.url)
+    name = f"models-{uuid.uuid4().hex[:8]}"
+    aws_client("s3").create_bucket(
+        Bucket=name, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+    )
+    return name
+
+
+@pytest.mark.integration
+def test_save_and_load_from_s3(bucket: str, loaded_model: LoadedModel) -> None:
+    uri = f"s3://{bucket}/ride-duration"
+    manifest = save_model(loaded_model.pipeline, uri, {"note": "s3"})
+    loaded = load_model(uri)
+    assert loaded.version == manifest["version"]
+    assert loaded.manifest["note"] == "s3"
+    assert loaded.source == uri
+    assert ModelService(loaded).predict_one(RIDE) == ModelService(loaded_model).predict_one(RIDE)
+    assert load_model(uri + "/").version == loaded.version
+
+
+@pytest.mark.integration
+def test_tampered_model_on_s3_names_the_uri(bucket: str, loaded_model: LoadedModel) -> None:
+    uri = f"s3://{bucket}/tampered"
+    save_model(loaded_model.pipeline, uri)
+    aws_client("s3").put_object(Bucket=bucket, Key="tampered/model.pkl", Body=b"evil")
+    with pytest.raises(ModelLoadError, match=f"{uri}/model.pkl does not match the sha256"):
+        load_model(uri)
+
+
+@pytest.mark.integration
+def test_bare_pickle_and_mlflow_on_s3(
+    bucket: str, course_pickle: Path, loaded_model: LoadedModel, tmp_path: Path
+) -> None:
+    s3 = aws_client("s3")
+    s3.put_object(Bucket=bucket, Key="course/lin_reg.bin", Body=course_pickle.read_bytes())
+    assert load_model(f"s3://{bucket}/course/lin_reg.bin").manifest["format"] == "pickle"
+    directory = _mlflow_dir(tmp_path, loaded_model)
+    for name in ("MLmodel", "model.pkl"):
+        s3.put_object(Bucket=bucket, Key=f"mlflow/{name}", Body=(directory / name).read_bytes())
+    assert load_model(f"s3://{bucket}/mlflow").manifest["format"] == "mlflow"
+
+
+@pytest.mark.integration
+def test_missing_things_on_s3(bucket: str) -> None:
+    aws_client("s3").put_object(Bucket=bucket, Key="other/readme.txt", Body=b"hi")
+    with pytest.raises(ModelLoadError, match=f"s3://{bucket}/other holds neither"):
+        load_model(f"s3://{bucket}/other")
+    with pytest.raises(ModelLoadError, match="S3 object does not exist"):
+        load_model(f"s3://{bucket}/nothing-here")
+    with pytest.raises(ModelLoadError, match="S3 bucket does not exist"):
+        load_model(f"s3://{bucket}-missing/model")

@@ -1,0 +1,81 @@
+"""Storage: local paths and ``s3://`` URIs behind one small module."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+from deploy_modes.core.errors import DeployError
+from deploy_modes.core.storage import (
+    S3Location,
+    aws_client,
+    endpoint_url,
+    is_s3,
+    list_s3,
+    parse_s3,
+    read_bytes,
+    write_bytes,
+)
+
+
+def test_parse_s3() -> None:
+    assert parse_s3("s3://bucket/a/b.parquet") == S3Location("bucket", "a/b.parquet")
+    assert str(parse_s3("s3://bucket/a")) == "s3://bucket/a"
+    assert parse_s3("s3://bucket") == S3Location("bucket", "")
+    assert is_s3("s3://b/k") and not is_s3("data/s3://x") and not is_s3(Path("s3:/b"))
+
+
+@pytest.mark.parametrize("uri", ["s3:///key", "http://bucket/key", "bucket/key"])
+def test_parse_s3_refuses_non_s3(uri: str) -> None:
+    with pytest.raises(DeployError, match="not an S3 URI"):
+        parse_s3(uri)
+
+
+def test_endpoint_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KINESIS_ENDPOINT_URL", raising=False)
+    assert endpoint_url("kinesis") is None  # boto3 then reads AWS_ENDPOINT_URL itself
+    monkeypatch.setenv("KINESIS_ENDPOINT_URL", "http://course:4566")
+    assert endpoint_url("kinesis") == "http://course:4566"
+    assert endpoint_url("kinesis", "http://explicit:1") == "http://explicit:1"
+    assert endpoint_url("dynamodb") is None
+
+
+def test_write_is_atomic_and_leaves_no_temp_file(tmp_path: Path) -> None:
+    target = tmp_path / "deep" / "dir" / "file.bin"
+    write_bytes(target, b"one")
+    write_bytes(target, b"two")
+    assert read_bytes(target) == b"two"
+    assert [p.name for p in target.parent.iterdir()] == ["file.bin"]
+
+
+def test_write_onto_a_directory_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "dir").mkdir()
+    with pytest.raises(DeployError, match="cannot write"):
+        write_bytes(tmp_path / "dir", b"x")
+    assert [p.name for p in (tmp_path).iterdir()] == ["dir"]
+
+
+def test_read_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(DeployError, match="file does not exist"):
+        read_bytes(tmp_path / "missing")
+
+
+@pytest.mark.integration
+def test_s3_round_trip_on_a_real_moto_server(moto_server, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server.url)
+    bucket = f"store-{uuid.uuid4().hex[:8]}"
+    aws_client("s3").create_bucket(
+        Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+    )
+    write_bytes(f"s3://{bucket}/p/a.bin", b"A")
+    write_bytes(f"s3://{bucket}/p/sub/b.bin", b"B")
+    write_bytes(f"s3://{bucket}/pp/c.bin", b"C")
+    assert read_bytes(f"s3://{bucket}/p/a.bin") == b"A"
+    assert sorted(list_s3(f"s3://{bucket}/p")) == ["a.bin", "sub/b.bin"]
+    assert list_s3(f"s3://{bucket}/nothing") == []
+    with pytest.raises(DeployError, match="S3 object does not exist"):
+        read_bytes(f"s3://{bucket}/p/missing.bin")
+    with pytest.raises(DeployError, match="S3 bucket does not exist"):
+        write_bytes(f"s3://{bucket}-gone/x", b"x")
