@@ -17,7 +17,10 @@ from deploy_modes.core.errors import DeployError
 
 __all__ = ["app"]
 
-app = typer_app("Run the stream mode: Kinesis ride_events -> model -> ride_predictions.")
+app = typer_app(
+    "Run the stream mode: Kinesis ride_events -> model -> ride_predictions.\n\n"
+    "Example: deploy stream --runtime local --shards 2"
+)
 
 LOCAL_ENDPOINT = "http://127.0.0.1:4566"
 REAL_AWS = "aws"  # --endpoint-url aws: real AWS endpoints and the usual credential chain

@@ -36,6 +36,11 @@ def _code(exc: Exception) -> str:
     return str(getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__))
 
 
+def _why(exc: Exception) -> str:
+    """Return the AWS error code, or the whole message for a connection-level failure."""
+    return _code(exc) if hasattr(exc, "response") else str(exc)
+
+
 def _chunks(records: Sequence[OutputRecord]) -> Iterator[list[OutputRecord]]:
     chunk: list[OutputRecord] = []
     size = 0
@@ -71,7 +76,7 @@ def put_records(
                 if code == "ResourceNotFoundException":
                     raise StreamError(f"stream {stream!r} does not exist") from exc
                 if code not in _THROTTLED or attempt == attempts - 1:
-                    raise StreamError(f"PutRecords to {stream!r} failed: {code}") from exc
+                    raise StreamError(f"PutRecords to {stream!r} failed: {_why(exc)}") from exc
                 sleep(min(_BACKOFF_MAX, _BACKOFF_BASE * 2**attempt))
                 continue
             if not response.get("FailedRecordCount"):
@@ -108,7 +113,7 @@ def list_shard_ids(client: Any, stream: str) -> list[str]:
             raise StreamError(
                 f"stream {stream!r} does not exist: run `deploy stream init` first"
             ) from exc
-        raise StreamError(f"cannot list the shards of {stream!r}: {_code(exc)}") from exc
+        raise StreamError(f"cannot list the shards of {stream!r}: {_why(exc)}") from exc
 
 
 def ensure_streams(
@@ -121,7 +126,7 @@ def ensure_streams(
             say(f"created stream {name} ({shards} shards)")
         except Exception as exc:
             if _code(exc) != "ResourceInUseException":
-                raise StreamError(f"cannot create stream {name!r}: {_code(exc)}") from exc
+                raise StreamError(f"cannot create stream {name!r}: {_why(exc)}") from exc
     waiter = client.get_waiter("stream_exists")
     for name in names:
         try:
