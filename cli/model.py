@@ -23,7 +23,7 @@ def _default(name: str) -> Any:
     return CoreSettings.model_fields[name].default
 
 
-model_app = typer_app("Inspect model artifacts.")
+model_app = typer_app("Inspect model artifacts.\n\nExample: deploy model show models/ride-duration")
 
 
 def data(
@@ -138,11 +138,18 @@ def show(
     if as_json:
         typer.echo(json.dumps(manifest, indent=2))
         return
+    rows = [
+        (key, json.dumps(value) if isinstance(value, dict | list) else str(value))
+        for key, value in manifest.items()
+    ]
+    rows.append(("prediction path", ModelService(loaded).fast_path))
+    if not console.is_terminal:  # pipes and logs get whole lines, never a wrapped hash
+        for key, text in rows:
+            console.print(f"{key}: {text}", highlight=False, markup=False)
+        return
     table = Table(title=f"{loaded.name} @ {location}", show_header=False)
     table.add_column("field", style="bold")
-    table.add_column("value")
-    for key, value in manifest.items():
-        text = json.dumps(value) if isinstance(value, dict | list) else str(value)
+    table.add_column("value", overflow="fold")
+    for key, text in rows:
         table.add_row(key, text)
-    table.add_row("prediction path", ModelService(loaded).fast_path)
     console.print(table)
