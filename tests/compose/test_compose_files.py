@@ -1,0 +1,137 @@
+"""Unit tests of the compose side that need no engine: stacks, Dockerfiles, the requirement sets."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from deploy_modes.cli.compose import COMPOSE_DIR, MODES, Stack
+from deploy_modes.core.errors import DeployError
+
+REPO = COMPOSE_DIR.parent
+REQUIREMENTS = COMPOSE_DIR / "requirements.py"
+
+
+def _stack(mode: str) -> dict:
+    return yaml.safe_load((COMPOSE_DIR / f"{mode}.yml").read_text())
+
+
+def _requirements(*groups: str) -> list[str]:
+    result = subprocess.run(
+        [sys.executable, str(REQUIREMENTS), str(REPO / "pyproject.toml"), *groups],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_every_published_port_is_loopback_only(mode: str) -> None:
+    for name, service in _stack(mode)["services"].items():
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{mode}/{name} publishes {port}"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_model_is_mounted_read_only_where_it_is_used(mode: str) -> None:
+    services = _stack(mode)["services"]
+    users = {
+        name
+        for name, service in services.items()
+        if "DEPLOY_MODEL_LOCATION" in (service.get("environment") or {})
+    }
+    assert users, f"no service of {mode} loads the model"
+    for name in users:
+        mounts = [v for v in services[name].get("volumes", []) if v.endswith(":/model:ro")]
+        assert len(mounts) == 1, f"{mode}/{name} must mount the model read-only at /model"
+
+
+def test_stacks_have_distinct_project_names() -> None:
+    projects = {Stack(mode).project for mode in MODES}
+    assert projects == {"deploy-web", "deploy-batch", "deploy-stream"}
+
+
+def test_stacks_that_need_aws_wait_for_a_healthy_emulator_and_an_init_step() -> None:
+    for mode, job in (("batch", "batch"), ("stream", "consumer")):
+        services = _stack(mode)["services"]
+        assert services["init"]["depends_on"]["emulator"]["condition"] == "service_healthy"
+        assert services[job]["depends_on"]["init"]["condition"] == (
+            "service_completed_successfully"
+        )
+        assert services["init"]["environment"]["AWS_ENDPOINT_URL"] == "http://emulator:4566"
+
+
+def test_stream_init_uses_the_stream_modes_own_command() -> None:
+    command = _stack("stream")["services"]["init"]["command"]
+    assert command[:3] == ["deploy", "stream", "init"]  # it waits until each stream is ACTIVE
+
+
+def test_the_producer_only_runs_on_request() -> None:
+    assert _stack("stream")["services"]["producer"]["profiles"] == ["producer"]
+
+
+@pytest.mark.parametrize("dockerfile", ["Dockerfile", "emulator.Dockerfile"])
+def test_dockerfiles_run_as_non_root_from_a_venv_without_pip_caches(dockerfile: str) -> None:
+    text = (COMPOSE_DIR / dockerfile).read_text()
+    assert "python3 -m venv /opt/venv" in text
+    assert "PIP_NO_CACHE_DIR=1" in text
+    assert "-c /build/constraints.txt" in text  # pinned versions
+    users = [line.split()[1] for line in text.splitlines() if line.startswith("USER ")]
+    assert users and all(user != "root" for user in users)
+    instructions = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+    assert not any("curl" in line for line in instructions)  # slim images have no curl
+    assert "AWS_SECRET" not in text and "TOKEN" not in text
+
+
+def test_each_mode_stage_is_healthchecked_or_run_once() -> None:
+    text = (COMPOSE_DIR / "Dockerfile").read_text()
+    stages = text.split("\nFROM ")
+    web = next(stage for stage in stages if stage.startswith("base AS web"))
+    assert "HEALTHCHECK" in web and "/ready" in web
+
+
+def test_dockerignore_sends_only_sources_and_pins() -> None:
+    lines = (REPO / ".dockerignore").read_text().split()
+    assert lines[lines.index("*") :][0] == "*"
+    for needed in ("!pyproject.toml", "!constraints.txt", "!core/", "!web/", "!batch/"):
+        assert needed in lines
+    assert not any(line.startswith(("!.venv", "!data", "!models")) for line in lines)
+
+
+def test_requirements_expand_self_references_from_pyproject() -> None:
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    base = _requirements("core", "cli")
+    assert base == [*pyproject["project"]["dependencies"], "typer", "rich"]
+    batch = _requirements("batch")
+    assert {"pandas", "pyarrow", "boto3"} <= set(batch)  # via deploy-modes[data,aws]
+    assert not any(line.startswith("deploy-modes") for line in batch)
+    assert _requirements("emulator") == ["moto[server]"]
+
+
+def test_requirements_reject_an_unknown_group() -> None:
+    result = subprocess.run(
+        [sys.executable, str(REQUIREMENTS), str(REPO / "pyproject.toml"), "gpu"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "unknown dependency group 'gpu'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_stack_of_an_unknown_mode_is_a_clear_error() -> None:
+    with pytest.raises(DeployError, match="unknown mode 'lambda'"):
+        Stack("lambda")
+
+
+def test_a_stack_without_its_compose_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(DeployError, match="compose file .* not found"):
+        Stack("web", files=(tmp_path / "missing.yml",))
