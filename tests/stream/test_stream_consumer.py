@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,7 +12,8 @@ from stream_helpers import dead_letters, predictions_by_id, ride_bytes
 
 from deploy_modes.core.scoring import ModelService
 from deploy_modes.core.storage import aws_client
-from deploy_modes.stream.checkpoints import SQLiteCheckpoints
+from deploy_modes.stream.bootstrap import build_consumer
+from deploy_modes.stream.checkpoints import DynamoCheckpoints, SQLiteCheckpoints
 from deploy_modes.stream.consumer import Consumer
 from deploy_modes.stream.kinesis import list_shard_ids, put_records
 from deploy_modes.stream.rides import generated_rides, send_rides
@@ -163,3 +166,17 @@ def test_a_missing_output_stream_keeps_the_records_for_later(
     for shard_id in list_shard_ids(kinesis, streams.input_stream):
         assert store.get("default", streams.input_stream, shard_id) is None
     assert _drain(_consumer(stream_service, streams)) == 20
+
+
+def test_wired_consumer_with_dynamodb_checkpoints_resumes(
+    kinesis: Any, streams: StreamSettings, model_dir: Path
+) -> None:
+    settings = streams.model_copy(
+        update={"checkpoint_store": "dynamodb", "checkpoint_table": f"cp_{uuid.uuid4().hex[:8]}"}
+    )
+    send_rides(kinesis, settings.input_stream, generated_rides(120, seed=6))
+    first = build_consumer(str(model_dir), settings)
+    assert isinstance(first.checkpoints, DynamoCheckpoints)
+    assert _drain(first) == 120
+    assert _drain(build_consumer(str(model_dir), settings)) == 0  # resumes after the checkpoint
+    assert len(predictions_by_id(kinesis, settings.output_stream)) == 120
