@@ -98,8 +98,8 @@ def serve_local(host: str, port: int, workers: int | None, model: str | None) ->
             f"port {port} on {host} is already in use: stop what listens there "
             f"or choose another port with --port"
         )
-    core = CoreSettings(model_location=model) if model else CoreSettings()
-    location = ensure_model(core, say)
+    # A model the user named must exist: only the default location gets a demo model.
+    location = model or ensure_model(CoreSettings(), say)
     loaded = load_model(location)  # a broken model fails here, in one line, not in gunicorn
     say(f"serving {loaded.name} version {loaded.version} from {location}")
     metrics_dir = tempfile.mkdtemp(prefix="deploy-web-metrics-")
@@ -113,7 +113,7 @@ def serve_local(host: str, port: int, workers: int | None, model: str | None) ->
     if workers is not None:
         env["DEPLOY_WEB_WORKERS"] = str(workers)
     log_path = LOG_DIR / f"web-{port}.log"
-    offset = log_path.stat().st_size if log_path.is_file() else 0
+    echo = _LogEcho(log_path, log_path.stat().st_size if log_path.is_file() else 0)
     url = f"http://{probe_host}:{port}"
     process: ManagedProcess | None = None
     try:
@@ -122,13 +122,15 @@ def serve_local(host: str, port: int, workers: int | None, model: str | None) ->
             with _status(f"starting gunicorn on {host}:{port}"):
                 wait_http(f"{url}/ready", timeout=READY_TIMEOUT, process=process)
             _print_ready(url, log_path)
-            _follow(process, log_path, offset)
+            echo.follow(process)
     except KeyboardInterrupt:
         pass
     finally:
         if process is not None and process.poll() is None:
             say("stopping: gunicorn finishes in-flight requests first")
             process.stop(timeout=STOP_TIMEOUT)
+        if process is not None:
+            echo.pump()  # gunicorn's last words: workers exiting, master shutting down
         shutil.rmtree(metrics_dir, ignore_errors=True)
     if process is not None and process.poll() not in (0, None):
         raise DeployError(f"gunicorn exited with code {process.poll()}; log: {log_path}")
@@ -177,18 +179,30 @@ def _print_ready(url: str, log_path: Path) -> None:
     console.print("press Ctrl-C to stop", highlight=False)
 
 
-def _follow(process: ManagedProcess, log_path: Path, offset: int) -> None:
-    """Echo gunicorn's log (JSON access lines included) until the process exits."""
-    with log_path.open("rb") as log:
-        log.seek(offset)
-        while True:
+class _LogEcho:
+    """Copy what gunicorn appends to its log file to our stdout."""
+
+    def __init__(self, log_path: Path, offset: int) -> None:
+        self.log_path = log_path
+        self.offset = offset
+
+    def pump(self) -> bool:
+        """Print the lines added since the last call; return whether there were any."""
+        with self.log_path.open("rb") as log:
+            log.seek(self.offset)
             chunk = log.read()
-            if chunk:
-                sys.stdout.write(chunk.decode(errors="replace"))
-                sys.stdout.flush()
-            elif process.poll() is not None:
-                return
-            else:
+        self.offset += len(chunk)
+        if chunk:
+            sys.stdout.write(chunk.decode(errors="replace"))
+            sys.stdout.flush()
+        return bool(chunk)
+
+    def follow(self, process: ManagedProcess) -> None:
+        """Echo the log until the process exits."""
+        while True:
+            if not self.pump():
+                if process.poll() is not None:
+                    return
                 time.sleep(0.2)
 
 

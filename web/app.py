@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import re
 import time
 import uuid
@@ -17,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask, Response, g, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from deploy_modes.core.errors import RideValidationError
 from deploy_modes.core.scoring import ModelService
@@ -159,7 +160,16 @@ def create_app(service: ModelService, settings: WebSettings) -> Flask:
 
 def _body() -> dict[str, Any]:
     """Return the request's JSON object, or raise the ClientError that explains why not."""
-    return parse_json_object(request.mimetype, request.get_data(cache=False))
+    limit = request.max_content_length
+    if request.content_length is None and limit is not None:
+        # A chunked upload: werkzeug would silently cut it at the limit (and the truncated
+        # JSON would look malformed), so read one byte past the limit to tell "too large".
+        data = request.environ["wsgi.input"].read(limit + 1)
+        if len(data) > limit:
+            raise RequestEntityTooLarge()
+    else:
+        data = request.get_data(cache=False)
+    return parse_json_object(request.mimetype, data)
 
 
 def _probe(service: ModelService) -> str | None:
@@ -192,6 +202,7 @@ def _access_line(status: int, seconds: float, request_id: str) -> str:
             "latency_ms": round(seconds * 1000, 3),
             "request_id": request_id,
             "remote_addr": request.remote_addr,
+            "pid": os.getpid(),  # which gunicorn worker answered
         },
         ensure_ascii=True,  # a log line stays one line of ASCII whatever the path holds
     )

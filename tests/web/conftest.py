@@ -39,32 +39,50 @@ def client(app: Flask) -> FlaskClient:
 class WebServer:
     """A real ``deploy web`` process (gunicorn and its workers) on a free loopback port."""
 
-    def __init__(self, process: ManagedProcess, url: str, log_path: Path) -> None:
+    def __init__(self, process: ManagedProcess, url: str, log_path: Path, gunicorn_log: Path):
         self.process = process
         self.url = url
         self.log_path = log_path
+        self.gunicorn_log = gunicorn_log
 
     def log(self) -> str:
         """Return everything the server has printed so far."""
         return self.log_path.read_text(errors="replace")
 
 
+def _start(model_dir: Path, directory: Path, workers: int, *extra: str) -> WebServer:
+    port = free_port()
+    log_path = directory / f"deploy-web-{port}.log"
+    args = [DEPLOY, "web", "--runtime", "local", "--port", str(port)]
+    args += ["--workers", str(workers), "--model", str(model_dir), *extra]
+    process = ManagedProcess("deploy web", args, log_path=log_path, cwd=directory)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{url}/ready", timeout=90, process=process)
+    except BaseException:
+        process.stop()
+        raise
+    return WebServer(process, url, log_path, directory / ".deploy" / "logs" / f"web-{port}.log")
+
+
 @pytest.fixture
 def start_web(model_dir: Path, tmp_path: Path) -> Iterator[Callable[..., WebServer]]:
     """Return a function starting ``deploy web`` on a free port; every server is stopped."""
-    started: list[ManagedProcess] = []
+    started: list[WebServer] = []
 
     def start(workers: int = 2, *extra: str) -> WebServer:
-        port = free_port()
-        log_path = tmp_path / f"deploy-web-{port}.log"
-        args = [DEPLOY, "web", "--runtime", "local", "--port", str(port)]
-        args += ["--workers", str(workers), "--model", str(model_dir), *extra]
-        process = ManagedProcess("deploy web", args, log_path=log_path, cwd=tmp_path)
-        started.append(process)
-        url = f"http://127.0.0.1:{port}"
-        wait_http(f"{url}/ready", timeout=90, process=process)
-        return WebServer(process, url, log_path)
+        server = _start(model_dir, tmp_path, workers, *extra)
+        started.append(server)
+        return server
 
     yield start
-    for process in started:
-        process.stop(timeout=40)
+    for server in started:
+        server.process.stop(timeout=40)
+
+
+@pytest.fixture(scope="module")
+def web_server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]:
+    """Start one real ``deploy web`` (two gunicorn workers) shared by a test module."""
+    server = _start(model_dir, tmp_path_factory.mktemp("web"), 2)
+    yield server
+    server.process.stop(timeout=40)

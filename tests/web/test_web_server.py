@@ -1,0 +1,235 @@
+"""The real thing: ``deploy web`` runs gunicorn with several workers, driven over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+import pytest
+import requests
+from conftest import WebServer
+from prometheus_client.parser import text_string_to_metric_families
+
+from deploy_modes.cli.processes import free_port, wait_http
+from deploy_modes.core.scoring import ModelService
+
+pytestmark = pytest.mark.integration
+
+RIDE = {"PULocationID": 10, "DOLocationID": 50, "trip_distance": 40}
+
+
+def _metric(url: str, name: str, **labels: str) -> float:
+    """Return the sum of samples ``name`` whose labels include ``labels`` (0 when absent)."""
+    text = requests.get(f"{url}/metrics", timeout=10).text
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and labels.items() <= sample.labels.items():
+                total += sample.value
+    return total
+
+
+def _access_lines(server: WebServer) -> list[dict]:
+    lines = []
+    for line in server.log().splitlines():
+        if line.startswith("{"):
+            lines.append(json.loads(line))
+    return lines
+
+
+def _workers(server: WebServer) -> list[psutil.Process]:
+    """Return the gunicorn workers: the children of the gunicorn master under ``deploy``."""
+    (master,) = psutil.Process(server.process.pid).children()
+    return master.children()
+
+
+def _wait_until(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting for {what}")
+        time.sleep(0.1)
+
+
+def test_the_course_client_works_unchanged(web_server: WebServer, model_service: ModelService):
+    # The Zoomcamp's test.py, verbatim apart from the URL.
+    ride = {"PULocationID": 10, "DOLocationID": 50, "trip_distance": 40}
+    url = f"{web_server.url}/predict"
+    response = requests.post(url, json=ride)
+    duration = response.json()["duration"]
+    assert duration == pytest.approx(model_service.predict_one(ride), rel=1e-12)
+    assert response.headers["X-Request-ID"]
+
+
+def test_metrics_add_up_across_workers_and_survive_a_dead_worker(web_server: WebServer):
+    from concurrent.futures import ThreadPoolExecutor
+
+    url = web_server.url
+    before = _metric(url, "deploy_web_predictions_total", endpoint="/predict")
+    requests_before = _metric(
+        url, "deploy_web_requests_total", endpoint="/predict", method="POST", status="200"
+    )
+    sent = 80
+
+    def one(i: int) -> int:
+        ride = {**RIDE, "ride_id": i}
+        return requests.post(f"{url}/predict", json=ride, timeout=30).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        assert set(pool.map(one, range(sent))) == {200}
+    pids = {line["pid"] for line in _access_lines(web_server) if line["path"] == "/predict"}
+    assert len(pids) >= 2, "the concurrent requests should have reached both workers"
+    assert _metric(url, "deploy_web_predictions_total", endpoint="/predict") == before + sent
+    count = _metric(
+        url, "deploy_web_requests_total", endpoint="/predict", method="POST", status="200"
+    )
+    assert count == requests_before + sent
+    assert _metric(url, "deploy_web_model_info") == 1.0
+
+    # A worker dies (OOM killer, segfault): gunicorn replaces it and nothing is forgotten.
+    victim = _workers(web_server)[0]
+    victim.kill()
+    victim.wait(10)
+    _wait_until(
+        lambda: len([w for w in _workers(web_server) if w.pid != victim.pid]) == 2,
+        "gunicorn to replace the killed worker",
+    )
+    wait_http(f"{url}/ready", timeout=30)
+    assert _metric(url, "deploy_web_predictions_total", endpoint="/predict") == before + sent
+
+
+def test_access_log_has_one_json_line_per_request(web_server: WebServer):
+    requests.get(f"{web_server.url}/health", headers={"X-Request-ID": "trace-me-7"}, timeout=10)
+    _wait_until(
+        lambda: any(line["request_id"] == "trace-me-7" for line in _access_lines(web_server)),
+        "the access line",
+    )
+    (line,) = [x for x in _access_lines(web_server) if x["request_id"] == "trace-me-7"]
+    assert line["method"] == "GET" and line["path"] == "/health" and line["status"] == 200
+    assert {"ts", "latency_ms", "remote_addr", "pid"} <= set(line)
+
+
+def test_oversized_bodies_are_413_over_real_http(web_server: WebServer):
+    big = b'{"pad": "' + b"x" * (2 * 1024 * 1024) + b'"}'
+    headers = {"Content-Type": "application/json"}
+    response = requests.post(f"{web_server.url}/predict", data=big, headers=headers, timeout=30)
+    assert response.status_code == 413
+    assert response.json()["error"]
+
+    def chunks():  # no Content-Length: the limit must hold for a chunked upload too
+        yield b'{"pad": "'
+        for _ in range(40):
+            yield b"x" * 65536
+        yield b'"}'
+
+    response = requests.post(
+        f"{web_server.url}/predict/batch", data=chunks(), headers=headers, timeout=30
+    )
+    assert response.status_code == 413
+    assert set(response.json()) == {"error", "field"}
+
+
+def test_a_full_batch_of_ten_thousand_rides_is_served(web_server: WebServer):
+    rides = [{**RIDE, "ride_id": i} for i in range(10_000)]
+    response = requests.post(f"{web_server.url}/predict/batch", json={"rides": rides}, timeout=60)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["invalid"] == 0 and len(body["predictions"]) == 10_000
+    assert body["predictions"][-1]["ride_id"] == 9_999
+
+
+def test_sigterm_lets_requests_in_flight_finish(start_web: Callable[..., WebServer]):
+    server = start_web(workers=2)
+    host, port = server.url.removeprefix("http://").split(":")
+    body = json.dumps({"rides": [RIDE] * 200}).encode()
+    head = (
+        f"POST /predict/batch HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    # Two uploads, half sent: each sync worker is now busy reading one of them.
+    clients = [socket.create_connection((host, int(port)), timeout=30) for _ in range(2)]
+    try:
+        for sock in clients:
+            sock.sendall(head + body[: len(body) // 2])
+        time.sleep(0.5)  # let both workers accept: a request still queued in the kernel is not
+        # in flight yet
+
+        server.process.popen.send_signal(signal.SIGTERM)
+        _wait_until(
+            lambda: "Handling signal: term" in server.gunicorn_log.read_text(),
+            "gunicorn to get SIGTERM",
+        )
+        for sock in clients:
+            sock.sendall(body[len(body) // 2 :])
+            answer = _read_all(sock)
+            status_line, _, rest = answer.partition(b"\r\n")
+            assert b" 200 " in status_line, answer[:300]
+            payload = json.loads(rest.partition(b"\r\n\r\n")[2])
+            assert len(payload["predictions"]) == 200 and payload["invalid"] == 0
+    finally:
+        for sock in clients:
+            sock.close()
+    assert server.process.popen.wait(60) == 0
+    log = server.log()
+    assert "Traceback" not in log
+    assert "Shutting down: Master" in log and "stopped" in log
+
+
+def _read_all(sock: socket.socket) -> bytes:
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_the_container_command_serves_and_logs_json(model_dir: Path, tmp_path: Path):
+    port = free_port()
+    env = {
+        **os.environ,
+        "DEPLOY_MODEL_LOCATION": str(model_dir),
+        "DEPLOY_WEB_PORT": str(port),
+        "DEPLOY_WEB_WORKERS": "2",
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    log_path = tmp_path / "gunicorn.log"
+    args = [sys.executable, "-m", "gunicorn", "-c", "python:deploy_modes.web.gunicorn_conf"]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [*args, "deploy_modes.web.wsgi:app"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_http(f"{url}/ready", timeout=60)
+            assert requests.post(f"{url}/predict", json=RIDE, timeout=10).status_code == 200
+            assert _metric(url, "deploy_web_predictions_total") == 1.0
+        finally:
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(60) == 0
+    text = log_path.read_text()
+    access = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    assert [(a["path"], a["status"]) for a in access][-2:] == [("/predict", 200), ("/metrics", 200)]
+    assert "Using worker: sync" in text and "Traceback" not in text
+
+
+def test_the_container_command_with_a_missing_model_says_so_in_one_line(tmp_path: Path):
+    env = {
+        **os.environ,
+        "DEPLOY_MODEL_LOCATION": str(tmp_path / "nowhere"),
+        "DEPLOY_WEB_PORT": str(free_port()),
+        "DEPLOY_WEB_WORKERS": "1",
+    }
+    args = [sys.executable, "-m", "gunicorn", "-c", "python:deploy_modes.web.gunicorn_conf"]
+    result = subprocess.run(
+        [*args, "deploy_modes.web.wsgi:app"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode != 0
+    assert f"error: no model at {tmp_path / 'nowhere'}" in result.stderr
+    assert "Traceback" not in result.stderr
