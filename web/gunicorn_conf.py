@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 # Nothing imported here may import prometheus-client: the metrics directory must be set first.
-from deploy_modes.web.settings import MULTIPROC_ENV, WebSettings
+from deploy_modes.core.errors import DeployError
+from deploy_modes.web.settings import MULTIPROC_ENV, WebSettings, load_settings
 
 __all__ = [
     "accesslog",
@@ -52,7 +54,12 @@ def _fresh_multiproc_dir() -> tuple[str, bool]:
     return created, True
 
 
-_settings = WebSettings()
+try:
+    _settings = load_settings(WebSettings)
+except DeployError as _exc:
+    # One clear line rather than gunicorn's "failed to read config" traceback.
+    print(f"error: {_exc}", file=sys.stderr, flush=True)
+    raise SystemExit(1) from None
 _metrics_dir, _created_metrics_dir = _fresh_multiproc_dir()
 
 _host = f"[{_settings.host}]" if ":" in _settings.host else _settings.host

@@ -16,7 +16,7 @@ from deploy_modes.core.errors import DeployError
 from deploy_modes.core.scoring import ModelService
 from deploy_modes.core.settings import CoreSettings
 from deploy_modes.web.app import ACCESS_LOGGER, create_app
-from deploy_modes.web.settings import WebSettings
+from deploy_modes.web.settings import WebSettings, load_settings
 
 __all__ = ["app", "build_app", "configure_logging"]
 
@@ -41,7 +41,7 @@ def build_app(web: WebSettings, core: CoreSettings) -> Flask:
 def _load() -> Flask:
     configure_logging()
     try:
-        return build_app(WebSettings(), CoreSettings())
+        return build_app(load_settings(WebSettings), load_settings(CoreSettings))
     except DeployError as exc:
         # One clear line in the log instead of a gunicorn traceback; gunicorn exits with it.
         print(f"error: {exc}", file=sys.stderr, flush=True)
