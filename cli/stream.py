@@ -118,13 +118,16 @@ def _init_streams(settings: Any) -> None:
     say(f"streams ready: {', '.join(names)}")
 
 
-def _consume(model: str, settings: Any) -> None:
+def _consume(model: str, settings: Any, announce: str | None = None) -> None:
+    """Build the consumer, take over SIGTERM/SIGINT, say ``announce``, run until stopped."""
     from deploy_modes.stream.bootstrap import build_consumer
     from deploy_modes.stream.consumer import stop_on_signals
 
     consumer = build_consumer(model, settings, say)
     stop = threading.Event()
-    stop_on_signals(stop)
+    stop_on_signals(stop)  # from here a signal means: finish the batch, checkpoint, exit
+    if announce:
+        console.print(announce, highlight=False)
     consumer.run(stop)
 
 
@@ -165,22 +168,22 @@ def run(
         settings = _settings(shards=shards, consumer_name=consumer_name, endpoint_url=endpoint)
         _init_streams(settings)
         location = model or ensure_model(CoreSettings(), say)
-        where = f"--endpoint-url {endpoint}" if endpoint else "--endpoint-url aws"
-        console.print(
+        aws_opt = f"--endpoint-url {endpoint} " if endpoint else ""
+        opt = "" if endpoint_url == LOCAL_ENDPOINT else f" --endpoint-url {endpoint_url}"
+        announce = (
             "\n[bold]stream mode running[/bold]: "
             f"{settings.input_stream} -> {settings.output_stream} "
             f"(dead letters: {settings.dlq_stream})\n"
             "next, in another terminal:\n"
-            "  deploy stream send --count 1000 --rate 200   # put rides\n"
-            "  deploy stream tail                           # watch predictions\n"
-            f"  aws {where} kinesis put-record --stream-name {settings.input_stream} "
+            f"  deploy stream send --count 1000 --rate 200{opt}   # put rides\n"
+            f"  deploy stream tail{opt}   # watch predictions\n"
+            f"  aws {aws_opt}kinesis put-record --stream-name {settings.input_stream} "
             "--partition-key 256 --cli-binary-format raw-in-base64-out --data "
             '\'{"ride": {"PULocationID": 130, "DOLocationID": 205, "trip_distance": 3.66}, '
             '"ride_id": 256}\'\n'
-            "stop with Ctrl-C: the batch in flight is finished and checkpointed.\n",
-            highlight=False,
+            "stop with Ctrl-C: the batch in flight is finished and checkpointed.\n"
         )
-        _consume(location, settings)
+        _consume(location, settings, announce)
     finally:
         if emulator is not None and emulator.started_here:
             say("stopping the AWS emulator we started (its streams go with it)")

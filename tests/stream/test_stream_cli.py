@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from deploy_modes.cli.emulator import Emulator
 from deploy_modes.cli.main import app
-from deploy_modes.cli.processes import ManagedProcess, free_port
+from deploy_modes.cli.processes import ManagedProcess, free_port, port_in_use
 from deploy_modes.core.data import month_file
 from deploy_modes.stream.settings import StreamSettings
 
@@ -187,3 +187,25 @@ def test_bare_command_runs_the_consumer_until_sigterm(
     assert "stream mode running" in text
     assert "deploy stream send" in text  # says what to do next
     assert "already running" in text  # it used the emulator that answered, started none
+
+
+@pytest.mark.integration
+def test_bare_command_starts_and_stops_its_own_emulator(model_dir: Path, tmp_path: Path) -> None:
+    port = free_port()
+    deploy = str(Path(sys.executable).parent / "deploy")
+    args = [deploy, "stream", "--runtime", "local", "--endpoint-url", f"http://127.0.0.1:{port}"]
+    env = {"DEPLOY_MODEL_LOCATION": str(model_dir), "PYTHONUNBUFFERED": "1"}
+    log = tmp_path / "stream.log"
+    with ManagedProcess("deploy stream", args, env=env, log_path=log, cwd=tmp_path) as process:
+        deadline = time.monotonic() + 60
+        while "stream mode running" not in log.read_text():
+            assert process.poll() is None, process.tail()
+            assert time.monotonic() < deadline, process.tail()
+            time.sleep(0.2)
+        assert process.stop(sig=signal.SIGTERM) == 0
+    text = log.read_text()
+    assert f"AWS emulator started at http://127.0.0.1:{port}" in text
+    assert "created stream ride_events (2 shards)" in text
+    assert "stopping the AWS emulator we started" in text
+    assert not port_in_use(port)
+    assert (tmp_path / ".deploy/stream/checkpoints.sqlite").is_file()
