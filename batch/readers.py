@@ -424,9 +424,13 @@ def _sql_kind(kind: Any) -> str:
 
     if isinstance(kind, sa.DateTime | sa.Date):
         return "time"
-    if isinstance(kind, sa.Integer | sa.Numeric):
+    if isinstance(kind, sa.Integer | sa.Numeric | sa.Float | sa.Double):
         return "number"
-    return "other"
+    try:
+        python_type = kind.python_type
+    except NotImplementedError:  # a dialect type SQLAlchemy cannot map: judge by name
+        return "number" if "DOUBLE" in str(kind).upper() else "other"
+    return "number" if python_type in (int, float) else "other"
 
 
 def _safe_url(url: str) -> str:
