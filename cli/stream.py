@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlparse
@@ -220,7 +220,7 @@ def init(
 
 @app.command("send")
 def send(
-    count: Annotated[int, typer.Option(min=1, max=10_000_000, help="Rides to send.")] = 1000,
+    count: Annotated[int, typer.Option(min=1, max=1_000_000, help="Rides to send.")] = 1000,
     rate: Annotated[
         float, typer.Option(min=0, max=1_000_000, help="Rides per second (0: as fast as possible).")
     ] = 0,
@@ -236,21 +236,17 @@ def send(
 
     Example: deploy stream send --count 5000 --rate 500
     """
-    from deploy_modes.stream.rides import generated_rides, parquet_rides
+    from deploy_modes.stream.rides import ride_source
 
     settings = _settings(endpoint_url=_endpoint(endpoint_url))
-    if input_file is not None:
-        rides = parquet_rides(input_file, count, first_id)
-    else:
-        rides = generated_rides(count, seed, first_id)
-    total = len(rides)
+    total, rides = ride_source(count, seed, first_id, input_file)
     client = _client(settings)
     with _aws_errors(settings):
         sent = _send(client, settings.input_stream, rides, rate or None, total)
     console.print(f"sent {sent:,} rides to {settings.input_stream}", highlight=False)
 
 
-def _send(client: Any, stream: str, rides: list[Any], rate: float | None, total: int) -> int:
+def _send(client: Any, stream: str, rides: Iterable[Any], rate: float | None, total: int) -> int:
     """Send with a progress bar on a terminal, a few plain lines otherwise."""
     from deploy_modes.stream.rides import send_rides
 

@@ -24,8 +24,10 @@ from deploy_modes.stream.service import OutputRecord
 __all__ = [
     "follow_records",
     "generated_rides",
+    "iter_rides",
     "parquet_rides",
     "read_predictions",
+    "ride_source",
     "rides_from_columns",
     "send_rides",
 ]
@@ -49,42 +51,51 @@ def _record(ride: dict[str, Any] | bytes, position: int) -> OutputRecord:
     return OutputRecord(json.dumps(ride, separators=(",", ":")).encode(), key[:256])
 
 
+def iter_rides(
+    pu: Iterable[Any], do: Iterable[Any], distance: Iterable[Any], first_id: int = 1
+) -> Iterator[dict[str, Any]]:
+    """Yield course input events from column values; ride_ids count up from ``first_id``."""
+    for i, (p, d, x) in enumerate(zip(pu, do, distance, strict=True)):
+        yield ride_event(_scalar(p, int), _scalar(d, int), _scalar(x, float), first_id + i)
+
+
 def rides_from_columns(
     pu: Iterable[Any], do: Iterable[Any], distance: Iterable[Any], first_id: int = 1
 ) -> list[dict[str, Any]]:
-    """Build course input events from column values; ride_ids count up from ``first_id``."""
-    return [
-        ride_event(_scalar(p, int), _scalar(d, int), _scalar(x, float), first_id + i)
-        for i, (p, d, x) in enumerate(zip(pu, do, distance, strict=True))
-    ]
+    """Return course input events from column values; ride_ids count up from ``first_id``."""
+    return list(iter_rides(pu, do, distance, first_id))
+
+
+def _frame_rides(frame: Any, first_id: int) -> Iterator[dict[str, Any]]:
+    return iter_rides(
+        *(frame[c].to_numpy(dtype="float64", na_value=np.nan) for c in _RIDE_COLUMNS),
+        first_id=first_id,
+    )
+
+
+def ride_source(
+    count: int, seed: int = 42, first_id: int = 1, input_path: Path | str | None = None
+) -> tuple[int, Iterator[dict[str, Any]]]:
+    """Return how many rides there are and a lazy iterator over them (parquet or generated)."""
+    if input_path is not None:
+        from deploy_modes.core.data import read_trips
+
+        frame = read_trips(input_path, columns=_RIDE_COLUMNS).head(count)
+    else:
+        from deploy_modes.core.data import generate_month
+
+        frame = generate_month(2021, 3, rows=count, seed=seed)[_RIDE_COLUMNS].head(count)
+    return len(frame), _frame_rides(frame, first_id)
 
 
 def generated_rides(count: int, seed: int = 42, first_id: int = 1) -> list[dict[str, Any]]:
     """Return ``count`` realistic rides from the core's TLC generator."""
-    from deploy_modes.core.data import generate_month
-
-    frame = generate_month(2021, 3, rows=count, seed=seed)
-    return rides_from_columns(
-        frame["PULocationID"].astype("float64").to_numpy(),
-        frame["DOLocationID"].astype("float64").to_numpy(),
-        frame["trip_distance"].to_numpy(dtype="float64", na_value=np.nan),
-        first_id,
-    )[:count]
+    return list(ride_source(count, seed, first_id)[1])
 
 
-def parquet_rides(path: Path | str, count: int | None = None, first_id: int = 1) -> list[dict]:
-    """Return the rides of a TLC parquet file (the first ``count`` if given)."""
-    from deploy_modes.core.data import read_trips
-
-    frame = read_trips(path, columns=_RIDE_COLUMNS)
-    if count is not None:
-        frame = frame.head(count)
-    return rides_from_columns(
-        frame["PULocationID"].to_numpy(dtype="float64", na_value=np.nan),
-        frame["DOLocationID"].to_numpy(dtype="float64", na_value=np.nan),
-        frame["trip_distance"].to_numpy(dtype="float64", na_value=np.nan),
-        first_id,
-    )
+def parquet_rides(path: Path | str, count: int, first_id: int = 1) -> list[dict[str, Any]]:
+    """Return the first ``count`` rides of a TLC parquet file."""
+    return list(ride_source(count, first_id=first_id, input_path=path)[1])
 
 
 def send_rides(

@@ -118,9 +118,19 @@ def test_out_of_range_and_wrong_typed_options_are_usage_errors(args: list[str]) 
 
 
 @pytest.mark.integration
-def test_missing_input_file_is_a_clear_error(streams: StreamSettings, tmp_path: Path) -> None:
+def test_missing_or_broken_input_file_is_a_clear_error(
+    streams: StreamSettings, tmp_path: Path
+) -> None:
     result = _invoke("send", "--input", str(tmp_path / "nope.parquet"), env=_env(streams))
     _clean_error(result, "nope.parquet")
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(b"PAR1 this is not parquet")
+    _clean_error(_invoke("send", "--input", str(broken), env=_env(streams)), "broken.parquet")
+    wrong = tmp_path / "wrong.parquet"
+    import pandas as pd
+
+    pd.DataFrame({"a": [1, 2]}).to_parquet(wrong)
+    _clean_error(_invoke("send", "--input", str(wrong), env=_env(streams)), "PULocationID")
 
 
 @pytest.mark.integration
