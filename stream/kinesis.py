@@ -167,7 +167,10 @@ class ShardReader:
         try:
             response = self.client.get_records(ShardIterator=self._iterator, Limit=limit)
         except Exception as exc:
-            if _code(exc) != "ExpiredIteratorException":
+            code = _code(exc)
+            if code in _THROTTLED:
+                return []  # 5 GetRecords/s per shard: an empty poll, the caller waits
+            if code != "ExpiredIteratorException":
                 raise
             self._iterator = self._new_iterator()  # resumes after the last record we returned
             response = self.client.get_records(ShardIterator=self._iterator, Limit=limit)

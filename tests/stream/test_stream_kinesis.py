@@ -126,3 +126,29 @@ def test_reader_resumes_after_a_sequence_number(kinesis: Any, streams: StreamSet
     assert sorted(r.data for r, _ in read_all(kinesis, streams.input_stream)) == sorted(
         b"x%d" % i for i in range(10)
     )
+
+
+class ThrottledReads:
+    """GetRecords that is throttled once, then returns one record."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def get_shard_iterator(self, **kwargs: Any) -> dict[str, str]:
+        return {"ShardIterator": "it-0"}
+
+    def get_records(self, ShardIterator: str, Limit: int) -> dict[str, Any]:
+        self.calls += 1
+        if self.calls == 1:
+            raise _throttled()
+        return {
+            "Records": [{"Data": b"x", "SequenceNumber": "9"}],
+            "NextShardIterator": "it-1",
+        }
+
+
+def test_throttled_get_records_is_an_empty_poll_not_an_error() -> None:
+    reader = ShardReader(ThrottledReads(), "s", "shard-0")
+    assert reader.read(10) == []
+    assert [r.sequence for r in reader.read(10)] == ["9"]
+    assert reader.after == "9"
