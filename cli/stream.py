@@ -118,7 +118,7 @@ def _init_streams(settings: Any) -> None:
     say(f"streams ready: {', '.join(names)}")
 
 
-def _consume(model: str, settings: Any, announce: str | None = None) -> None:
+def _consume(model: str, settings: Any, announce: str | None = None, demo_rides: int = 0) -> None:
     """Build the consumer, take over SIGTERM/SIGINT, say ``announce``, run until stopped."""
     from deploy_modes.stream.bootstrap import build_consumer
     from deploy_modes.stream.consumer import stop_on_signals
@@ -128,7 +128,24 @@ def _consume(model: str, settings: Any, announce: str | None = None) -> None:
     stop_on_signals(stop)  # from here a signal means: finish the batch, checkpoint, exit
     if announce:
         console.print(announce, highlight=False)
+    if demo_rides:
+        sender = threading.Thread(
+            target=_send_demo_rides, args=(settings, demo_rides, stop), daemon=True
+        )
+        sender.start()
     consumer.run(stop)
+
+
+def _send_demo_rides(settings: Any, count: int, stop: threading.Event) -> None:
+    """Put ``count`` generated rides while the consumer runs (``deploy stream --count``)."""
+    from deploy_modes.stream.rides import ride_source, send_rides
+
+    try:
+        _, rides = ride_source(count)
+        sent = send_rides(_client(settings), settings.input_stream, rides, stop=stop)
+        say(f"sent {sent:,} demo rides to {settings.input_stream}")
+    except DeployError as exc:  # the consumer keeps running; the user sees why
+        say(f"could not send the demo rides: {exc}")
 
 
 @app.callback(invoke_without_command=True)
@@ -139,6 +156,9 @@ def run(
     consumer_name: ConsumerOption = "default",
     endpoint_url: EndpointOption = LOCAL_ENDPOINT,
     model: ModelOption = None,
+    count: Annotated[
+        int, typer.Option(min=0, max=1_000_000, help="Demo rides to send once it runs (0: none).")
+    ] = 0,
 ) -> None:
     """Start the emulator, create the streams, and run the consumer in the foreground.
 
@@ -149,7 +169,14 @@ def run(
     from deploy_modes.cli.runtime import compose_run, resolve_runtime
 
     if resolve_runtime(runtime) == "compose":
-        compose_run("stream", shards=shards, consumer_name=consumer_name, endpoint_url=endpoint_url)
+        compose_run(
+            "stream",
+            shards=shards,
+            consumer_name=consumer_name,
+            endpoint_url=endpoint_url,
+            count=count,
+            model=model,
+        )
         return
     from deploy_modes.cli.emulator import ensure_emulator
     from deploy_modes.core.demo import ensure_model
@@ -183,7 +210,7 @@ def run(
             '"ride_id": 256}\'\n'
             "stop with Ctrl-C: the batch in flight is finished and checkpointed.\n"
         )
-        _consume(location, settings, announce)
+        _consume(location, settings, announce, count)
     finally:
         if emulator is not None and emulator.started_here:
             say("stopping the AWS emulator we started (its streams go with it)")

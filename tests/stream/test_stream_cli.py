@@ -203,12 +203,13 @@ def test_bare_command_runs_the_consumer_until_sigterm(
 def test_bare_command_starts_and_stops_its_own_emulator(model_dir: Path, tmp_path: Path) -> None:
     port = free_port()
     deploy = str(Path(sys.executable).parent / "deploy")
-    args = [deploy, "stream", "--runtime", "local", "--endpoint-url", f"http://127.0.0.1:{port}"]
+    endpoint = f"http://127.0.0.1:{port}"
+    args = [deploy, "stream", "--runtime", "local", "--endpoint-url", endpoint, "--count", "30"]
     env = {"DEPLOY_MODEL_LOCATION": str(model_dir), "PYTHONUNBUFFERED": "1"}
     log = tmp_path / "stream.log"
     with ManagedProcess("deploy stream", args, env=env, log_path=log, cwd=tmp_path) as process:
         deadline = time.monotonic() + 60
-        while "stream mode running" not in log.read_text():
+        while "30 records: 30 predictions" not in log.read_text():
             assert process.poll() is None, process.tail()
             assert time.monotonic() < deadline, process.tail()
             time.sleep(0.2)
@@ -216,6 +217,8 @@ def test_bare_command_starts_and_stops_its_own_emulator(model_dir: Path, tmp_pat
     text = log.read_text()
     assert f"AWS emulator started at http://127.0.0.1:{port}" in text
     assert "created stream ride_events (2 shards)" in text
+    assert "stream mode running" in text
+    assert "sent 30 demo rides to ride_events" in text
     assert "stopping the AWS emulator we started" in text
     assert not port_in_use(port)
     assert (tmp_path / ".deploy/stream/checkpoints.sqlite").is_file()
