@@ -7,6 +7,7 @@ are inspected with the docker SDK through the labels both compose versions set.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shutil
@@ -37,6 +38,8 @@ PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
 ONEOFF_LABEL = "com.docker.compose.oneoff"
 TAIL_LINES = 40
+# Classic-builder chatter that says nothing a reader needs (shown only in the failure tail).
+_NOISE = (" ---> ", "Removing intermediate container", "DEPRECATED: The legacy builder", "   ")
 # A container without a healthcheck counts as up once it has run this long without restarting.
 SETTLE_SECONDS = 3.0
 
@@ -186,7 +189,7 @@ class Stack:
                 tail.append(line)
                 if status is not None:
                     status.update(f"{label or command[0]}: [dim]{line[-100:]}[/dim]")
-                elif not quiet:
+                elif not quiet and line.strip() and not line.startswith(_NOISE):
                     console.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)
             code = process.wait()
         except BaseException:
@@ -196,6 +199,7 @@ class Stack:
         finally:
             if status is not None:
                 status.stop()
+            process.stdout.close()
         if code != 0 and (spinner or quiet):
             err_console.print("\n".join(tail), highlight=False, markup=False)
         return code
@@ -238,7 +242,10 @@ class Stack:
 
     def wait_healthy(self, services: Sequence[str], timeout: float = 180.0) -> None:
         """Wait until each service runs (and is healthy); fail fast on exits and restarts."""
-        client = docker_client()
+        with contextlib.closing(docker_client()) as client:
+            self._wait_healthy(client, services, timeout)
+
+    def _wait_healthy(self, client: Any, services: Sequence[str], timeout: float) -> None:
         deadline = time.monotonic() + timeout
         settled: dict[str, float] = {}
         waiting = list(services)

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from deploy_modes.cli.compose import MODES, Stack, compose_command, docker_client
 from deploy_modes.cli.console import console, say
+from deploy_modes.cli.emulator import EMULATOR_CREDENTIALS
 from deploy_modes.core.errors import DeployError
 
 __all__ = [
@@ -276,7 +277,6 @@ def _run_batch(options: dict[str, Any]) -> None:
         DEPLOY_COMPOSE_MONTH=month,
         DEPLOY_COMPOSE_ROWS=str(int(options.get("rows") or BATCH_ROWS)),
         DEPLOY_COMPOSE_INPUT=source,
-        DEPLOY_COMPOSE_OUTPUT=target,
         DEPLOY_COMPOSE_OUTPUT_BUCKET=parse_s3(target).bucket,
     )
     _emulator_env(options, env)
@@ -284,22 +284,25 @@ def _run_batch(options: dict[str, Any]) -> None:
     with _torn_down_on_failure(stack):
         _up(stack, ["emulator"], ["emulator"])
         say(f"putting {month} into the emulated S3 at {source}")
-        if stack.run("run", "--rm", "-T", "init", label="preparing S3") != 0:
+        # --no-deps: the emulator is up; `run` would otherwise start (and re-run) dependencies
+        if stack.run("run", "--rm", "--no-deps", "-T", "init", label="preparing S3") != 0:
             raise DeployError("preparing the emulated S3 failed (output above)")
         say(f"running the batch job for {month}")
-        if stack.run("run", "--rm", "-T", "batch", label="scoring") != 0:
+        job = ["run", "--rm", "--no-deps", "-T", "-e", f"DEPLOY_BATCH_OUTPUT={target}", "batch"]
+        if stack.run(*job, label="scoring") != 0:
             raise DeployError("the batch job failed (its output is above)")
         port = stack.published_port("emulator", EMULATOR_INNER_PORT)
     endpoint = f"http://127.0.0.1:{port}"
-    prefix = target.split("{", 1)[0]
+    prefix = target.split("{", 1)[0].rsplit("/", 1)[0] + "/"
     console.print(
         f"[bold green]batch job done[/bold green] ({stack.project}): predictions in {prefix}"
     )
     with contextlib.suppress(Exception):  # listing is a courtesy; the job already succeeded
         _print_objects(prefix, endpoint)
+    keys = " ".join(f"{k}={v}" for k, v in EMULATOR_CREDENTIALS.items())
     console.print(
         f"the emulator keeps them while the stack runs: {endpoint}\nnext:\n"
-        f"  aws --endpoint-url {endpoint} s3 ls --recursive {prefix}\n"
+        f"  {keys} aws --endpoint-url {endpoint} s3 ls --recursive {prefix}\n"
         "  deploy logs batch      deploy down batch",
         highlight=False,
         markup=False,
@@ -311,7 +314,13 @@ def _print_objects(prefix: str, endpoint: str) -> None:
     from deploy_modes.core.storage import aws_client, parse_s3
 
     location = parse_s3(prefix)
-    s3 = aws_client("s3", endpoint=endpoint)
+    s3 = aws_client(
+        "s3",
+        endpoint=endpoint,
+        aws_access_key_id=EMULATOR_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=EMULATOR_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        region_name=EMULATOR_CREDENTIALS["AWS_DEFAULT_REGION"],
+    )
     listing = s3.list_objects_v2(Bucket=location.bucket, Prefix=location.key)
     for item in listing.get("Contents", []):
         console.print(
@@ -330,7 +339,8 @@ def _run_stream(options: dict[str, Any]) -> None:
         if count:
             stack.env = {**env, "DEPLOY_COMPOSE_SEND_COUNT": str(int(count))}
             say(f"sending {int(count):,} rides with the producer")
-            if stack.run("run", "--rm", "-T", "producer", label="sending rides") != 0:
+            producer = ["run", "--rm", "--no-deps", "-T", "producer"]
+            if stack.run(*producer, label="sending rides") != 0:
                 raise DeployError("the producer failed (its output is above)")
         port = stack.published_port("emulator", EMULATOR_INNER_PORT)
     endpoint = f"http://127.0.0.1:{port}"

@@ -12,6 +12,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from botocore.exceptions import BotoCoreError, ClientError
+
+from deploy_modes.core.data import parse_month
 from deploy_modes.core.errors import DeployError
 from deploy_modes.core.storage import aws_client, parse_s3
 
@@ -38,7 +41,7 @@ def ensure_bucket(s3: object, bucket: str) -> None:
 
 def put_month(uri: str, month: str, rows: int, seed: int) -> None:
     """Generate ``month`` (TLC schema) into ``uri`` unless an object is already there."""
-    from deploy_modes.core.data import generate_month, parse_month, write_month
+    from deploy_modes.core.data import generate_month, write_month
 
     location = parse_s3(uri)
     s3 = aws_client("s3")
@@ -63,6 +66,8 @@ def main(argv: list[str]) -> int:
     if not 1 <= args.rows <= 10_000_000:
         parser.error("--rows must be 1..10000000")
     try:
+        if args.month:
+            parse_month(args.month)  # a typo fails before anything is created
         buckets = list(args.bucket)
         if args.month_uri:
             buckets.append(parse_s3(args.month_uri).bucket)
@@ -73,6 +78,9 @@ def main(argv: list[str]) -> int:
         if args.month and args.month_uri:
             put_month(args.month_uri, args.month, args.rows, args.seed)
     except DeployError as exc:
+        print(f"init: error: {exc}", file=sys.stderr)
+        return 1
+    except (BotoCoreError, ClientError) as exc:  # the emulator refused or did not answer
         print(f"init: error: {exc}", file=sys.stderr)
         return 1
     _say("done")

@@ -6,7 +6,7 @@ import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -62,7 +62,7 @@ def stack_teardown() -> Iterator[list[str]]:
 
 
 def run_deploy(
-    args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 1200
+    args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 1500
 ) -> subprocess.CompletedProcess[str]:
     """Run the real ``deploy`` console script and return its result (output captured)."""
     return subprocess.run(
@@ -74,3 +74,9 @@ def run_deploy(
         timeout=timeout,
         check=False,
     )
+
+
+@pytest.fixture
+def deploy_cli() -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Return a runner of the real ``deploy`` console script: ``deploy_cli(args, cwd, env)``."""
+    return run_deploy

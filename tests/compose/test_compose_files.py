@@ -133,5 +133,5 @@ def test_a_stack_of_an_unknown_mode_is_a_clear_error() -> None:
 
 
 def test_a_stack_without_its_compose_file_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(DeployError, match="compose file .* not found"):
+    with pytest.raises(DeployError, match=r"compose file .* not found"):
         Stack("web", files=(tmp_path / "missing.yml",))

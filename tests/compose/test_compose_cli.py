@@ -1,0 +1,254 @@
+"""The compose-facing CLI without an engine: clear errors, skips and staging (no Docker needed)."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from deploy_modes.cli.compose import COMPOSE_DIR, Stack, compose_command
+from deploy_modes.cli.emulator import Emulator
+from deploy_modes.cli.runtime import _bake_file, _model_env, compose_run
+from deploy_modes.core.errors import DeployError, ModelLoadError
+
+DEPLOY = str(Path(sys.executable).parent / "deploy")
+INIT = COMPOSE_DIR / "init" / "init_aws.py"
+NO_ENGINE = {"DOCKER_HOST": "unix:///nonexistent/docker.sock", "COLUMNS": "200"}
+
+
+def _deploy(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [DEPLOY, *args],
+        cwd=cwd,
+        env={**os.environ, **NO_ENGINE},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _clean_failure(result: subprocess.CompletedProcess[str], message: str) -> None:
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("mode", ["web", "batch", "stream"])
+def test_runtime_compose_without_an_engine_says_what_to_do(mode: str, tmp_path: Path) -> None:
+    args = [mode, "--runtime", "compose"]
+    if mode == "batch":
+        args += ["--month", "2021-03"]
+    result = _deploy(*args, cwd=tmp_path)
+    _clean_failure(result, "--runtime compose needs Docker")
+    assert "--runtime local" in result.stderr
+    assert not (tmp_path / ".deploy").exists()  # nothing staged, nothing trained
+
+
+def test_status_without_an_engine_checks_local_services_only(tmp_path: Path) -> None:
+    result = _deploy("status", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "no Docker engine answers" in result.stdout
+
+
+def test_down_all_without_an_engine_has_nothing_to_remove(tmp_path: Path) -> None:
+    result = _deploy("down", "--all", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "no compose stack can be running" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["down"], "name a mode (web, batch, stream) or pass --all"),
+        (["down", "web", "--all"], "name a mode or pass --all, not both"),
+        (["down", "lambda"], "unknown mode 'lambda'"),
+        (["logs", "lambda"], "unknown mode 'lambda'"),
+        (["logs", "web"], "no Docker engine answers"),
+    ],
+)
+def test_bad_arguments_are_one_clear_line(args: list[str], message: str, tmp_path: Path) -> None:
+    _clean_failure(_deploy(*args, cwd=tmp_path), message)
+
+
+def test_logs_needs_a_mode(tmp_path: Path) -> None:
+    result = _deploy("logs", cwd=tmp_path)
+    assert result.returncode == 2 and "Missing argument" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["status", "logs", "down"])
+def test_help_shows_an_example(command: str, tmp_path: Path) -> None:
+    result = _deploy(command, "--help", cwd=tmp_path)
+    assert result.returncode == 0 and "Example: deploy" in result.stdout
+
+
+def test_compose_run_rejects_an_unknown_mode() -> None:
+    with pytest.raises(DeployError, match="unknown mode 'lambda'"):
+        compose_run("lambda", port=1)
+
+
+@pytest.fixture
+def fresh_compose_detection() -> Iterator[None]:
+    compose_command.cache_clear()
+    yield
+    compose_command.cache_clear()
+
+
+def test_no_compose_installed_is_a_clear_error(
+    fresh_compose_detection: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # a PATH with neither docker nor docker-compose
+    with pytest.raises(DeployError, match=r"neither `docker compose` \(v2\) nor `docker-compose`"):
+        compose_command()
+
+
+def test_a_v1_only_machine_uses_docker_compose(
+    fresh_compose_detection: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A `docker` without the compose plugin and a `docker-compose` next to it: v1 is chosen.
+    docker = tmp_path / "docker"
+    docker.write_text("#!/bin/sh\nexit 1\n")
+    legacy = tmp_path / "docker-compose"
+    legacy.write_text("#!/bin/sh\nexit 0\n")
+    for script in (docker, legacy):
+        script.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert compose_command() == (str(legacy),)
+
+
+def test_a_v2_plugin_wins_over_docker_compose(
+    fresh_compose_detection: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docker = tmp_path / "docker"
+    docker.write_text('#!/bin/sh\n[ "$1" = compose ] && exit 0\nexit 1\n')
+    legacy = tmp_path / "docker-compose"
+    legacy.write_text("#!/bin/sh\nexit 0\n")
+    for script in (docker, legacy):
+        script.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert compose_command() == (str(docker), "compose")
+
+
+def test_the_model_is_staged_readable_for_the_non_root_user(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for path in model_dir.iterdir():
+        path.chmod(0o600)  # what an atomic write (mkstemp) leaves behind
+    env = _model_env("web", {"model": str(model_dir)})
+    staged = Path(env["DEPLOY_COMPOSE_MODEL_DIR"])
+    assert env["DEPLOY_COMPOSE_MODEL_PATH"] == "/model"
+    assert sorted(p.name for p in staged.iterdir()) == sorted(p.name for p in model_dir.iterdir())
+    for path in staged.iterdir():
+        assert path.stat().st_mode & stat.S_IROTH, f"{path.name} not world-readable"
+    assert staged.is_relative_to(tmp_path / ".deploy" / "compose" / "web")
+
+
+def test_a_bare_pickle_is_staged_and_pointed_at(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    import pickle
+
+    from deploy_modes.core.artifact import load_model
+
+    pipeline = load_model(model_dir).pipeline
+    bare = tmp_path / "lin_reg.bin"
+    bare.write_bytes(pickle.dumps((pipeline.steps[0][1], pipeline.steps[-1][1])))
+    env = _model_env("web", {"model_location": str(bare)})
+    assert env["DEPLOY_COMPOSE_MODEL_PATH"] == "/model/lin_reg.bin"
+    assert (Path(env["DEPLOY_COMPOSE_MODEL_DIR"]) / "lin_reg.bin").is_file()
+
+
+def test_a_broken_model_fails_before_anything_is_built(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "model.pkl").write_bytes(b"not a pickle")
+    (broken / "manifest.json").write_text("{}")
+    with pytest.raises(ModelLoadError):
+        _model_env("web", {"model": str(broken)})
+
+
+def test_an_s3_model_is_refused_with_a_way_out(tmp_path: Path) -> None:
+    with pytest.raises(DeployError, match="mounts a local model"):
+        _model_env("web", {"model": "s3://bucket/models/ride-duration"})
+
+
+@pytest.mark.parametrize("mode", ["web", "batch", "stream"])
+def test_bake_swaps_the_model_mount_for_a_build(mode: str, tmp_path: Path) -> None:
+    model = tmp_path / "bake" / "model"
+    model.mkdir(parents=True)
+    stack = Stack(mode, env={"DEPLOY_COMPOSE_MODEL_DIR": str(model)})
+    baked = yaml.safe_load(_bake_file(stack).read_text())
+    original = yaml.safe_load((COMPOSE_DIR / f"{mode}.yml").read_text())
+    assert (tmp_path / "bake" / "Dockerfile").read_text().count("COPY model /model") == 1
+    changed = 0
+    for name, service in baked["services"].items():
+        assert not any(str(v).endswith(":/model:ro") for v in service.get("volumes", []))
+        if service["image"] != original["services"][name]["image"]:
+            changed += 1
+            assert "-baked:" in service["image"]
+            assert service["build"]["context"] == str(tmp_path / "bake")
+            assert service["build"]["args"]["IMAGE"] == original["services"][name]["image"]
+    assert changed >= 1
+
+
+@pytest.mark.integration
+def test_init_prepares_buckets_and_a_month_idempotently(
+    moto_server: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = {**os.environ, **moto_server.env()}
+    args = [
+        sys.executable,
+        str(INIT),
+        "--bucket=compose-out",
+        "--month=2021-03",
+        "--month-uri=s3://compose-in/input/green_tripdata_2021-03.parquet",
+        "--rows=500",
+    ]
+    first = subprocess.run(args, env=env, capture_output=True, text=True, check=False)
+    assert first.returncode == 0, first.stderr
+    assert "wrote 500 generated rides" in first.stdout
+    second = subprocess.run(args, env=env, capture_output=True, text=True, check=False)
+    assert second.returncode == 0, second.stderr
+    assert "exists" in second.stdout and "wrote" not in second.stdout
+
+    from deploy_modes.core.data import read_trips
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server.url)
+    frame = read_trips("s3://compose-in/input/green_tripdata_2021-03.parquet")
+    assert len(frame) == 500
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("extra", "code", "message"),
+    [
+        (["--rows=0"], 2, "--rows must be 1..10000000"),
+        (["--rows=many"], 2, "invalid int value"),
+        (["--month=2021-13", "--month-uri=s3://b/x.parquet"], 1, "month must look like YYYY-MM"),
+        (["--month=2021-03", "--month-uri=/tmp/x.parquet"], 1, "not an S3 URI"),
+    ],
+)
+def test_init_rejects_bad_arguments_clearly(
+    moto_server: Emulator, extra: list[str], code: int, message: str
+) -> None:
+    result = subprocess.run(
+        [sys.executable, str(INIT), *extra],
+        env={**os.environ, **moto_server.env()},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == code, result.stdout + result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
