@@ -48,10 +48,9 @@ def invoke(model_dir: Path) -> Callable[..., object]:
     return run
 
 
-def run_deploy(
+def _run_deploy(
     args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
-    """Run the real ``deploy`` console script in a child process."""
     deploy = Path(sys.executable).parent / "deploy"
     return subprocess.run(
         [str(deploy), *args],
@@ -62,3 +61,9 @@ def run_deploy(
         timeout=timeout,
         check=False,
     )
+
+
+@pytest.fixture
+def run_deploy() -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Return a function running the real ``deploy`` console script in a child process."""
+    return _run_deploy
