@@ -25,6 +25,8 @@ from deploy_modes.core.validation import MAX_ZONE, MIN_ZONE, Ride, validate_ride
 __all__ = ["ModelService", "Prediction"]
 
 _TABLE_SIZE = MAX_ZONE + 1  # zone IDs index the table directly; row/column 0 stays unused
+_SPARSE_CHUNK_ROWS = 262_144
+_DENSE_CHUNK_CELLS = 8_000_000  # a dense chunk stays under ~64 MB of float64
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +49,10 @@ class ModelService:
         self.estimator = self.pipeline.steps[-1][1]
         self._simple = len(self.pipeline.steps) == 2 and self._features_are_course_features()
         self._table: np.ndarray | None = None
+        width = max(len(self.vectorizer.vocabulary_), 1)
+        self._chunk_rows = (
+            _SPARSE_CHUNK_ROWS if self.vectorizer.sparse else max(_DENSE_CHUNK_CELLS // width, 1)
+        )
         if self._simple:
             self._columns = _pudo_columns(self.vectorizer.vocabulary_)
             if _is_linear(self.estimator):
@@ -145,8 +151,21 @@ class ModelService:
             out += self._w_distance * distance
             out += self._intercept
             return out
+        # Other models score in chunks, so a dense vectorizer (or the dict path) never builds
+        # a rows x vocabulary matrix for a whole month at once.
+        chunk = self._chunk_rows
+        parts = [
+            self._predict_chunk(pu[i : i + chunk], do[i : i + chunk], distance[i : i + chunk])
+            for i in range(0, len(pu), chunk)
+        ]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def _predict_chunk(self, pu: np.ndarray, do: np.ndarray, distance: np.ndarray) -> np.ndarray:
         if self._simple:
-            return np.asarray(self.estimator.predict(self._sparse(pu, do, distance)), "float64")
+            matrix: Any = self._sparse(pu, do, distance)
+            if not self.vectorizer.sparse:  # the estimator was fitted on dense input
+                matrix = matrix.toarray()
+            return np.asarray(self.estimator.predict(matrix), dtype="float64")
         dicts = [
             ride_features(int(p), int(d), float(x))
             for p, d, x in zip(pu, do, distance, strict=True)

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.feature_extraction import DictVectorizer
 from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import Pipeline, make_pipeline
@@ -59,6 +60,21 @@ def scaled_service(
     pipeline = make_pipeline(DictVectorizer(), MaxAbsScaler(), LinearRegression())
     pipeline.fit(dicts, durations)
     out = tmp_path_factory.mktemp("scaled") / "model"
+    save_model(pipeline, out)
+    return ModelService(load_model(out))
+
+
+@pytest.fixture(scope="session")
+def dense_service(
+    training_set: tuple[list[dict[str, Any]], np.ndarray],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> ModelService:
+    """Return a service over a dense vectorizer and a regressor that refuses sparse input."""
+    dicts, durations = training_set
+    regressor = HistGradientBoostingRegressor(max_iter=10, max_bins=8, random_state=0)
+    pipeline = make_pipeline(DictVectorizer(sparse=False), regressor)
+    pipeline.fit(dicts[:1_500], durations[:1_500])  # a small fit: it bins every PU_DO column
+    out = tmp_path_factory.mktemp("dense") / "model"
     save_model(pipeline, out)
     return ModelService(load_model(out))
 

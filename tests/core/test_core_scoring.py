@@ -16,13 +16,13 @@ from deploy_modes.core.scoring import ModelService, Prediction
 from deploy_modes.core.validation import Ride
 
 TOLERANCE = 1e-9
-SERVICES = ["model_service", "forest_service", "scaled_service", "course_service"]
+SERVICES = ["model_service", "forest_service", "scaled_service", "course_service", "dense_service"]
 Predict = Callable[[Pipeline, Any, Any, Any], np.ndarray]
 
 
 @pytest.fixture(params=SERVICES)
 def service(request: pytest.FixtureRequest) -> ModelService:
-    """Return each kind of model: linear table, sparse forest, dict path, course tuple."""
+    """Return each kind of model: linear table, forest, dict path, course tuple, dense input."""
     return request.getfixturevalue(request.param)
 
 
@@ -43,6 +43,16 @@ def test_each_model_takes_its_path(
     assert scaled_service.fast_path == "dict"
 
 
+def test_dense_models_score_in_chunks(
+    dense_service: ModelService, sklearn_predict: Predict
+) -> None:
+    # The vectorizer is dense, so a whole month at once would be a rows x vocabulary matrix.
+    pu, do, dist = _rides(3 * dense_service._chunk_rows + 7, 5)
+    expected = sklearn_predict(dense_service.pipeline, pu, do, dist)
+    got = dense_service.predict_arrays(pu, do, dist)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=TOLERANCE)
+
+
 def test_rides_include_unseen_zone_pairs(model_service: ModelService) -> None:
     pu, do, _ = _rides(2_000, 1)
     vocab = model_service.vectorizer.vocabulary_
@@ -59,7 +69,7 @@ def test_arrays_equal_pipeline_predict(service: ModelService, sklearn_predict: P
 
 
 def test_one_ride_equals_pipeline_predict(service: ModelService, sklearn_predict: Predict) -> None:
-    pu, do, dist = _rides(200, 2)
+    pu, do, dist = _rides(50, 2)
     expected = sklearn_predict(service.pipeline, pu, do, dist)
     for i in range(len(pu)):
         payload = {"PULocationID": int(pu[i]), "DOLocationID": int(do[i]), "trip_distance": dist[i]}
