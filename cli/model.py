@@ -110,7 +110,8 @@ def train(
     parse_month(val_month)
     train_path = ensure_month(data_dir, train_month, rows, seed, say)
     val_path = ensure_month(data_dir, val_month, rows, seed, say)
-    result = train_model(train_path, val_path, out, regressor=regressor, progress=say)
+    with warnings_as_lines():  # e.g. a ConvergenceWarning: one line, not Python's format
+        result = train_model(train_path, val_path, out, regressor=regressor, progress=say)
     manifest = result.manifest
     console.print(
         f"[bold green]trained[/bold green] {manifest['name']} version {manifest['version']}: "

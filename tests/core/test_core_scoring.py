@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.pipeline import Pipeline
 
@@ -93,9 +93,7 @@ def test_many_rides_equal_pipeline_predict(service: ModelService, sklearn_predic
     np.testing.assert_allclose(got, expected, rtol=0, atol=TOLERANCE)
 
 
-@settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(max_examples=60, deadline=None)  # no deadline: the CPU is shared
 @given(
     st.lists(
         st.tuples(st.integers(1, 265), st.integers(1, 265), st.floats(0, 500)),
