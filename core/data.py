@@ -248,6 +248,8 @@ def _source(path: str | Path) -> tuple[str, Any]:
         except DeployError as exc:
             raise DataError(f"trip data {label} cannot be read: {exc}") from exc
     local = Path(path)
+    if local.is_dir():
+        raise DataError(f"{local} is a directory: give one monthly parquet file")
     if not local.is_file():
         raise DataError(f"trip data file does not exist: {local}")
     return label, local

@@ -173,9 +173,11 @@ def test_read_returns_the_required_columns(data_dir: Path) -> None:
     assert len(frame) > 0
 
 
-def test_read_missing_file(tmp_path: Path) -> None:
+def test_read_missing_file_or_a_directory(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="does not exist"):
         read_trips(tmp_path / "nope.parquet")
+    with pytest.raises(DataError, match="is a directory: give one monthly parquet file"):
+        read_trips(tmp_path)
 
 
 @pytest.mark.parametrize(
