@@ -21,7 +21,6 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from deploy_modes.batch.intervals import Interval
-from deploy_modes.core.data import REQUIRED_COLUMNS
 from deploy_modes.core.errors import DataError, DeployError
 from deploy_modes.core.storage import aws_client, is_s3, parse_s3
 
@@ -44,6 +43,9 @@ TIME_COLUMNS = (PICKUP, DROPOFF)
 _URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _SQL_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "mariadb", "mssql", "oracle")
 _US_PER_MINUTE = 60_000_000.0
+# core.data.REQUIRED_COLUMNS, spelled out so a batch run need not import pandas (a test
+# keeps the two equal).
+REQUIRED_COLUMNS = [PICKUP, DROPOFF, "PULocationID", "DOLocationID", "trip_distance"]
 _YELLOW = {PICKUP: "tpep_pickup_datetime", DROPOFF: "tpep_dropoff_datetime"}
 
 

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -159,10 +160,12 @@ def _run_one(
         _ensure_default_month(source, interval, taxi_type, core, say)
     reader = open_reader(source, interval, chunk_rows, table)
     writer = open_writer(target, output_table)
+    started = time.perf_counter()  # includes opening (an S3 download), unlike the job's own
     try:
         total = reader.open()
         tick = progress(interval, total) if progress is not None else None
         summary = BatchJob(reader, writer, service, tick).run(interval)
+        summary.seconds = time.perf_counter() - started
     finally:
         reader.close()
         close = getattr(writer, "close", None)

@@ -47,6 +47,7 @@ OUTPUT_SCHEMA = pa.schema(
 )
 INTERVAL_COLUMN = "batch_interval"  # SQL only: which run wrote the row, so a rerun replaces it
 _TMP_SUFFIX = ".tmp"
+_DICTIONARY_COLUMNS = ["PULocationID", "DOLocationID", "model_version"]
 _INSERT_ROWS = 20_000  # rows per INSERT: one statement per chunk would be too large a packet
 
 
@@ -111,7 +112,12 @@ class _ParquetSession:
             )
         os.close(fd)
         self._writer: pq.ParquetWriter | None = pq.ParquetWriter(
-            self._tmp, OUTPUT_SCHEMA, compression="snappy"
+            self._tmp,
+            OUTPUT_SCHEMA,
+            compression="snappy",
+            # Dictionary-encoding unique ride ids and float columns costs more than it saves
+            # (the writer tries, then falls back): encode only the low-cardinality columns.
+            use_dictionary=_DICTIONARY_COLUMNS,
         )
 
     def _s3(self) -> Any:

@@ -95,3 +95,10 @@ def test_a_window_template_must_tell_windows_apart() -> None:
 def test_interval_fields() -> None:
     interval = Interval(datetime(2021, 3, 5, 4), datetime(2021, 3, 5, 5), "hour")
     assert interval.fields() == {"year": 2021, "month": 3, "day": 5, "hour": 4}
+
+
+def test_the_reader_requires_the_core_columns() -> None:
+    from deploy_modes.batch.readers import REQUIRED_COLUMNS
+    from deploy_modes.core.data import REQUIRED_COLUMNS as CORE_COLUMNS
+
+    assert REQUIRED_COLUMNS == CORE_COLUMNS
