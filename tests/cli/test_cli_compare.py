@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -193,6 +194,24 @@ def test_unknown_runtime_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert result.exit_code == 1
     assert "--runtime must be one of" in result.output
     assert "Traceback" not in result.output
+
+
+def test_compose_runtime_without_an_engine_is_one_line(tmp_path: Path) -> None:
+    # The real command with DOCKER_HOST at a socket that does not exist: no engine answers.
+    result = subprocess.run(
+        [DEPLOY, "compare", "--runtime", "compose", "--rides", "10"],
+        cwd=tmp_path,
+        env={**os.environ, "DOCKER_HOST": "unix:///nonexistent/docker.sock"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "--runtime compose needs Docker" in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert not (tmp_path / "compare" / "compare.json").exists()
+    assert not (tmp_path / "models").exists()  # nothing trained before the runtime check
 
 
 def test_out_that_is_a_file(model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
