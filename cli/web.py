@@ -62,7 +62,7 @@ def run(
     workers: Annotated[
         int | None,
         typer.Option(
-            envvar="DEPLOY_WEB_WORKERS", min=1, max=64, help="gunicorn workers (default: CPUs + 1)."
+            envvar="DEPLOY_WEB_WORKERS", min=1, max=64, help="gunicorn workers [1 per CPU]."
         ),
     ] = None,
     model: Annotated[

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Flask, Response, g, request
+from flask import Flask, Request, Response, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from deploy_modes.core.errors import RideValidationError
@@ -37,6 +37,9 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 # A ride every model can score: the start-up check behind /ready.
 _PROBE_RIDE = {"PULocationID": 1, "DOLocationID": 1, "trip_distance": 1.0}
 _UNMATCHED = "<unmatched>"
+_REQUEST_ID_ENVIRON = "HTTP_X_REQUEST_ID"
+_STARTED = "deploy_web.started"
+_ID = "deploy_web.request_id"
 
 _log = logging.getLogger(__name__)
 _access = logging.getLogger(ACCESS_LOGGER)
@@ -58,21 +61,25 @@ def create_app(service: ModelService, settings: WebSettings) -> Flask:
 
     @app.before_request
     def _start() -> None:
-        g.started = time.perf_counter()
-        given = request.headers.get(REQUEST_ID_HEADER, "")
-        g.request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        environ = request.environ
+        environ[_STARTED] = time.perf_counter()
+        given = environ.get(_REQUEST_ID_ENVIRON, "")
+        environ[_ID] = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
 
     @app.after_request
     def _finish(response: Response) -> Response:
-        started = g.get("started")
+        req = request._get_current_object()  # one context lookup instead of one per attribute
+        environ = req.environ
+        started = environ.get(_STARTED)
         seconds = time.perf_counter() - started if started is not None else 0.0
-        request_id = g.get("request_id") or uuid.uuid4().hex
+        request_id = environ.get(_ID) or uuid.uuid4().hex
         response.headers[REQUEST_ID_HEADER] = request_id
-        rule = request.url_rule
+        rule = req.url_rule
         endpoint = rule.rule if rule is not None else _UNMATCHED
-        metrics.observe(endpoint, request.method, response.status_code, seconds)
+        status = response.status_code
+        metrics.observe(endpoint, req.method, status, seconds)
         if settings.access_log:
-            _access.info(_access_line(response.status_code, seconds, request_id))
+            _access.info(_access_line(req, status, seconds, request_id))
         return response
 
     @app.post("/predict")
@@ -192,16 +199,16 @@ def _http_message(exc: HTTPException) -> str:
     return str(exc.description or exc.name)
 
 
-def _access_line(status: int, seconds: float, request_id: str) -> str:
+def _access_line(req: Request, status: int, seconds: float, request_id: str) -> str:
     return json.dumps(
         {
             "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
-            "method": request.method,
-            "path": request.path,
+            "method": req.method,
+            "path": req.path,
             "status": status,
             "latency_ms": round(seconds * 1000, 3),
             "request_id": request_id,
-            "remote_addr": request.remote_addr,
+            "remote_addr": req.remote_addr,
             "pid": os.getpid(),  # which gunicorn worker answered
         },
         ensure_ascii=True,  # a log line stays one line of ASCII whatever the path holds
