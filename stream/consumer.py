@@ -81,15 +81,18 @@ class Consumer:
                 self.log(f"consumer {self.name}: reading {shard_id} {where}")
         self._refreshed_at = time.monotonic()
 
-    def handle(self, shard_id: str, records: list[InputRecord]) -> None:
-        """Predict a batch, put predictions and dead letters, then checkpoint the shard."""
+    def handle(self, batch: list[tuple[str, list[InputRecord]]]) -> None:
+        """Predict one batch (records of several shards), put everything, then checkpoint."""
+        records = [record for _, shard_records in batch for record in shard_records]
         result = self.service.process(records)
         attempts = self.settings.put_attempts
+        # One PutRecords for the whole round, not one per shard: calls, not records, cost most.
         put_records(self.kinesis, self.settings.output_stream, result.outputs, attempts)
         put_records(self.kinesis, self.settings.dlq_stream, result.dead_letters, attempts)
-        sequence = records[-1].sequence
-        if sequence is not None:
-            self.checkpoints.save(self.name, self.settings.input_stream, shard_id, sequence)
+        for shard_id, shard_records in batch:
+            sequence = shard_records[-1].sequence
+            if sequence is not None:
+                self.checkpoints.save(self.name, self.settings.input_stream, shard_id, sequence)
         self.stats.records += len(records)
         self.stats.predictions += len(result.outputs)
         self.stats.dead_letters += len(result.dead_letters)
@@ -100,26 +103,40 @@ class Consumer:
         self.readers.pop(shard_id, None)
         self._refreshed_at = float("-inf")
 
+    def _failed(self, what: str, exc: Exception, shard_ids: list[str]) -> None:
+        self.stats.errors += 1
+        self.log(f"consumer {self.name}: {what}: {exc}; retrying from the checkpoint")
+        for shard_id in shard_ids:
+            self._rewind(shard_id)
+
     def poll_once(self, stop: threading.Event | None = None) -> int:
-        """Read one batch from every shard and handle it; return how many records came."""
+        """Read every shard once, handle what came as one batch; return the records handled.
+
+        A batch holds at most ``batch_size`` records (``batch_size // shards`` per shard, at
+        least one), so a crash repeats at most that many rides.
+        """
         if time.monotonic() - self._refreshed_at > self.settings.shard_refresh:
             self.refresh_shards()
-        handled = 0
+        per_shard = max(1, self.settings.batch_size // max(1, len(self.readers)))
+        batch: list[tuple[str, list[InputRecord]]] = []
         for shard_id, reader in list(self.readers.items()):
-            if stop is not None and stop.is_set():
-                break  # finish between batches: the one in flight is already checkpointed
             try:
-                records = reader.read(self.settings.batch_size)
-                if records:
-                    self.handle(shard_id, records)
-                    handled += len(records)
-            except Exception as exc:  # never crash on a flaky emulator or throttled put
-                self.stats.errors += 1
-                self.log(f"consumer {self.name}: {shard_id}: {exc}; retrying from its checkpoint")
-                self._rewind(shard_id)
-                if stop is not None:
-                    stop.wait(_ERROR_BACKOFF)
-        return handled
+                records = reader.read(per_shard)
+            except Exception as exc:  # never crash on a flaky endpoint: that shard waits
+                self._failed(f"reading {shard_id}", exc, [shard_id])
+                continue
+            if records:
+                batch.append((shard_id, records))
+        if not batch:
+            return 0
+        try:
+            self.handle(batch)
+        except Exception as exc:  # a put that stayed failed: nothing was checkpointed
+            self._failed("writing", exc, [shard_id for shard_id, _ in batch])
+            if stop is not None:
+                stop.wait(_ERROR_BACKOFF)
+            return 0
+        return sum(len(records) for _, records in batch)
 
     def run(self, stop: threading.Event) -> ConsumerStats:
         """Consume until ``stop`` is set; the batch in flight is finished and checkpointed."""

@@ -45,7 +45,8 @@ class StreamSettings(BaseSettings):
     """Where a shard without a checkpoint starts: the oldest record, or only new ones."""
 
     batch_size: int = Field(500, ge=1, le=10_000)
-    """Most records one GetRecords call returns (one prediction batch per shard read)."""
+    """Most records in one prediction batch, read across all shards (split evenly); a crash
+    repeats at most this many rides."""
 
     poll_interval: float = Field(0.2, ge=0.0, le=60.0)
     """Seconds to wait when every shard is empty before polling again."""
