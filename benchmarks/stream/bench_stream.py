@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
 import tempfile
 import threading
 import time
@@ -205,8 +206,6 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="model location (default: a demo model)")
     args = parser.parse_args()
 
-    import os
-
     os.environ.update({k: v for k, v in EMULATOR_CREDENTIALS.items() if k not in os.environ})
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
@@ -219,7 +218,8 @@ def main() -> None:
             rides = generated_rides(args.rides, seed=42)
             slow = generated_rides(args.latency_rides, seed=43)
             print(
-                f"stream benchmark: {args.rides:,} rides, {SHARDS} shards, moto at {emulator.url}"
+                f"stream benchmark: {args.rides:,} rides, {SHARDS} shards, moto at "
+                f"{emulator.url}, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
             )
             results = {}
             for kind in ("course", "consumer"):
@@ -233,7 +233,8 @@ def main() -> None:
             course, consumer = results["course"], results["consumer"]
             print(
                 f"ratio consumer/course: throughput x{consumer[0] / course[0]:.1f}, "
-                f"p99 latency x{course[2] / consumer[2]:.1f} lower"
+                f"p99 latency x{course[2] / consumer[2]:.1f} lower "
+                f"(load average now {os.getloadavg()[0]:.1f})"
             )
         finally:
             emulator.stop()
