@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from deploy_modes.cli.console import console, isatty, say, typer_app
+from deploy_modes.cli.console import console, err_console, isatty, say, typer_app
 
 __all__ = ["app", "run"]
 
@@ -181,7 +181,8 @@ def run(
     if resolve_runtime(runtime) == "compose":
         compose_run("batch", **options)
         return
-    tell = (lambda _msg: None) if as_json else say
+    # With --json, stdout carries only the summaries; messages go to stderr.
+    tell = (lambda msg: err_console.print(f"· {msg}", highlight=False)) if as_json else say
     with _progress_bars() as progress:
         summaries = run_intervals(
             intervals,
