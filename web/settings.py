@@ -30,8 +30,11 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def default_workers() -> int:
-    """Return one worker per core: predictions are CPU-bound, so more only adds contention."""
-    return os.cpu_count() or 1
+    """Return one worker per usable core: predictions are CPU-bound, more only contend."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1  # honours a container's cpuset
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 class WebSettings(BaseSettings):
@@ -49,8 +52,8 @@ class WebSettings(BaseSettings):
     """gunicorn worker processes; predictions are CPU-bound, so one per core."""
 
     worker_class: Literal["gthread", "sync"] = "gthread"
-    """gunicorn worker class: ``gthread`` keeps client connections alive (3-7x the requests/s
-    of ``sync`` in benchmarks/web), ``sync`` closes each connection after one request."""
+    """gunicorn worker class: ``gthread`` keeps client connections alive (about 4x the
+    requests/s of ``sync`` in benchmarks/web); ``sync`` closes each after one request."""
 
     threads: int = Field(4, ge=1, le=64)
     """Threads per ``gthread`` worker: they overlap network waits; the GIL serialises the rest."""

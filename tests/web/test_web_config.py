@@ -39,7 +39,13 @@ def test_settings_read_their_prefix(monkeypatch: pytest.MonkeyPatch):
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("PORT", "abc"), ("PORT", "70000"), ("WORKERS", "0"), ("MAX_BODY_BYTES", "-1")],
+    [
+        ("PORT", "abc"),
+        ("PORT", "70000"),
+        ("WORKERS", "0"),
+        ("MAX_BODY_BYTES", "-1"),
+        ("WORKER_CLASS", "eventlet"),
+    ],
 )
 def test_a_bad_setting_is_one_clear_error(monkeypatch: pytest.MonkeyPatch, name, value):
     monkeypatch.setenv(f"DEPLOY_WEB_{name}", value)
