@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 import socket
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-from conftest import WebServer
 from typer.testing import CliRunner
 
 from deploy_modes.cli.main import app
 from deploy_modes.cli.processes import free_port
 from deploy_modes.core.scoring import ModelService
+
+if TYPE_CHECKING:  # tests/web/conftest.py; "conftest" is only unique during collection
+    from conftest import WebServer
 
 runner = CliRunner()
 

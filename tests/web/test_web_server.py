@@ -11,15 +11,18 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
 import pytest
 import requests
-from conftest import WebServer
 from prometheus_client.parser import text_string_to_metric_families
 
 from deploy_modes.cli.processes import free_port, wait_http
 from deploy_modes.core.scoring import ModelService
+
+if TYPE_CHECKING:  # tests/web/conftest.py; "conftest" is only unique during collection
+    from conftest import WebServer
 
 pytestmark = pytest.mark.integration
 
