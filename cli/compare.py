@@ -194,7 +194,10 @@ def compare(
     workers: Annotated[
         int | None,
         typer.Option(
-            min=1, max=64, envvar="DEPLOY_WEB_WORKERS", help="gunicorn workers (default: CPUs + 1)."
+            min=1,
+            max=64,
+            envvar="DEPLOY_WEB_WORKERS",
+            help="gunicorn workers (default: the web mode's).",
         ),
     ] = None,
     shards: Annotated[

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -114,13 +115,38 @@ def test_compare_runs_all_three_modes_and_reports(
     assert not leftover, [psutil.Process(p).cmdline() for p in leftover]
 
 
+def _cmdlines(pid: int) -> list[str]:
+    lines = []
+    for child in psutil.Process(pid).children(recursive=True):
+        try:
+            lines.append(" ".join(child.cmdline()))
+        except psutil.Error:
+            continue
+    return lines
+
+
+def _serving_web(lines: list[str]) -> bool:
+    return sum("gunicorn" in line for line in lines) >= 2  # the master and a worker
+
+
+def _consuming(lines: list[str]) -> bool:
+    return any("moto" in line for line in lines) and any(" consume " in line for line in lines)
+
+
 @pytest.mark.integration
-def test_ctrl_c_tears_everything_down(model_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("rides", "phase", "sig"),
+    [("50000", _serving_web, signal.SIGINT), ("1500", _consuming, signal.SIGTERM)],
+    ids=["ctrl-c-while-web-serves", "sigterm-while-stream-consumes"],
+)
+def test_an_interrupt_tears_everything_down(
+    rides: str, phase: Callable[[list[str]], bool], sig: int, model_dir: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "report"
     log = (tmp_path / "deploy.log").open("wb")
     process = subprocess.Popen(
         [
-            *(DEPLOY, "compare", "--rides", "50000", "--runtime", "local"),
+            *(DEPLOY, "compare", "--rides", rides, "--runtime", "local"),
             *("--out", str(out), "--model", str(model_dir)),
         ],
         cwd=tmp_path,
@@ -128,18 +154,13 @@ def test_ctrl_c_tears_everything_down(model_dir: Path, tmp_path: Path) -> None:
         stderr=subprocess.STDOUT,
     )
     try:
-        # Interrupt while gunicorn serves: its web log appears once it is started.
-        deadline = time.monotonic() + 240
-        while (
-            not (out / "logs" / "web.log").is_file()
-            or b"Booting worker" not in (out / "logs" / "web.log").read_bytes()
-        ):
+        deadline = time.monotonic() + 300
+        while not phase(_cmdlines(process.pid)):
             assert process.poll() is None, (tmp_path / "deploy.log").read_text()
-            assert time.monotonic() < deadline, "gunicorn never started"
-            time.sleep(0.1)
+            assert time.monotonic() < deadline, "the phase to interrupt never started"
+            time.sleep(0.05)
         started = {p.pid for p in psutil.Process(process.pid).children(recursive=True)}
-        assert started, "the comparison started no process"
-        process.send_signal(signal.SIGINT)
+        process.send_signal(sig)
         code = process.wait(120)
     finally:
         if process.poll() is None:
