@@ -57,6 +57,7 @@ def create_app(service: ModelService, settings: WebSettings) -> Flask:
         openapi_document(settings.max_batch_rides, settings.max_body_bytes, service.version)
     )
     manifest = _dumps(service.model.manifest)
+    # The wiring, for extensions and debugging; the routes below close over it directly.
     app.extensions["deploy_web"] = {"service": service, "settings": settings, "metrics": metrics}
 
     @app.before_request
