@@ -99,13 +99,20 @@ def main() -> None:
     parser.add_argument("--skip-course", action="store_true", help="only deploy batch (memory)")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--course-worker", nargs=3, metavar=("IN", "OUT", "MODEL"))
+    parser.add_argument("--prepare-only", action="store_true", help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.course_worker:
         print(json.dumps({"seconds": course_score(*options.course_worker)}))
         return
-
     workdir = options.workdir or Path(tempfile.mkdtemp(prefix="bench-batch-"))
-    source, model = _prepare(workdir, options.rows)
+    if options.prepare_only:
+        _prepare(workdir, options.rows)
+        return
+    # Generate in a child: a child's peak RSS counts the parent's pages it was forked with, so
+    # this process must stay small for the measured children's figures to be their own.
+    prepare = [sys.executable, __file__, "--prepare-only", "--rows", str(options.rows)]
+    subprocess.run([*prepare, "--workdir", str(workdir)], check=True)
+    source, model = workdir / f"green_{options.rows}.parquet", workdir / "model"
     deploy = str(Path(sys.executable).parent / "deploy")
     ours = workdir / "deploy.parquet"
     theirs = workdir / "course.parquet"
