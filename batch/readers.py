@@ -127,7 +127,10 @@ def _float_column(array: pa.ChunkedArray | pa.Array, name: str) -> np.ndarray:
 
 def _micros(array: pa.Array) -> np.ndarray:
     """Return microseconds since the epoch as float64, NaN for null."""
-    as_int = pc.cast(array, pa.timestamp("us")).view(pa.int64())
+    if pa.types.is_null(array.type):
+        return np.full(len(array), np.nan)
+    tz = getattr(array.type, "tz", None)  # tz-aware values are UTC instants: keep the zone
+    as_int = pc.cast(array, pa.timestamp("us", tz=tz), safe=False).view(pa.int64())
     return np.asarray(pc.cast(as_int, pa.float64()).to_numpy(zero_copy_only=False), "float64")
 
 
@@ -240,16 +243,21 @@ class ParquetReader:
                     f"{self.location} is corrupt after row {offset:,}: {_one_line(exc)}"
                 ) from exc
             batch = batch.rename_columns(REQUIRED_COLUMNS)
-            pickup = _as_timestamp(batch.column(PICKUP))
-            dropoff = _as_timestamp(batch.column(DROPOFF))
-            yield Chunk(
-                offset=offset,
-                pickup=pickup,
-                duration=_duration(pickup, dropoff),
-                pu=_float_column(batch.column("PULocationID"), "PULocationID"),
-                do=_float_column(batch.column("DOLocationID"), "DOLocationID"),
-                distance=_float_column(batch.column("trip_distance"), "trip_distance"),
-            )
+            try:
+                chunk = Chunk(
+                    offset=offset,
+                    pickup=_as_timestamp(batch.column(PICKUP)),
+                    # From the raw instants, so a zone's DST change cannot bend a duration.
+                    duration=_duration(batch.column(PICKUP), batch.column(DROPOFF)),
+                    pu=_float_column(batch.column("PULocationID"), "PULocationID"),
+                    do=_float_column(batch.column("DOLocationID"), "DOLocationID"),
+                    distance=_float_column(batch.column("trip_distance"), "trip_distance"),
+                )
+            except pa.ArrowException as exc:
+                raise DataError(
+                    f"{self.location} has unreadable values after row {offset:,}: {_one_line(exc)}"
+                ) from exc
+            yield chunk
             offset += batch.num_rows
 
     def close(self) -> None:
@@ -268,7 +276,8 @@ def _as_timestamp(array: pa.Array) -> pa.Array:
     if pa.types.is_timestamp(array.type) and tz:
         # Wall-clock times in the source zone, as pandas would show them.
         array = pc.local_timestamp(array)
-    return pc.cast(array, pa.timestamp("us"))
+    # Nanosecond sources lose their sub-microsecond digits, as the TLC's own files have none.
+    return pc.cast(array, pa.timestamp("us"), safe=False)
 
 
 def _s3_read_error(exc: Exception, uri: str) -> DeployError:

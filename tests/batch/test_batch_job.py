@@ -187,3 +187,33 @@ def test_yellow_taxi_columns_are_read(
     frame.to_parquet(source)
     summary = _score(source, tmp_path / "out.parquet", model_service)
     assert summary["rows_written"] > 0
+
+
+def test_nanosecond_and_zoned_timestamps_and_narrow_ints_are_read(
+    tmp_path: Path, model_service: ModelService
+) -> None:
+    import pyarrow as pa
+
+    start = 1_614_556_800_000_000_000  # 2021-03-01T00:00Z in ns, with sub-microsecond digits
+    table = pa.table(
+        {
+            "lpep_pickup_datetime": pa.array([start + 1, start + 7], pa.timestamp("ns", "UTC")),
+            "lpep_dropoff_datetime": pa.array(
+                [start + 600_000_000_003, start + 90 * 60 * 10**9], pa.timestamp("ns", "UTC")
+            ),
+            "PULocationID": pa.array([5, 7], pa.int32()),
+            "DOLocationID": pa.array([5.0, 7.0]),
+            "trip_distance": pa.array([1, 2], pa.int64()),
+        }
+    )
+    source = tmp_path / "zoned.parquet"
+    pq.write_table(table, source)
+    summary = _score(source, tmp_path / "out.parquet", model_service)
+    assert summary["rows_written"] == 1  # 10 minutes kept; 90 minutes dropped
+    assert summary["rows_dropped"]["duration_out_of_range"] == 1
+    frame = pd.read_parquet(tmp_path / "out.parquet")
+    assert frame["actual_duration"].iloc[0] == pytest.approx(10.0)
+    expected = model_service.predict_one(
+        {"PULocationID": 5, "DOLocationID": 5, "trip_distance": 1.0}
+    )
+    assert frame["predicted_duration"].iloc[0] == pytest.approx(expected, abs=1e-9)
