@@ -12,7 +12,6 @@ from types import FrameType
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from deploy_modes.cli.console import console, progress, say
 from deploy_modes.core.errors import DeployError
@@ -67,8 +66,11 @@ def run_compare(
     from deploy_modes.core.settings import CoreSettings
 
     out = _check_out(out)
-    if input is not None and not Path(input).is_file() and not input.startswith("s3://"):
-        raise DeployError(f"--input {input} does not exist: give a TLC parquet month")
+    if input and not input.startswith("s3://"):
+        if Path(input).is_dir():
+            raise DeployError(f"--input {input} is a directory: give a TLC parquet month file")
+        if not Path(input).is_file():
+            raise DeployError(f"--input {input} does not exist: give a TLC parquet month")
     # A model the user named must exist: only the default location gets a demo model.
     location = model or ensure_model(CoreSettings(), say)
     loaded = load_model(location)  # a broken model fails here, in one line, before any mode
@@ -115,9 +117,7 @@ def run_compare(
         seed=seed,
     )
     paths = write_report(report, out)
-    # Off a terminal rich assumes 80 columns; the table needs more to stay one line per mode.
-    wide = console if console.is_terminal else Console(width=120, soft_wrap=True)
-    wide.print(rich_table(report))
+    console.print(rich_table(report))
     console.print(ratios_line(report), highlight=False)
     for result in results:
         for error in result.errors[:5]:

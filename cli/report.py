@@ -13,6 +13,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from rich import box
 from rich.table import Table
 
 from deploy_modes.cli.comparison import TOLERANCE, Agreement, ModeResult, RideSet
@@ -182,13 +183,55 @@ def _row(result: ModeResult) -> list[str]:
     ]
 
 
+_TABLE_COLUMNS = (
+    "mode",
+    "start s",
+    "wall s",
+    "rides/s",
+    "p50 ms",
+    "p95 ms",
+    "p99 ms",
+    "RSS MB",
+    "answers",
+)
+
+
+def _cells(result: ModeResult) -> list[str]:
+    """Return one table row: units in the headers, so the table fits 80 columns."""
+    latency = result.percentiles()
+
+    def ms(value: float) -> str:
+        if math.isnan(value):
+            return "-"
+        return f"{value * 1000:,.1f}" if value < 0.1 else f"{value * 1000:,.0f}"
+
+    return [
+        result.mode,
+        f"{result.startup_s:.2f}",
+        f"{result.wall_s:.2f}",
+        f"{result.throughput:,.0f}",
+        ms(latency["p50"]),
+        ms(latency["p95"]),
+        ms(latency["p99"]),
+        f"{result.peak_rss_bytes / _MB:,.0f}",
+        f"{len(result.predictions):,}",
+    ]
+
+
 def rich_table(report: Report) -> Table:
     """Return the side-by-side table printed at the end of a run."""
-    table = Table(title=f"deploy compare: {len(report.rides):,} rides, {report.runtime} runtime")
-    for column in _COLUMNS:
-        table.add_column(column, justify="left" if column == "mode" else "right")
+    table = Table(
+        title=f"deploy compare: {len(report.rides):,} rides, {report.runtime} runtime",
+        caption="latency: web round trip, stream put to prediction, batch job time",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    for column in _TABLE_COLUMNS:
+        table.add_column(column, justify="left" if column == "mode" else "right", no_wrap=True)
     for result in report.results:
-        table.add_row(*_row(result))
+        table.add_row(*_cells(result))
     return table
 
 

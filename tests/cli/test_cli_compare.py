@@ -279,6 +279,41 @@ def test_input_with_wrong_columns(
     assert "lacks required columns" in _error(args, tmp_path, monkeypatch)
 
 
+def test_input_that_is_a_directory(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "months").mkdir()
+    args = ["--input", "months", "--model", str(model_dir)]
+    assert "is a directory" in _error(args, tmp_path, monkeypatch)
+
+
+def test_input_with_wrong_typed_columns(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table(
+        {
+            "lpep_pickup_datetime": ["yesterday"],
+            "lpep_dropoff_datetime": ["today"],
+            "PULocationID": ["ten"],
+            "DOLocationID": [50],
+            "trip_distance": [1.0],
+        }
+    )
+    pq.write_table(table, tmp_path / "typed.parquet")
+    args = ["--input", "typed.parquet", "--model", str(model_dir)]
+    assert "wrong type" in _error(args, tmp_path, monkeypatch)
+
+
+def test_model_that_is_not_a_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "model.pkl").write_bytes(b"\x80\x04 certainly not a pickle")
+    output = _error(["--model", "model.pkl"], tmp_path, monkeypatch)
+    assert "model.pkl" in output
+    assert not (tmp_path / "compare" / "compare.json").exists()
+
+
 def test_missing_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     output = _error(["--model", str(tmp_path / "no-model")], tmp_path, monkeypatch)
     assert "no-model" in output
