@@ -200,7 +200,6 @@ def _batch(rides: RideSet, model: str, say: Say) -> ModeResult:
         DEPLOY_COMPOSE_MONTH=RIDE_MONTH,
         DEPLOY_COMPOSE_ROWS=str(len(rides)),
         DEPLOY_COMPOSE_INPUT=INPUT_URI,
-        DEPLOY_COMPOSE_OUTPUT=OUTPUT_URI,
         DEPLOY_COMPOSE_OUTPUT_BUCKET=BUCKET,
         DEPLOY_COMPOSE_EMULATOR_PORT="",
     )
@@ -216,13 +215,16 @@ def _batch(rides: RideSet, model: str, say: Say) -> ModeResult:
                 CreateBucketConfiguration={"LocationConstraint": s3.meta.region_name},
             )
         write_bytes(INPUT_URI, Path(rides.path).read_bytes(), client=s3)
-        if stack.run("run", "--rm", "-T", "init", label="preparing S3", quiet=True) != 0:
+        # --no-deps: the emulator is up; `run` would otherwise start (and re-run) dependencies
+        init = ["run", "--rm", "--no-deps", "-T", "init"]
+        if stack.run(*init, label="preparing S3", quiet=True) != 0:
             raise DeployError("preparing the emulated S3 failed (deploy logs batch)")
         say(f"batch (compose): the job on {len(rides):,} rides")
         started = time.perf_counter()
         text = stack.capture(
             "run",
             "--rm",
+            "--no-deps",
             "-T",
             "-e",
             f"DEPLOY_BATCH_OUTPUT={OUTPUT_URI}",
