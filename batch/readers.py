@@ -7,7 +7,6 @@ arrays with NaN for null), never the whole interval at once, so memory stays bou
 from __future__ import annotations
 
 import os
-import re
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -21,6 +20,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from deploy_modes.batch.intervals import Interval
+from deploy_modes.batch.locations import (
+    check_location,
+    is_sql,
+    one_line,
+    safe_url,
+    source_engine,
+    sql_url,
+)
 from deploy_modes.core.errors import DataError, DeployError
 from deploy_modes.core.storage import aws_client, is_s3, parse_s3
 
@@ -31,17 +38,13 @@ __all__ = [
     "ParquetReader",
     "Reader",
     "SqlReader",
-    "is_sql",
     "open_reader",
-    "sql_url",
 ]
 
 DEFAULT_CHUNK_ROWS = 262_144
 PICKUP, DROPOFF = "lpep_pickup_datetime", "lpep_dropoff_datetime"
 NUMERIC_COLUMNS = ("PULocationID", "DOLocationID", "trip_distance")
 TIME_COLUMNS = (PICKUP, DROPOFF)
-_URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
-_SQL_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "mariadb", "mssql", "oracle")
 _US_PER_MINUTE = 60_000_000.0
 # core.data.REQUIRED_COLUMNS, spelled out so a batch run need not import pandas (a test
 # keeps the two equal).
@@ -83,36 +86,6 @@ class Reader(Protocol):
     def close(self) -> None:
         """Release temp files and connections."""
         ...
-
-
-def is_sql(location: str) -> bool:
-    """Return whether ``location`` is a SQLAlchemy database URL."""
-    match = _URL_SCHEME.match(location)
-    return bool(match) and match.group(1).split("+")[0].lower() in _SQL_SCHEMES
-
-
-def sql_url(location: str) -> str:
-    """Return the SQLAlchemy URL, using psycopg 3 for a plain ``postgresql://``."""
-    for plain in ("postgresql://", "postgres://"):
-        if location.startswith(plain):
-            return "postgresql+psycopg://" + location[len(plain) :]
-    return location
-
-
-def check_location(location: str) -> None:
-    """Refuse URIs no reader or writer understands, with one clear line."""
-    if not location or not str(location).strip():
-        raise DeployError("empty location: give a path, an s3:// URI or a database URL")
-    match = _URL_SCHEME.match(location)
-    if match and not is_sql(location) and not is_s3(location):
-        raise DeployError(
-            f"unsupported location {location!r}: use a local path, s3://bucket/key "
-            "or a database URL (sqlite:///file.db, postgresql://...)"
-        )
-    if is_s3(location):
-        parse_s3(location)
-        if not parse_s3(location).key:
-            raise DeployError(f"S3 URI has no key: {location!r}")
 
 
 def _float_column(array: pa.ChunkedArray | pa.Array, name: str) -> np.ndarray:
@@ -205,7 +178,7 @@ class ParquetReader:
             self._file = pq.ParquetFile(path)
         except (pa.ArrowException, OSError) as exc:
             raise DataError(
-                f"{self.location} is not a readable parquet file: {_one_line(exc)}"
+                f"{self.location} is not a readable parquet file: {one_line(exc)}"
             ) from exc
         schema = self._file.schema_arrow
         names = set(schema.names)
@@ -240,7 +213,7 @@ class ParquetReader:
                 return
             except (pa.ArrowException, OSError) as exc:
                 raise DataError(
-                    f"{self.location} is corrupt after row {offset:,}: {_one_line(exc)}"
+                    f"{self.location} is corrupt after row {offset:,}: {one_line(exc)}"
                 ) from exc
             batch = batch.rename_columns(REQUIRED_COLUMNS)
             try:
@@ -255,7 +228,7 @@ class ParquetReader:
                 )
             except pa.ArrowException as exc:
                 raise DataError(
-                    f"{self.location} has unreadable values after row {offset:,}: {_one_line(exc)}"
+                    f"{self.location} has unreadable values after row {offset:,}: {one_line(exc)}"
                 ) from exc
             yield chunk
             offset += batch.num_rows
@@ -287,12 +260,7 @@ def _s3_read_error(exc: Exception, uri: str) -> DeployError:
         return DataError(f"S3 bucket does not exist: {uri}")
     if code in {"404", "NoSuchKey", "NotFound"} or "Not Found" in text:
         return DataError(f"S3 object does not exist: {uri}")
-    return DataError(f"could not read {uri}: {_one_line(exc)}")
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text[:300] or type(exc).__name__
+    return DataError(f"could not read {uri}: {one_line(exc)}")
 
 
 class SqlReader:
@@ -311,7 +279,7 @@ class SqlReader:
 
     def describe(self) -> str:
         """Return the source as ``url#table`` without a password."""
-        return f"{_safe_url(self.url)}#{self.table_name}"
+        return f"{safe_url(self.url)}#{self.table_name}"
 
     def open(self) -> int | None:
         """Connect, reflect the table and check its columns; return the interval's row count."""
@@ -319,16 +287,16 @@ class SqlReader:
 
         if self._rows is not None:
             return self._rows
-        self._engine = _engine(self.url)
+        self._engine = source_engine(self.url)
         try:
             self._table = sa.Table(self.table_name, sa.MetaData(), autoload_with=self._engine)
         except sa.exc.NoSuchTableError:
             raise DataError(
-                f"table {self.table_name!r} does not exist in {_safe_url(self.url)}"
+                f"table {self.table_name!r} does not exist in {safe_url(self.url)}"
             ) from None
         except sa.exc.SQLAlchemyError as exc:
             raise DataError(
-                f"cannot read {self.describe()}: {_one_line(getattr(exc, 'orig', None) or exc)}"
+                f"cannot read {self.describe()}: {one_line(getattr(exc, 'orig', None) or exc)}"
             ) from exc
         fields = {c.name: str(c.type) for c in self._table.columns}
         kinds = {c.name: _sql_kind(c.type) for c in self._table.columns}
@@ -338,7 +306,7 @@ class SqlReader:
             with self._engine.connect() as conn:
                 self._rows = int(conn.execute(query).scalar_one())
         except sa.exc.SQLAlchemyError as exc:
-            raise DataError(f"cannot read {self.describe()}: {_one_line(exc)}") from exc
+            raise DataError(f"cannot read {self.describe()}: {one_line(exc)}") from exc
         return self._rows
 
     def _in_interval(self) -> Any:
@@ -364,10 +332,10 @@ class SqlReader:
                     offset += len(chunk)
                     yield chunk
         except sa.exc.SQLAlchemyError as exc:
-            raise DataError(f"cannot read {self.describe()}: {_one_line(exc)}") from exc
+            raise DataError(f"cannot read {self.describe()}: {one_line(exc)}") from exc
         except (ValueError, TypeError) as exc:  # e.g. SQLite text that is no datetime
             raise DataError(
-                f"{self.describe()} has an unreadable value after row {offset:,}: {_one_line(exc)}"
+                f"{self.describe()} has an unreadable value after row {offset:,}: {one_line(exc)}"
             ) from exc
 
     def close(self) -> None:
@@ -442,36 +410,6 @@ def _sql_kind(kind: Any) -> str:
     except NotImplementedError:  # a dialect type SQLAlchemy cannot map: judge by name
         return "number" if "DOUBLE" in str(kind).upper() else "other"
     return "number" if python_type in (int, float) else "other"
-
-
-def _safe_url(url: str) -> str:
-    import sqlalchemy as sa
-
-    try:
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except Exception:  # a URL too broken to parse is shown as given, minus nothing secret
-        return url.split("@")[-1]
-
-
-def _engine(url: str) -> Any:
-    import sqlalchemy as sa
-
-    try:
-        parsed = sa.engine.make_url(url)
-    except sa.exc.ArgumentError as exc:
-        raise DeployError(f"bad database URL {url!r}: {_one_line(exc)}") from exc
-    in_file = parsed.get_backend_name() == "sqlite" and parsed.database not in (
-        None,
-        "",
-        ":memory:",
-    )
-    if in_file and not Path(parsed.database).is_file():
-        # create_engine would silently create an empty database; a source must exist.
-        raise DataError(f"SQLite database does not exist: {parsed.database}")
-    try:
-        return sa.create_engine(parsed)
-    except (sa.exc.ArgumentError, ImportError, sa.exc.NoSuchModuleError) as exc:
-        raise DeployError(f"cannot use database URL {_safe_url(url)}: {_one_line(exc)}") from exc
 
 
 def open_reader(

@@ -19,7 +19,8 @@ from deploy_modes.batch.intervals import (
     resolve_intervals,
 )
 from deploy_modes.batch.job import BatchJob, Progress, Summary
-from deploy_modes.batch.readers import DEFAULT_CHUNK_ROWS, check_location, is_sql, open_reader
+from deploy_modes.batch.locations import check_location, is_sql
+from deploy_modes.batch.readers import DEFAULT_CHUNK_ROWS, open_reader
 from deploy_modes.batch.writers import open_writer
 from deploy_modes.core.errors import DeployError
 from deploy_modes.core.scoring import ModelService

@@ -19,7 +19,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from deploy_modes.batch.intervals import Interval
-from deploy_modes.batch.readers import _engine, _one_line, _safe_url, check_location, is_sql
+from deploy_modes.batch.locations import (
+    check_location,
+    is_sql,
+    one_line,
+    safe_url,
+    sink_engine,
+    sql_url,
+)
 from deploy_modes.core.errors import DataError, DeployError
 from deploy_modes.core.storage import aws_client, is_s3, parse_s3
 
@@ -133,7 +140,7 @@ class _ParquetSession:
             code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
             if code in {"404", "NoSuchBucket", "NotFound"}:
                 raise DeployError(f"S3 bucket does not exist: s3://{self._loc.bucket}") from exc
-            raise DeployError(f"cannot write to s3://{self._loc.bucket}: {_one_line(exc)}") from exc
+            raise DeployError(f"cannot write to s3://{self._loc.bucket}: {one_line(exc)}") from exc
 
     def write(self, table: pa.Table) -> None:
         assert self._writer is not None
@@ -150,7 +157,7 @@ class _ParquetSession:
                     # the upload completes, so readers never see part of it.
                     self._s3().upload_file(self._tmp, self._loc.bucket, self._loc.key)
                 except Exception as exc:
-                    raise DeployError(f"upload to {self.target} failed: {_one_line(exc)}") from exc
+                    raise DeployError(f"upload to {self.target} failed: {one_line(exc)}") from exc
             else:
                 with open(self._tmp, "rb+") as handle:
                     os.fsync(handle.fileno())
@@ -197,7 +204,7 @@ class _SqlSession:
             self._conn.execute(sa.delete(table).where(table.c[INTERVAL_COLUMN] == self._label))
         except sa.exc.SQLAlchemyError as exc:
             self.abort()
-            raise DeployError(f"cannot write to {writer.describe()}: {_one_line(exc)}") from exc
+            raise DeployError(f"cannot write to {writer.describe()}: {one_line(exc)}") from exc
 
     def write(self, table: pa.Table) -> None:
         labelled = table.append_column(INTERVAL_COLUMN, pa.repeat(self._label, table.num_rows))
@@ -207,7 +214,7 @@ class _SqlSession:
                 self._conn.execute(self._writer.table.insert(), rows)
         except self._sa.exc.SQLAlchemyError as exc:
             raise DeployError(
-                f"cannot write to {self._writer.describe()}: {_one_line(exc)}"
+                f"cannot write to {self._writer.describe()}: {one_line(exc)}"
             ) from exc
 
     def commit(self) -> None:
@@ -215,7 +222,7 @@ class _SqlSession:
             self._trans.commit()
         except self._sa.exc.SQLAlchemyError as exc:
             raise DeployError(
-                f"cannot commit to {self._writer.describe()}: {_one_line(exc)}"
+                f"cannot commit to {self._writer.describe()}: {one_line(exc)}"
             ) from exc
         finally:
             self._conn.close()
@@ -232,8 +239,6 @@ class SqlWriter:
     """Write predictions to a SQL table keyed by ``ride_id``, one transaction per interval."""
 
     def __init__(self, url: str, table: str = "predictions") -> None:
-        from deploy_modes.batch.readers import sql_url
-
         self.url = sql_url(url)
         self.table_name = table
         self._engine: Any = None
@@ -241,13 +246,13 @@ class SqlWriter:
 
     def describe(self) -> str:
         """Return the destination as ``url#table`` without a password."""
-        return f"{_safe_url(self.url)}#{self.table_name}"
+        return f"{safe_url(self.url)}#{self.table_name}"
 
     @property
     def engine(self) -> Any:
         """Return the engine, creating the predictions table on first use."""
         if self._engine is None:
-            self._engine = _sink_engine(self.url)
+            self._engine = sink_engine(self.url)
             self._table = self._ensure_table()
         return self._engine
 
@@ -278,7 +283,7 @@ class SqlWriter:
             metadata.create_all(self._engine, checkfirst=True)
             existing = sa.Table(self.table_name, sa.MetaData(), autoload_with=self._engine)
         except sa.exc.SQLAlchemyError as exc:
-            raise DeployError(f"cannot use {self.describe()}: {_one_line(exc)}") from exc
+            raise DeployError(f"cannot use {self.describe()}: {one_line(exc)}") from exc
         missing = [c.name for c in table.columns if c.name not in existing.c]
         if missing:
             raise DataError(
@@ -295,19 +300,6 @@ class SqlWriter:
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
-
-
-def _sink_engine(url: str) -> Any:
-    import sqlalchemy as sa
-
-    try:
-        parsed = sa.engine.make_url(url)
-    except sa.exc.ArgumentError as exc:
-        raise DeployError(f"bad database URL {url!r}: {_one_line(exc)}") from exc
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        return _engine(url) if Path(parsed.database).is_file() else sa.create_engine(parsed)
-    return _engine(url)
 
 
 def open_writer(location: str, table: str = "predictions", client: Any = None) -> Writer:
