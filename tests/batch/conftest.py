@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+import uuid
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from deploy_modes.cli.main import app
@@ -67,3 +71,22 @@ def _run_deploy(
 def run_deploy() -> Callable[..., subprocess.CompletedProcess[str]]:
     """Return a function running the real ``deploy`` console script in a child process."""
     return _run_deploy
+
+
+@pytest.fixture
+def postgres_schema_url(postgres_url: str) -> Iterator[str]:
+    """Return a URL whose ``search_path`` is a fresh schema on the test PostgreSQL."""
+    # The shared postgres_url fixture leaves its probe engine's connection to the garbage
+    # collector (a ResourceWarning, an error here): collect it now, with that warning ignored.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
+    schema = f"batch_{uuid.uuid4().hex[:8]}"
+    engine = sa.create_engine(postgres_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"create schema {schema}"))
+    url = sa.engine.make_url(postgres_url).update_query_dict({"options": f"-csearch_path={schema}"})
+    yield url.render_as_string(hide_password=False)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"drop schema {schema} cascade"))
+    engine.dispose()

@@ -93,36 +93,67 @@ def test_killed_parquet_job_leaves_nothing_and_a_rerun_completes(
     assert [p.name for p in out_dir.iterdir()] == ["2021-03.parquet"]
 
 
+def _count(url: str) -> tuple[int, int]:
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:  # for SQLite, opening the file rolls a dead transaction back
+        count, distinct = conn.execute(
+            sa.text("select count(*), count(distinct ride_id) from predictions")
+        ).one()
+    engine.dispose()
+    return int(count), int(distinct)
+
+
+def _postgres_writing(url: str) -> Callable[[], bool]:
+    """Return a probe: does another session hold a write lock on ``predictions``?"""
+    engine = sa.create_engine(url)
+    query = sa.text(
+        "select count(*) from pg_locks where relation = to_regclass('predictions') "
+        "and mode = 'RowExclusiveLock' and granted and pid <> pg_backend_pid()"
+    )
+
+    def probe() -> bool:
+        with engine.connect() as conn:
+            return bool(conn.execute(query).scalar_one())
+
+    probe.engine = engine  # type: ignore[attr-defined]
+    return probe
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_killed_sql_job_rolls_back_and_a_rerun_has_no_duplicates(
-    small_month: Path, model_dir: Path, tmp_path: Path, run_deploy: Callable[..., Any]
+    backend: str,
+    small_month: Path,
+    model_dir: Path,
+    tmp_path: Path,
+    run_deploy: Callable[..., Any],
+    request: pytest.FixtureRequest,
 ) -> None:
-    db = tmp_path / "preds.db"
-    url = f"sqlite:///{db}"
+    url = (
+        f"sqlite:///{tmp_path / 'preds.db'}"
+        if backend == "sqlite"
+        else request.getfixturevalue("postgres_schema_url")
+    )
     args = ["--month", "2021-03", "--input", str(small_month), "--output", url]
     args += ["--model", str(model_dir)]
     # A first complete run, so the killed rerun has old rows it must not lose or duplicate.
     first = run_deploy(["batch", "--runtime", "local", *args, "--json"], cwd=tmp_path)
     assert first.returncode == 0, first.stderr + first.stdout
     written = json.loads(first.stdout.strip().splitlines()[-1])["rows_written"]
-    journal = tmp_path / "preds.db-journal"
+    if backend == "sqlite":
+        # SQLite's rollback journal appears when the replacing transaction begins.
+        started: Callable[[], bool] = (tmp_path / "preds.db-journal").exists
+    else:
+        started = _postgres_writing(url)
     job = _start(args, tmp_path, SQL_CHUNK)
-    _wait_for(journal.exists, job)  # SQLite's rollback journal: the transaction has begun
-    _kill(job)
-
-    engine = sa.create_engine(url)
-    with engine.connect() as conn:  # opening the database rolls the dead transaction back
-        count, distinct = conn.execute(
-            sa.text("select count(*), count(distinct ride_id) from predictions")
-        ).one()
-    engine.dispose()
-    assert count == distinct == written
+    try:
+        _wait_for(started, job)
+        _kill(job)
+    finally:
+        engine = getattr(started, "engine", None)
+        if engine is not None:
+            engine.dispose()
+    assert _count(url) == (written, written)
 
     rerun = run_deploy(["batch", "--runtime", "local", *args], cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stderr + rerun.stdout
-    engine = sa.create_engine(url)
-    with engine.connect() as conn:
-        count, distinct = conn.execute(
-            sa.text("select count(*), count(distinct ride_id) from predictions")
-        ).one()
-    engine.dispose()
-    assert count == distinct == written
+    assert _count(url) == (written, written)

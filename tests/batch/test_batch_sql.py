@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import gc
 import json
-import uuid
-import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -28,21 +25,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'rides.db'}"
         return
-    base = request.getfixturevalue("postgres_url")
-    # The shared postgres_url fixture leaves its probe engine's connection to the garbage
-    # collector (a ResourceWarning, an error here): collect it now, with that warning ignored.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        gc.collect()
-    schema = f"batch_{uuid.uuid4().hex[:8]}"
-    engine = sa.create_engine(base)
-    with engine.begin() as conn:
-        conn.execute(sa.text(f"create schema {schema}"))
-    url = sa.engine.make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
-    yield url.render_as_string(hide_password=False)
-    with engine.begin() as conn:
-        conn.execute(sa.text(f"drop schema {schema} cascade"))
-    engine.dispose()
+    yield request.getfixturevalue("postgres_schema_url")
 
 
 def _load_trips(url: str, frame: pd.DataFrame, table: str = "trips") -> None:
