@@ -60,7 +60,13 @@ def run_compare(
 ) -> bool:
     """Run the three modes on the same rides, write the report; return whether they agree."""
     from deploy_modes.cli.comparison import agreement, prepare_rides, run_batch, run_stream, run_web
-    from deploy_modes.cli.report import Report, ratios_line, rich_table, write_report
+    from deploy_modes.cli.report import (
+        Report,
+        ratios_line,
+        rich_table,
+        rides_text,
+        write_report,
+    )
     from deploy_modes.core.artifact import load_model
     from deploy_modes.core.demo import ensure_model
     from deploy_modes.core.settings import CoreSettings
@@ -124,7 +130,7 @@ def run_compare(
             console.print(f"[yellow]{result.mode}:[/yellow] {error}", highlight=False)
     if agreed.ok:
         console.print(
-            f"[bold green]agreement[/bold green]: all {agreed.compared:,} rides, "
+            f"[bold green]agreement[/bold green]: all {rides_text(agreed.compared)}, "
             f"max |diff| {agreed.max_diff:.1e} (tolerance 1e-9)",
             highlight=False,
         )

@@ -25,6 +25,7 @@ __all__ = [
     "ratios",
     "ratios_line",
     "rich_table",
+    "rides_text",
     "to_json",
     "write_markdown",
     "write_png",
@@ -56,6 +57,11 @@ class Report:
     runtime: str
     model: dict[str, Any]
     seed: int
+
+
+def rides_text(count: int) -> str:
+    """Return "1 ride" or "10,000 rides"."""
+    return f"{count:,} ride" if count == 1 else f"{count:,} rides"
 
 
 def machine() -> dict[str, Any]:
@@ -221,7 +227,7 @@ def _cells(result: ModeResult) -> list[str]:
 def rich_table(report: Report) -> Table:
     """Return the side-by-side table printed at the end of a run."""
     table = Table(
-        title=f"deploy compare: {len(report.rides):,} rides, {report.runtime} runtime",
+        title=f"deploy compare: {rides_text(len(report.rides))}, {report.runtime} runtime",
         caption="latency: web round trip, stream put to prediction, batch job time",
         box=box.SIMPLE_HEAD,
         show_edge=False,
@@ -290,7 +296,7 @@ def write_markdown(report: Report, path: Path) -> None:
     rows = ["| " + " | ".join(_row(r)) + " |" for r in report.results]
     info = machine()
     lines = [
-        f"# deploy compare: {len(report.rides):,} rides",
+        f"# deploy compare: {rides_text(len(report.rides))}",
         "",
         f"Rides: {report.rides.source}; model {report.model.get('name')} version "
         f"{report.model.get('version')}; runtime {report.runtime}; {info['cpus']} CPUs, "
@@ -335,7 +341,7 @@ def write_png(report: Report, path: Path) -> None:
         bars = left.bar(names, rates, color=[colors.get(n, "gray") for n in names])
         left.set_yscale("log")
         left.set_ylabel("rides/s (log scale)")
-        left.set_title(f"Throughput, {len(report.rides):,} rides")
+        left.set_title(f"Throughput, {rides_text(len(report.rides))}")
         for bar, rate in zip(bars, rates, strict=True):
             left.annotate(
                 f"{rate:,.0f}",
