@@ -54,6 +54,16 @@ def _workers(server: WebServer) -> list[psutil.Process]:
     return master.children()
 
 
+def _accepted_ports(server: WebServer) -> set[int]:
+    """Return the client ports of the connections gunicorn's workers have accepted."""
+    ports = set()
+    for worker in _workers(server):
+        for conn in worker.net_connections(kind="tcp"):
+            if conn.raddr and conn.status == psutil.CONN_ESTABLISHED:
+                ports.add(conn.raddr.port)
+    return ports
+
+
 def _wait_until(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():
@@ -169,8 +179,9 @@ def test_sigterm_lets_requests_in_flight_finish(start_web: Callable[..., WebServ
     try:
         for sock in clients:
             sock.sendall(head + body[: len(body) // 2])
-        time.sleep(0.5)  # let both workers accept: a request still queued in the kernel is not
-        # in flight yet
+        # In flight means a worker accepted it (one still queued in the kernel is not yet).
+        mine = {sock.getsockname()[1] for sock in clients}
+        _wait_until(lambda: mine <= _accepted_ports(server), "the workers to accept both uploads")
 
         server.process.popen.send_signal(signal.SIGTERM)
         _wait_until(
