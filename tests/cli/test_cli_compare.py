@@ -115,6 +115,30 @@ def test_compare_runs_all_three_modes_and_reports(
     assert not leftover, [psutil.Process(p).cmdline() for p in leftover]
 
 
+@pytest.mark.integration
+def test_a_fresh_checkout_trains_the_demo_model_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The README's first command on a machine with no model and no Docker engine.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DEPLOY_DEMO_ROWS", "3000")  # a small demo model: the test stays short
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    result = subprocess.run(
+        [DEPLOY, "compare", "--rides", "40"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "training a demo model" in result.stdout
+    assert "runtime: local" in result.stdout  # auto resolved to local without an engine
+    report = json.loads((tmp_path / "compare" / "compare.json").read_text())
+    assert report["agreement"]["ok"] and report["rides"]["count"] == 40
+    assert (tmp_path / "models" / "ride-duration").is_dir()
+
+
 def _cmdlines(pid: int) -> list[str]:
     lines = []
     for child in psutil.Process(pid).children(recursive=True):
