@@ -255,10 +255,14 @@ class Stack:
                 state = states.get(service)
                 if state is None:
                     continue
-                if state.status in ("exited", "dead") or state.restarts > 0:
+                if state.status in ("exited", "dead"):
                     raise DeployError(
-                        f"the {service} container stopped (status {state.status}, exit code "
-                        f"{state.exit_code}, {state.restarts} restarts): see its logs above"
+                        f"the {service} container exited with code {state.exit_code}: "
+                        "see its logs above"
+                    )
+                if state.restarts > 0:
+                    raise DeployError(
+                        f"the {service} container crashed and was restarted: see its logs above"
                     )
                 if state.health == "unhealthy":
                     raise DeployError(

@@ -17,6 +17,7 @@ RUN python3 -m venv /opt/venv \
  && useradd --uid 10001 --user-group --create-home --home-dir /home/app app \
  && python3 /build/requirements.py /build/pyproject.toml emulator > /build/emulator.txt \
  && pip install -q -c /build/constraints.txt -r /build/emulator.txt \
+ && find /opt/venv/lib -depth -type d -name tests -exec rm -rf {} + \
  && rm -rf /build
 USER app
 WORKDIR /home/app
