@@ -88,9 +88,14 @@ def postgres_url() -> str:
         )
     import sqlalchemy
 
+    engine = sqlalchemy.create_engine(url)
     try:
-        with sqlalchemy.create_engine(url).connect() as conn:
+        with engine.connect() as conn:
             conn.execute(sqlalchemy.text("select 1"))
     except Exception as exc:  # any failure: no usable server
         require_or_skip("DEPLOY_REQUIRE_POSTGRES", f"PostgreSQL at {url} does not answer: {exc}")
+    finally:
+        # Close the probe's pooled connection now: a leaked one fails a random later test
+        # with ResourceWarning under filterwarnings=error.
+        engine.dispose()
     return str(url)
