@@ -27,6 +27,12 @@ if ! engine_up; then
     echo "no Docker engine answers and starting dockerd needs root" >&2
     exit 1
   fi
+  if pgrep -x dockerd >/dev/null 2>&1; then
+    # A second dockerd would fight the first over /var/lib/docker and its pid file.
+    echo "a dockerd already runs but does not answer at ${DOCKER_HOST:-the default socket}:" \
+      "point DOCKER_HOST at its socket, or stop it first" >&2
+    exit 1
+  fi
   echo "starting dockerd (log: $DOCKERD_LOG)"
   # setsid: dockerd outlives this script and is not killed with CI's process group.
   hosts=()
