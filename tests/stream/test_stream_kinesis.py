@@ -22,8 +22,6 @@ from deploy_modes.stream.kinesis import (
 from deploy_modes.stream.service import OutputRecord
 from deploy_modes.stream.settings import StreamSettings
 
-pytestmark = pytest.mark.integration
-
 
 def _records(n: int) -> list[OutputRecord]:
     return [OutputRecord(f"r{i}".encode(), str(i)) for i in range(n)]
@@ -95,6 +93,7 @@ def test_big_batches_are_split_at_500_records() -> None:
     assert [len(call) for call in client.calls] == [500, 500, 201]
 
 
+@pytest.mark.integration
 def test_streams_are_created_once_and_shards_discovered(kinesis: Any, make_streams: Any) -> None:
     settings: StreamSettings = make_streams(3)
     names = [settings.input_stream, settings.output_stream, settings.dlq_stream]
@@ -104,6 +103,7 @@ def test_streams_are_created_once_and_shards_discovered(kinesis: Any, make_strea
     assert status["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE"
 
 
+@pytest.mark.integration
 def test_missing_stream_is_a_clear_error(kinesis: Any) -> None:
     with pytest.raises(StreamError, match="does not exist: run `deploy stream init`"):
         list_shard_ids(kinesis, "no_such_stream")
@@ -111,6 +111,7 @@ def test_missing_stream_is_a_clear_error(kinesis: Any) -> None:
         put_records(kinesis, "no_such_stream", _records(1))
 
 
+@pytest.mark.integration
 def test_reader_resumes_after_a_sequence_number(kinesis: Any, streams: StreamSettings) -> None:
     put_records(kinesis, streams.input_stream, [OutputRecord(b"x%d" % i, "k") for i in range(10)])
     shard = next(
