@@ -252,3 +252,23 @@ def test_init_rejects_bad_arguments_clearly(
     assert result.returncode == code, result.stdout + result.stderr
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"first": "2021-01", "last": "2021-02"}, "scores one --month"),
+        ({"run_date": "2021-04-01"}, "use --runtime local for"),
+        ({"month": "2021-13"}, "month must look like YYYY-MM"),
+        ({"month": "March"}, "month must look like YYYY-MM"),
+    ],
+)
+def test_batch_options_the_stack_cannot_honour_fail_before_anything_starts(
+    options: dict[str, str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from deploy_modes.cli.runtime import _run_batch
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DeployError, match=message):
+        _run_batch(options)
+    assert not (tmp_path / ".deploy").exists()
