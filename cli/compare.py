@@ -36,15 +36,24 @@ def _interrupt_on_sigterm() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _check_out(out: Path) -> Path:
-    """Return ``out`` ready for the report, or fail before any mode starts."""
+def _check_out(out: Path) -> None:
+    """Fail before anything starts when ``out`` cannot hold the report."""
     if out.exists() and not out.is_dir():
         raise DeployError(f"--out {out} is a file: give a directory")
+    for parent in out.parents:  # the first existing ancestor must be a directory
+        if parent.exists():
+            if not parent.is_dir():
+                raise DeployError(f"--out {out}: {parent} is a file, not a directory")
+            break
+
+
+def _make_out(out: Path) -> Path:
+    """Create ``out`` and its ``logs`` directory; return the logs directory."""
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        (out / "logs").mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DeployError(f"cannot create --out {out}: {exc.strerror}") from None
-    return out
+    return out / "logs"
 
 
 def run_compare(
@@ -71,7 +80,7 @@ def run_compare(
     from deploy_modes.core.demo import ensure_model
     from deploy_modes.core.settings import CoreSettings
 
-    out = _check_out(out)
+    _check_out(out)
     if input and not input.startswith("s3://"):
         if Path(input).is_dir():
             raise DeployError(f"--input {input} is a directory: give a TLC parquet month file")
@@ -83,9 +92,8 @@ def run_compare(
     if "://" not in location:
         location = str(Path(location).resolve())  # the children run with the same cwd, but be safe
     say(f"model {loaded.name} version {loaded.version} from {location}")
+    log_dir = _make_out(out)
     workdir = Path(tempfile.mkdtemp(prefix="deploy-compare-"))
-    log_dir = out / "logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
     try:
         with _interrupt_on_sigterm():
             ride_set = prepare_rides(rides, seed, workdir, input)

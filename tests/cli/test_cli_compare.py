@@ -263,6 +263,8 @@ def test_out_that_is_a_file(model_dir: Path, tmp_path: Path, monkeypatch: pytest
     (tmp_path / "taken").write_text("not a directory")
     output = _error(["--out", "taken", "--model", str(model_dir)], tmp_path, monkeypatch)
     assert "is a file" in output
+    output = _error(["--out", "taken/inside", "--model", str(model_dir)], tmp_path, monkeypatch)
+    assert "taken is a file, not a directory" in output
 
 
 def test_missing_input(model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -341,6 +343,7 @@ def test_model_that_is_not_a_model(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 def test_missing_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     output = _error(["--model", str(tmp_path / "no-model")], tmp_path, monkeypatch)
     assert "no-model" in output
+    assert not (tmp_path / "compare").exists()  # no empty report directory either
 
 
 # --- pure parts --------------------------------------------------------------------------
