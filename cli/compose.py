@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import os
 import shutil
 import subprocess
 import time
+import warnings
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +30,7 @@ __all__ = [
     "ContainerState",
     "Stack",
     "compose_command",
+    "connect_engine",
     "docker_client",
 ]
 
@@ -63,22 +66,48 @@ def compose_command() -> tuple[str, ...]:
     )
 
 
-def docker_client() -> Any:
-    """Return a docker SDK client, or raise a clear error when no engine answers."""
+def _missing_socket() -> str | None:
+    """Return the unix socket path the SDK would use when no such socket exists."""
+    host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    if not host.startswith("unix://"):
+        return None
+    path = host.removeprefix("unix://")
+    return None if os.path.exists(path) else path
+
+
+def connect_engine(timeout: float = 10.0) -> tuple[Any | None, str]:
+    """Return a docker SDK client whose engine answered and its version, or None and why not."""
     try:
         import docker
-    except ImportError as exc:
+    except ImportError:
+        return None, "the docker SDK is not installed (pip install 'deploy-modes[compose]')"
+    missing = _missing_socket()
+    if missing:
+        return None, f"no Docker engine answers (no socket at {missing})"
+    client = None
+    # docker-py leaves the socket of a failed connect open; its ResourceWarning would surface
+    # somewhere unrelated later, so it is collected here, quietly.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        try:
+            client = docker.from_env(timeout=timeout)
+            version = str(client.version().get("Version", "?"))
+        except Exception as exc:  # any failure to reach the engine means "no engine"
+            if client is not None:
+                client.close()
+            client, version = None, f"no Docker engine answers ({type(exc).__name__})"
+        finally:
+            gc.collect()
+    return client, version
+
+
+def docker_client() -> Any:
+    """Return a docker SDK client, or raise a clear error when no engine answers."""
+    client, version = connect_engine()
+    if client is None:
         raise DeployError(
-            "the compose runtime needs the docker SDK: pip install 'deploy-modes[compose]'"
-        ) from exc
-    try:
-        client = docker.from_env(timeout=10)
-        client.ping()
-    except Exception as exc:  # any failure to reach the engine means "no engine"
-        raise DeployError(
-            f"no Docker engine answers ({type(exc).__name__}): start Docker (CI: bash "
-            ".ci/docker.sh) or use --runtime local"
-        ) from None
+            f"{version}: start Docker (CI: bash .ci/docker.sh) or use --runtime local"
+        )
     return client
 
 

@@ -13,7 +13,13 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from deploy_modes.cli.compose import MODES, Stack, compose_command, docker_client
+from deploy_modes.cli.compose import (
+    MODES,
+    Stack,
+    compose_command,
+    connect_engine,
+    docker_client,
+)
 from deploy_modes.cli.console import console, say
 from deploy_modes.cli.emulator import EMULATOR_CREDENTIALS
 from deploy_modes.core.errors import DeployError
@@ -57,16 +63,10 @@ COPY model /model
 
 def docker_engine_answers() -> tuple[bool, str]:
     """Return whether a Docker engine answers (checked with the docker SDK) and why not."""
-    try:
-        import docker
-    except ImportError:
-        return False, "the docker SDK is not installed (pip install 'deploy-modes[compose]')"
-    try:
-        client = docker.from_env(timeout=3)
-        version = client.version().get("Version", "?")
-        client.close()
-    except Exception as exc:  # any failure to reach the engine means "no engine"
-        return False, f"no Docker engine answers ({type(exc).__name__})"
+    client, version = connect_engine(timeout=3)
+    if client is None:
+        return False, version
+    client.close()
     return True, f"Docker engine {version} answers"
 
 

@@ -272,3 +272,31 @@ def test_batch_options_the_stack_cannot_honour_fail_before_anything_starts(
     with pytest.raises(DeployError, match=message):
         _run_batch(options)
     assert not (tmp_path / ".deploy").exists()
+
+
+def test_a_missing_socket_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from deploy_modes.cli.compose import connect_engine
+
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/docker.sock")
+    client, why = connect_engine(timeout=1)
+    assert client is None
+    assert why == f"no Docker engine answers (no socket at {tmp_path}/docker.sock)"
+
+
+def test_a_refused_engine_is_reported_without_leaking_its_socket(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import gc
+    import socket
+
+    from deploy_modes.cli.compose import connect_engine
+
+    # A stale socket file (a dockerd that died): connecting is refused. docker-py leaves the
+    # refused socket open, which would warn at some later garbage collection.
+    stale = tmp_path / "docker.sock"
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(str(stale))
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{stale}")
+    client, why = connect_engine(timeout=1)
+    assert client is None and why.startswith("no Docker engine answers (")
+    gc.collect()  # a socket left open would warn here, and warnings fail tests
