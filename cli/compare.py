@@ -2,38 +2,21 @@
 
 from __future__ import annotations
 
-import contextlib
 import shutil
-import signal
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
-from types import FrameType
 from typing import Annotated
 
 import typer
 
 from deploy_modes.cli.console import console, progress, say
+from deploy_modes.cli.processes import sigterm_as_interrupt
 from deploy_modes.core.errors import DeployError
 
 __all__ = ["DEFAULT_OUT", "DEFAULT_RIDES", "compare", "run_compare"]
 
 DEFAULT_RIDES = 10_000
 DEFAULT_OUT = Path("compare")
-
-
-@contextlib.contextmanager
-def _interrupt_on_sigterm() -> Iterator[None]:
-    """Turn SIGTERM into KeyboardInterrupt, so both tear everything down the same way."""
-
-    def _interrupt(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _check_out(out: Path) -> None:
@@ -95,7 +78,7 @@ def run_compare(
     log_dir = _make_out(out)
     workdir = Path(tempfile.mkdtemp(prefix="deploy-compare-"))
     try:
-        with _interrupt_on_sigterm():
+        with sigterm_as_interrupt():
             ride_set = prepare_rides(rides, seed, workdir, input)
             dropped = (
                 f" ({ride_set.dropped:,} rows skipped by the filter)" if ride_set.dropped else ""

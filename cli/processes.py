@@ -11,13 +11,21 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from types import FrameType
 from typing import IO
 
 from deploy_modes.core.errors import DeployError
 
-__all__ = ["ManagedProcess", "free_port", "http_ok", "port_in_use", "wait_http"]
+__all__ = [
+    "ManagedProcess",
+    "free_port",
+    "http_ok",
+    "port_in_use",
+    "sigterm_as_interrupt",
+    "wait_http",
+]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -146,3 +154,17 @@ class ManagedProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into KeyboardInterrupt, so both stop children the same graceful way."""
+
+    def _interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -5,21 +5,23 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
-import signal
 import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
-from types import FrameType
 from typing import Annotated, Any
 
 import typer
 
 from deploy_modes.cli.console import console, isatty, say, typer_app
-from deploy_modes.cli.processes import ManagedProcess, port_in_use, wait_http
+from deploy_modes.cli.processes import (
+    ManagedProcess,
+    port_in_use,
+    sigterm_as_interrupt,
+    wait_http,
+)
 from deploy_modes.cli.runtime import compose_run, resolve_runtime
 from deploy_modes.core.errors import DeployError
 from deploy_modes.core.storage import is_s3
@@ -117,7 +119,7 @@ def serve_local(host: str, port: int, workers: int | None, model: str | None) ->
     url = f"http://{probe_host}:{port}"
     process: ManagedProcess | None = None
     try:
-        with _stop_on_sigterm():
+        with sigterm_as_interrupt():
             process = ManagedProcess.python("gunicorn", GUNICORN_ARGS, env=env, log_path=log_path)
             with _status(f"starting gunicorn on {host}:{port}"):
                 wait_http(f"{url}/ready", timeout=READY_TIMEOUT, process=process)
@@ -140,20 +142,6 @@ def serve_local(host: str, port: int, workers: int | None, model: str | None) ->
 def _connect_host(host: str) -> str:
     """Return the address a client on this machine uses to reach ``host``."""
     return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
-
-
-@contextlib.contextmanager
-def _stop_on_sigterm() -> Iterator[None]:
-    """Turn SIGTERM into KeyboardInterrupt, so both stop the server the same graceful way."""
-
-    def _interrupt(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _status(message: str) -> contextlib.AbstractContextManager[Any]:
