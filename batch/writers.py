@@ -28,7 +28,7 @@ from deploy_modes.batch.locations import (
     sql_url,
 )
 from deploy_modes.core.errors import DataError, DeployError
-from deploy_modes.core.storage import aws_client, is_s3, parse_s3
+from deploy_modes.core.storage import aws_client, is_s3, open_permissions, parse_s3
 
 __all__ = [
     "INTERVAL_COLUMN",
@@ -161,6 +161,7 @@ class _ParquetSession:
             else:
                 with open(self._tmp, "rb+") as handle:
                     os.fsync(handle.fileno())
+                open_permissions(self._tmp)
                 os.replace(self._tmp, self.target)
         finally:
             Path(self._tmp).unlink(missing_ok=True)

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from deploy_modes.cli.console import console, err_console, isatty, say, typer_app
+from deploy_modes.cli.runtime import BakeOption
 
 __all__ = ["app", "run"]
 
@@ -147,6 +148,7 @@ def run(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the summaries as JSON lines on stdout.")
     ] = False,
+    bake: BakeOption = False,
 ) -> None:
     """Score an interval's rides and write predictions out, then exit (cron-friendly).
 
@@ -179,7 +181,7 @@ def run(
         month=month, run_date=run_date, first=first, last=last, window=options["window"]
     )
     if resolve_runtime(runtime) == "compose":
-        compose_run("batch", **options)
+        compose_run("batch", **options, bake=bake)
         return
     # With --json, stdout carries only the summaries; messages go to stderr.
     tell = (lambda msg: err_console.print(f"· {msg}", highlight=False)) if as_json else say

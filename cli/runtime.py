@@ -89,6 +89,16 @@ def resolve_runtime(requested: str) -> str:
 # --- compose_run: one function per mode behind one entry point -----------------------------
 
 
+BakeOption = Annotated[
+    bool,
+    typer.Option(
+        "--bake",
+        envvar="DEPLOY_COMPOSE_BAKE",
+        help="Compose runtime: build the model into the image instead of mounting it read-only.",
+    ),
+]
+
+
 def compose_run(mode: str, **options: Any) -> None:
     """Bring up ``mode``'s compose stack (or run the batch job) and wait for health.
 

@@ -13,6 +13,7 @@ from urllib.parse import urlparse
 import typer
 
 from deploy_modes.cli.console import console, isatty, progress, say, typer_app
+from deploy_modes.cli.runtime import BakeOption
 from deploy_modes.core.errors import DeployError
 
 __all__ = ["app"]
@@ -159,6 +160,7 @@ def run(
     count: Annotated[
         int, typer.Option(min=0, max=1_000_000, help="Demo rides to send once it runs (0: none).")
     ] = 0,
+    bake: BakeOption = False,
 ) -> None:
     """Start the emulator, create the streams, and run the consumer in the foreground.
 
@@ -176,6 +178,7 @@ def run(
             endpoint_url=endpoint_url,
             count=count,
             model=model,
+            bake=bake,
         )
         return
     from deploy_modes.cli.emulator import ensure_emulator

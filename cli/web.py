@@ -22,7 +22,7 @@ from deploy_modes.cli.processes import (
     sigterm_as_interrupt,
     wait_http,
 )
-from deploy_modes.cli.runtime import compose_run, resolve_runtime
+from deploy_modes.cli.runtime import BakeOption, compose_run, resolve_runtime
 from deploy_modes.core.errors import DeployError
 from deploy_modes.core.storage import is_s3
 
@@ -75,6 +75,7 @@ def run(
             "(default: models/ride-duration, trained as a demo if missing).",
         ),
     ] = None,
+    bake: BakeOption = False,
 ) -> None:
     """Serve POST /predict on HTTP with gunicorn until Ctrl-C or SIGTERM.
 
@@ -83,7 +84,7 @@ def run(
     if ctx.invoked_subcommand is not None:
         return
     if resolve_runtime(runtime) == "compose":
-        compose_run("web", host=host, port=port, workers=workers, model=model)
+        compose_run("web", host=host, port=port, workers=workers, model=model, bake=bake)
         return
     serve_local(host, port, workers, model)
 

@@ -22,6 +22,7 @@ __all__ = [
     "endpoint_url",
     "is_s3",
     "list_s3",
+    "open_permissions",
     "parse_s3",
     "read_bytes",
     "write_bytes",
@@ -112,6 +113,17 @@ def read_bytes(uri: str | os.PathLike[str], client: Any = None) -> bytes:
         raise DeployError(f"cannot read {path}: {exc.strerror or exc}") from exc
 
 
+def open_permissions(path: str | os.PathLike[str]) -> None:
+    """Give a ``mkstemp`` file (always 0600) the mode ``open()`` would have: 0666 less umask.
+
+    Without it every artifact and output we write atomically is unreadable by other users,
+    such as the non-root user of a container that mounts it.
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 def write_bytes(uri: str | os.PathLike[str], data: bytes, client: Any = None) -> None:
     """Write ``data`` atomically: one S3 put, or a temp file renamed into place."""
     if is_s3(uri):
@@ -135,6 +147,7 @@ def write_bytes(uri: str | os.PathLike[str], data: bytes, client: Any = None) ->
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        open_permissions(tmp)
         os.replace(tmp, path)
     except OSError as exc:  # disk full, or the target is a directory
         Path(tmp).unlink(missing_ok=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import uuid
 from pathlib import Path
 
@@ -48,6 +50,16 @@ def test_write_is_atomic_and_leaves_no_temp_file(tmp_path: Path) -> None:
     write_bytes(target, b"two")
     assert read_bytes(target) == b"two"
     assert [p.name for p in target.parent.iterdir()] == ["file.bin"]
+
+
+def test_written_files_get_the_mode_open_would_give(tmp_path: Path) -> None:
+    # mkstemp makes 0600 files; a container's non-root user must be able to read artifacts.
+    old = os.umask(0o022)
+    try:
+        write_bytes(tmp_path / "model.pkl", b"x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "model.pkl").stat().st_mode) == 0o644
 
 
 def test_write_onto_a_directory_is_a_clear_error(tmp_path: Path) -> None:
