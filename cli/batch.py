@@ -64,7 +64,7 @@ def run(
     ctx: typer.Context,
     runtime: Annotated[
         str,
-        typer.Option(help="auto, local or compose.", envvar="DEPLOY_BATCH_RUNTIME"),
+        typer.Option(help="Where to run: auto, local or compose.", envvar="DEPLOY_RUNTIME"),
     ] = "auto",
     month: Annotated[
         str | None, typer.Option(help="Score this month (YYYY-MM).", envvar="DEPLOY_BATCH_MONTH")

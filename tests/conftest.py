@@ -26,6 +26,9 @@ for _key, _value in EMULATOR_CREDENTIALS.items():
 os.environ["AWS_CONFIG_FILE"] = os.devnull
 os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
 os.environ.pop("AWS_PROFILE", None)
+# `--runtime auto` would pick Docker Compose wherever an engine answers, turning fast CLI
+# tests into image builds; tests of auto itself and the docker suite choose explicitly.
+os.environ.setdefault("DEPLOY_RUNTIME", "local")
 
 TEST_ROWS = 6_000
 

@@ -123,6 +123,7 @@ def test_a_fresh_checkout_trains_the_demo_model_first(
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DEPLOY_DEMO_ROWS", "3000")  # a small demo model: the test stays short
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    monkeypatch.delenv("DEPLOY_RUNTIME", raising=False)  # the default, auto
     result = subprocess.run(
         [DEPLOY, "compare", "--rides", "40"],
         cwd=tmp_path,
