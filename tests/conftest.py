@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from deploy_modes.cli.emulator import EMULATOR_CREDENTIALS, Emulator, ensure_emulator
 from deploy_modes.cli.processes import free_port
@@ -31,6 +32,15 @@ os.environ.pop("AWS_PROFILE", None)
 os.environ.setdefault("DEPLOY_RUNTIME", "local")
 
 TEST_ROWS = 6_000
+
+# Hypothesis' deadline and "too slow" checks are timings: on a shared 2-core CI box they fail
+# tests for the machine's load, not for a bug. Properties are checked; time is benchmarked.
+settings.register_profile(
+    "deploy-modes",
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.load_profile("deploy-modes")
 
 
 def require_or_skip(env_var: str, reason: str) -> None:

@@ -49,7 +49,9 @@ CONTENT_TYPES = st.sampled_from(
     ["application/json", "application/json; charset=utf-8", "text/plain", "", "application/xml"]
 )
 FUZZ = settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 
 
