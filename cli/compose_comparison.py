@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from deploy_modes.cli.comparison import (
     RIDE_MONTH,
     ModeResult,
     OutputReader,
+    PeakMemory,
     ProgressFactory,
     RideSet,
     Say,
@@ -45,23 +45,20 @@ EMULATOR_PORT = 4566  # inside the stack
 SAMPLE_EVERY = 0.25  # docker API calls are slower than /proc reads
 
 
-class ContainerMemory:
+class ContainerMemory(PeakMemory):
     """Sample the summed RSS of a compose project's containers (optionally some services)."""
+
+    every = SAMPLE_EVERY
 
     def __init__(self, project: str, services: tuple[str, ...] = ()) -> None:
         self.project = project
         self.services = services
-        self.peak = 0
         self._client = docker_client()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name=f"rss-{project}")
-        self._thread.start()
+        super().__init__(name=project)
 
-    def sample(self) -> int:
-        """Return the summed RSS of the project's running containers now (update the peak)."""
-        import psutil
-
-        total = 0
+    def root_pids(self) -> list[int]:
+        """Return the host PIDs of the project's running containers."""
+        pids: list[int] = []
         with contextlib.suppress(Exception):  # a container going away mid-listing
             found = self._client.containers.list(
                 filters={"label": f"{PROJECT_LABEL}={self.project}"}
@@ -70,28 +67,16 @@ class ContainerMemory:
                 if self.services and container.labels.get(SERVICE_LABEL) not in self.services:
                     continue
                 pid = int(container.attrs.get("State", {}).get("Pid") or 0)
-                if pid <= 0:
-                    continue
-                with contextlib.suppress(psutil.Error):
-                    root = psutil.Process(pid)
-                    for proc in [root, *root.children(recursive=True)]:
-                        with contextlib.suppress(psutil.Error):
-                            total += proc.memory_info().rss
-        self.peak = max(self.peak, total)
-        return total
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.sample()
-            self._stop.wait(SAMPLE_EVERY)
+                if pid > 0:
+                    pids.append(pid)
+        return pids
 
     def stop(self) -> int:
         """Stop sampling; return the peak in bytes."""
-        self._stop.set()
-        self._thread.join(10)
+        peak = super().stop()
         with contextlib.suppress(Exception):
             self._client.close()
-        return self.peak
+        return peak
 
 
 def _refuse_running(stack: Stack) -> None:
