@@ -39,6 +39,7 @@ __all__ = [
     "RideSet",
     "WebClients",
     "agreement",
+    "batch_result",
     "batch_summary",
     "collect_stream",
     "no_progress",
@@ -352,8 +353,20 @@ def run_batch(rides: RideSet, model: str, workdir: Path, log_dir: Path, say: Say
     if code != 0:
         raise DeployError(f"the batch job exited with code {code}" + process.tail(10))
     summary = batch_summary(log)
-    job = float(summary.get("seconds") or total)
     table = pq.read_table(output, columns=["ride_id", "predicted_duration"])
+    return batch_result(len(rides), table, summary, total, peak, process_wall_s=total)
+
+
+def batch_result(
+    ride_count: int,
+    table: Any,
+    summary: dict[str, Any],
+    total_s: float,
+    peak: int,
+    **details: Any,
+) -> ModeResult:
+    """Turn the batch job's output table and ``--json`` summary into the mode's result."""
+    job = float(summary.get("seconds") or total_s)
     predictions = dict(
         zip(
             table.column("ride_id").to_pylist(),
@@ -367,15 +380,15 @@ def run_batch(rides: RideSet, model: str, workdir: Path, log_dir: Path, say: Say
         errors.append(f"the batch job dropped {dropped} rides: {summary['rows_dropped']}")
     return ModeResult(
         mode="batch",
-        rides=len(rides),
+        rides=ride_count,
         # Command to "ready" = interpreter, imports and model load before the job starts.
-        startup_s=max(total - job, 1e-6),
+        startup_s=max(total_s - job, 1e-6),
         wall_s=job,
         latencies_s=np.full(len(predictions), job),
         peak_rss_bytes=peak,
         predictions=predictions,
         errors=errors,
-        details={"process_wall_s": total, "rows_read": summary.get("rows_read")},
+        details={**details, "rows_read": summary.get("rows_read")},
     )
 
 

@@ -27,6 +27,7 @@ from deploy_modes.cli.comparison import (
     RideSet,
     Say,
     WebClients,
+    batch_result,
     batch_summary,
     collect_stream,
     send_and_collect,
@@ -227,24 +228,7 @@ def _batch(rides: RideSet, model: str, say: Say) -> ModeResult:
     finally:
         peak = memory.stop()
         _down(stack, say)
-    job = float(summary.get("seconds") or total)
-    predictions = dict(
-        zip(
-            table.column("ride_id").to_pylist(),
-            table.column("predicted_duration").to_pylist(),
-            strict=True,
-        )
-    )
-    return ModeResult(
-        mode="batch",
-        rides=len(rides),
-        startup_s=max(total - job, 1e-6),
-        wall_s=job,
-        latencies_s=np.full(len(predictions), job),
-        peak_rss_bytes=peak,
-        predictions=predictions,
-        details={"container_wall_s": total, "rows_read": summary.get("rows_read")},
-    )
+    return batch_result(len(rides), table, summary, total, peak, container_wall_s=total)
 
 
 def _buffer(data: bytes) -> Any:
