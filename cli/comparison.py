@@ -448,16 +448,8 @@ def run_web(
     finally:
         peak = _stopped(process, memory)
         shutil.rmtree(metrics_dir, ignore_errors=True)
-    return ModeResult(
-        mode="web",
-        rides=len(rides),
-        startup_s=startup,
-        wall_s=wall,
-        latencies_s=np.asarray(clients.latencies, dtype="float64"),
-        peak_rss_bytes=peak,
-        predictions=clients.predictions,
-        errors=clients.errors[:20],
-        details={"concurrency": concurrency, "workers": worker_count, "port": port},
+    return clients.result(
+        startup, wall, peak, concurrency=concurrency, workers=worker_count, port=port
     )
 
 
@@ -474,6 +466,20 @@ class WebClients:
         self.done = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
+
+    def result(self, startup: float, wall: float, peak: int, **details: Any) -> ModeResult:
+        """Return the web mode's result from what the clients saw."""
+        return ModeResult(
+            mode="web",
+            rides=len(self.rides),
+            startup_s=startup,
+            wall_s=wall,
+            latencies_s=np.asarray(self.latencies, dtype="float64"),
+            peak_rss_bytes=peak,
+            predictions=self.predictions,
+            errors=self.errors[:20],
+            details=details,
+        )
 
     def run(self, advance: Advance) -> float:
         """Send every ride; return the wall time from the first request to the last answer."""

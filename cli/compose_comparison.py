@@ -16,8 +16,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from deploy_modes.cli.comparison import (
     RIDE_MONTH,
     ModeResult,
@@ -112,16 +110,12 @@ def _web(rides: RideSet, model: str, say: Say, progress: ProgressFactory, option
     finally:
         peak = memory.stop()
         _down(stack, say)
-    return ModeResult(
-        mode="web",
-        rides=len(rides),
-        startup_s=startup,
-        wall_s=wall,
-        latencies_s=np.asarray(clients.latencies, dtype="float64"),
-        peak_rss_bytes=peak,
-        predictions=clients.predictions,
-        errors=clients.errors[:20],
-        details={"concurrency": options["concurrency"], "workers": options["workers"] or 2},
+    return clients.result(
+        startup,
+        wall,
+        peak,
+        concurrency=options["concurrency"],
+        workers=options["workers"] or 2,
     )
 
 
