@@ -6,43 +6,41 @@ answer, errors included, is JSON (never an HTML page, never a traceback).
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
-import re
 import time
-import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
-from flask import Flask, Request, Response, request
+from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from deploy_modes.core.errors import RideValidationError
 from deploy_modes.core.scoring import ModelService
+from deploy_modes.web.access import (
+    ACCESS_LOGGER,
+    REQUEST_ID_HEADER,
+    access_line,
+    access_logger,
+    request_id,
+)
+from deploy_modes.web.fastpath import PredictFastPath
 from deploy_modes.web.metrics import CONTENT_TYPE, WebMetrics
 from deploy_modes.web.openapi import openapi_document
-from deploy_modes.web.payload import ClientError, parse_json_object
+from deploy_modes.web.payload import ClientError, dump_json, parse_json_object
 from deploy_modes.web.settings import WebSettings
 
 __all__ = ["ACCESS_LOGGER", "REQUEST_ID_HEADER", "create_app"]
 
-ACCESS_LOGGER = "deploy_modes.web.access"
-REQUEST_ID_HEADER = "X-Request-ID"
 JSON_MIMETYPE = "application/json"
-# A client's request id is echoed into headers and logs, so only a short, plain token is honoured.
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 # A ride every model can score: the start-up check behind /ready.
 _PROBE_RIDE = {"PULocationID": 1, "DOLocationID": 1, "trip_distance": 1.0}
 _UNMATCHED = "<unmatched>"
-_REQUEST_ID_ENVIRON = "HTTP_X_REQUEST_ID"
 _STARTED = "deploy_web.started"
 _ID = "deploy_web.request_id"
 
 _log = logging.getLogger(__name__)
-_access = logging.getLogger(ACCESS_LOGGER)
+_access = access_logger()
 
 
 def create_app(service: ModelService, settings: WebSettings) -> Flask:
@@ -53,10 +51,10 @@ def create_app(service: ModelService, settings: WebSettings) -> Flask:
     metrics = WebMetrics(service.name, service.version)
     ready = _probe(service)
     version = service.version
-    openapi = _dumps(
+    openapi = dump_json(
         openapi_document(settings.max_batch_rides, settings.max_body_bytes, service.version)
     )
-    manifest = _dumps(service.model.manifest)
+    manifest = dump_json(service.model.manifest)
     # The wiring, for extensions and debugging; the routes below close over it directly.
     app.extensions["deploy_web"] = {"service": service, "settings": settings, "metrics": metrics}
 
@@ -64,8 +62,7 @@ def create_app(service: ModelService, settings: WebSettings) -> Flask:
     def _start() -> None:
         environ = request.environ
         environ[_STARTED] = time.perf_counter()
-        given = environ.get(_REQUEST_ID_ENVIRON, "")
-        environ[_ID] = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        environ[_ID] = request_id(environ)
 
     @app.after_request
     def _finish(response: Response) -> Response:
@@ -73,14 +70,15 @@ def create_app(service: ModelService, settings: WebSettings) -> Flask:
         environ = req.environ
         started = environ.get(_STARTED)
         seconds = time.perf_counter() - started if started is not None else 0.0
-        request_id = environ.get(_ID) or uuid.uuid4().hex
-        response.headers[REQUEST_ID_HEADER] = request_id
+        rid = environ.get(_ID) or request_id(environ)
+        response.headers[REQUEST_ID_HEADER] = rid
         rule = req.url_rule
         endpoint = rule.rule if rule is not None else _UNMATCHED
         status = response.status_code
         metrics.observe(endpoint, req.method, status, seconds)
         if settings.access_log:
-            _access.info(_access_line(req, status, seconds, request_id))
+            line = access_line(req.method, req.path, status, seconds, rid, req.remote_addr)
+            _access.info(line)
         return response
 
     @app.post("/predict")
@@ -154,7 +152,7 @@ def create_app(service: ModelService, settings: WebSettings) -> Flask:
     def _http_error(exc: HTTPException) -> Response:
         # Keep werkzeug's status and headers (Allow on 405) but answer JSON, not HTML.
         response = exc.get_response()
-        response.set_data(_dumps({"error": _http_message(exc), "field": None}))
+        response.set_data(dump_json({"error": _http_message(exc), "field": None}))
         response.mimetype = JSON_MIMETYPE
         return response
 
@@ -163,6 +161,10 @@ def create_app(service: ModelService, settings: WebSettings) -> Flask:
         _log.exception("unexpected error answering %s %s", request.method, request.path)
         return _json({"error": "internal error: the server logged the details", "field": None}, 500)
 
+    # The common, valid /predict skips Flask's per-request machinery; everything else is above.
+    app.wsgi_app = PredictFastPath(  # type: ignore[method-assign]
+        app.wsgi_app, service, metrics, settings.max_body_bytes, settings.access_log
+    )
     return app
 
 
@@ -200,38 +202,5 @@ def _http_message(exc: HTTPException) -> str:
     return str(exc.description or exc.name)
 
 
-def _access_line(req: Request, status: int, seconds: float, request_id: str) -> str:
-    return json.dumps(
-        {
-            "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
-            "method": req.method,
-            "path": req.path,
-            "status": status,
-            "latency_ms": round(seconds * 1000, 3),
-            "request_id": request_id,
-            "remote_addr": req.remote_addr,
-            "pid": os.getpid(),  # which gunicorn worker answered
-        },
-        ensure_ascii=True,  # a log line stays one line of ASCII whatever the path holds
-    )
-
-
 def _json(body: dict[str, Any], status: int = 200) -> Response:
-    return Response(_dumps(body), status=status, mimetype=JSON_MIMETYPE)
-
-
-def _dumps(body: Any) -> str:
-    try:
-        return json.dumps(body, allow_nan=False)
-    except ValueError:  # a NaN smuggled in through an echoed ride_id: answer valid JSON
-        return json.dumps(_finite(body), allow_nan=False)
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_finite(item) for item in value]
-    return value
+    return Response(dump_json(body), status=status, mimetype=JSON_MIMETYPE)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
-__all__ = ["JSON_MIMETYPES", "ClientError", "parse_json_object"]
+__all__ = ["JSON_MIMETYPES", "ClientError", "dump_json", "parse_json_object"]
 
 JSON_MIMETYPES = frozenset({"application/json"})
 
@@ -44,6 +45,24 @@ def parse_json_object(mimetype: str, body: bytes) -> dict[str, Any]:
         raise ClientError(400, "the request body nests JSON too deeply") from None
     if not isinstance(value, dict):
         raise ClientError(400, f"the request body must be a JSON object, got {_json_type(value)}")
+    return value
+
+
+def dump_json(body: Any) -> str:
+    """Return ``body`` as strict JSON: a non-finite float (say an echoed ride_id) becomes null."""
+    try:
+        return json.dumps(body, allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite(body), allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite(item) for item in value]
     return value
 
 
