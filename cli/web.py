@@ -36,8 +36,7 @@ GUNICORN_ARGS = [
     "-m",
     "gunicorn",
     "-c",
-    "python:deploy_modes.web.gunicorn_conf",
-    "deploy_modes.web.wsgi:app",
+    "python:deploy_modes.web.gunicorn_conf",  # it also names the app (see wsgi_app there)
 ]
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0  # above gunicorn's graceful_timeout, so in-flight requests finish first

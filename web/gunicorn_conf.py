@@ -1,12 +1,14 @@
 """gunicorn settings for the web service, all read from ``DEPLOY_WEB_*`` variables.
 
-Run: ``gunicorn -c python:deploy_modes.web.gunicorn_conf deploy_modes.web.wsgi:app``.
+Run: ``gunicorn -c python:deploy_modes.web.gunicorn_conf`` (the config names the app: the
+ASGI bridge for the default ``asgi`` worker class, the plain WSGI app for ``gthread``/``sync``).
 Each server start gets a fresh, empty ``PROMETHEUS_MULTIPROC_DIR`` so ``/metrics`` sums the
 live workers of this server only, and dead workers are marked so their gauges go away.
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import sys
@@ -29,6 +31,7 @@ __all__ = [
     "keepalive",
     "loglevel",
     "on_exit",
+    "pre_fork",
     "preload_app",
     "proc_name",
     "threads",
@@ -36,6 +39,7 @@ __all__ = [
     "worker_class",
     "worker_tmp_dir",
     "workers",
+    "wsgi_app",
 ]
 
 
@@ -66,7 +70,9 @@ _host = f"[{_settings.host}]" if ":" in _settings.host else _settings.host
 bind = [f"{_host}:{_settings.port}"]
 workers = _settings.workers
 worker_class = _settings.worker_class
-threads = _settings.threads
+# The asyncio worker takes an ASGI callable: the bridge around the same Flask app.
+wsgi_app = "deploy_modes.web.wsgi:" + ("asgi" if worker_class == "asgi" else "app")
+threads = _settings.threads if worker_class == "gthread" else 1  # others warn about threads
 timeout = _settings.timeout
 graceful_timeout = _settings.graceful_timeout
 keepalive = _settings.keepalive
@@ -81,6 +87,16 @@ control_socket_disable = True
 # Worker heartbeats on a RAM disk: a slow or full overlay disk must not look like a hung worker.
 _SHM = "/dev/shm"
 worker_tmp_dir = _SHM if os.path.isdir(_SHM) and os.access(_SHM, os.W_OK) else None
+
+
+def pre_fork(server: Any, worker: Any) -> None:
+    """Move everything loaded so far (modules, the model) out of the garbage collector's sight.
+
+    The preloaded app holds about 150,000 objects; a full collection walks them all, about
+    70 ms during which a worker answers nothing: that was the p99 at concurrency 64. Frozen
+    objects are never scanned (and never written to, so forked workers keep sharing them).
+    """
+    gc.freeze()
 
 
 def child_exit(server: Any, worker: Any) -> None:

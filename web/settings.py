@@ -51,12 +51,15 @@ class WebSettings(BaseSettings):
     workers: int = Field(default_factory=default_workers, ge=1, le=64)
     """gunicorn worker processes; predictions are CPU-bound, so one per core."""
 
-    worker_class: Literal["gthread", "sync"] = "gthread"
-    """gunicorn worker class: ``gthread`` keeps client connections alive (about 4x the
-    requests/s of ``sync`` in benchmarks/web); ``sync`` closes each after one request."""
+    worker_class: Literal["asgi", "gthread", "sync"] = "asgi"
+    """gunicorn worker class. ``asgi``: one asyncio loop per worker parses HTTP in C, keeps
+    connections alive and runs the Flask app inline through ``web/bridge.py`` (about 2x the
+    requests/s of ``gthread`` and a third of its p99 in benchmarks/web). ``gthread``: a thread
+    pool per worker. ``sync``: one request per connection."""
 
     threads: int = Field(4, ge=1, le=64)
-    """Threads per ``gthread`` worker: they overlap network waits; the GIL serialises the rest."""
+    """Threads per ``gthread`` worker (the other classes use one): they overlap network waits;
+    the GIL serialises the rest."""
 
     timeout: int = Field(30, ge=1)
     """Seconds a worker may spend on one request before the master restarts it."""

@@ -15,10 +15,12 @@ from deploy_modes.core.artifact import load_model
 from deploy_modes.core.errors import DeployError
 from deploy_modes.core.scoring import ModelService
 from deploy_modes.core.settings import CoreSettings
-from deploy_modes.web.app import ACCESS_LOGGER, create_app
+from deploy_modes.web.access import ACCESS_LOGGER
+from deploy_modes.web.app import create_app
+from deploy_modes.web.bridge import WSGIBridge
 from deploy_modes.web.settings import WebSettings, load_settings
 
-__all__ = ["app", "build_app", "configure_logging"]
+__all__ = ["app", "asgi", "build_app", "configure_logging"]
 
 
 def configure_logging() -> None:
@@ -49,3 +51,5 @@ def _load() -> Flask:
 
 
 app = _load()
+# The same app for gunicorn's asyncio worker (``worker_class = "asgi"``, the default).
+asgi = WSGIBridge(app, app.config["MAX_CONTENT_LENGTH"])

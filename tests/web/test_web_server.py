@@ -211,33 +211,40 @@ def _read_all(sock: socket.socket) -> bytes:
     return b"".join(chunks)
 
 
-def test_the_container_command_serves_and_logs_json(model_dir: Path, tmp_path: Path):
+@pytest.mark.parametrize("worker_class", ["asgi", "gthread", "sync"])
+def test_the_container_command_serves_and_logs_json(
+    model_dir: Path, tmp_path: Path, worker_class: str
+):
     port = free_port()
     env = {
         **os.environ,
         "DEPLOY_MODEL_LOCATION": str(model_dir),
         "DEPLOY_WEB_PORT": str(port),
         "DEPLOY_WEB_WORKERS": "2",
+        "DEPLOY_WEB_WORKER_CLASS": worker_class,
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     log_path = tmp_path / "gunicorn.log"
     args = [sys.executable, "-m", "gunicorn", "-c", "python:deploy_modes.web.gunicorn_conf"]
     with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [*args, "deploy_modes.web.wsgi:app"], env=env, stdout=log, stderr=subprocess.STDOUT
-        )
+        process = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
             url = f"http://127.0.0.1:{port}"
             wait_http(f"{url}/ready", timeout=60)
-            assert requests.post(f"{url}/predict", json=RIDE, timeout=10).status_code == 200
+            answer = requests.post(f"{url}/predict", json=RIDE, timeout=10)
+            assert answer.status_code == 200 and answer.json()["duration"] > 0
+            bad = requests.post(f"{url}/predict", json={**RIDE, "PULocationID": 0}, timeout=10)
+            assert bad.status_code == 422 and bad.json()["field"] == "PULocationID"
             assert _metric(url, "deploy_web_predictions_total") == 1.0
         finally:
             process.send_signal(signal.SIGTERM)
             assert process.wait(60) == 0
     text = log_path.read_text()
     access = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
-    assert [(a["path"], a["status"]) for a in access][-2:] == [("/predict", 200), ("/metrics", 200)]
-    assert "Using worker: gthread" in text and "Traceback" not in text
+    lines = [(a["path"], a["status"]) for a in access][-3:]
+    assert lines == [("/predict", 200), ("/predict", 422), ("/metrics", 200)]
+    assert f"Using worker: {worker_class}" in text and "Traceback" not in text
+    assert "WARNING" not in text  # e.g. the asgi worker's complaint about a threads setting
 
 
 def test_the_container_command_with_a_missing_model_says_so_in_one_line(tmp_path: Path):
@@ -248,9 +255,7 @@ def test_the_container_command_with_a_missing_model_says_so_in_one_line(tmp_path
         "DEPLOY_WEB_WORKERS": "1",
     }
     args = [sys.executable, "-m", "gunicorn", "-c", "python:deploy_modes.web.gunicorn_conf"]
-    result = subprocess.run(
-        [*args, "deploy_modes.web.wsgi:app"], env=env, capture_output=True, text=True, timeout=60
-    )
+    result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert f"error: no model at {tmp_path / 'nowhere'}" in result.stderr
     assert "Traceback" not in result.stderr

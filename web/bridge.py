@@ -1,0 +1,149 @@
+"""Serve the Flask (WSGI) app from gunicorn's asyncio worker, calling it inline on the loop.
+
+gunicorn's ``gthread`` worker hands every request from its poller thread to a pool thread and
+back, about 200 us of CPU a request on top of the app: more than Flask and the model together.
+Its ``asgi`` worker parses HTTP in C on one event loop per process (with uvloop when installed)
+and keeps connections alive at a small fraction of that. The app is CPU-bound, and the GIL
+would serialise threads anyway, so this bridge calls it directly on the loop: a worker answers
+one request at a time, like a ``sync`` worker, and keeps every client connection open meanwhile.
+
+The body is buffered (at most ``max_body_bytes + 1``, so the app still says 413) before the app
+runs, so a slow client never holds a worker while the app waits for its bytes.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
+
+__all__ = ["WSGIBridge"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+_SPECIAL_HEADERS = {b"content-type": "CONTENT_TYPE", b"content-length": "CONTENT_LENGTH"}
+
+
+class WSGIBridge:
+    """An ASGI application running a WSGI application inline, one request at a time."""
+
+    def __init__(self, app: WSGIApplication, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":  # websockets: nothing here speaks them; refuse the upgrade
+            await send({"type": "websocket.close", "code": 1003})
+            return
+        body = await self._read_body(receive)
+        if body is None:
+            return  # the client went away mid-body: nobody to answer
+        status, headers, chunks = self._call(_environ(scope, body))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": b"".join(chunks)})
+
+    async def _read_body(self, receive: Receive) -> bytes | None:
+        """Return the body, cut one byte past the limit (the app then answers 413)."""
+        parts: list[bytes] = []
+        size = 0
+        while size <= self.max_body_bytes:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            parts.append(chunk)
+            size += len(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(parts)[: self.max_body_bytes + 1]
+
+    def _call(self, environ: dict[str, Any]) -> tuple[int, list[tuple[bytes, bytes]], list[bytes]]:
+        started: list[Any] = []
+
+        def start_response(
+            status: str, headers: list[tuple[str, str]], exc_info: Any = None
+        ) -> Callable[[bytes], object]:
+            started[:] = [status, headers]
+            return _no_write
+
+        result: Iterable[bytes] = self.app(environ, start_response)
+        try:
+            chunks = list(result)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+        status, headers = started
+        encoded = [
+            (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers
+        ]
+        return int(status[:3]), encoded, chunks
+
+
+def _no_write(data: bytes) -> object:
+    raise NotImplementedError("the WSGI write() callable is not supported: return the body")
+
+
+def _environ(scope: Scope, body: bytes) -> dict[str, Any]:
+    """Return the WSGI environ of one ASGI HTTP request (PEP 3333 from the ASGI spec)."""
+    server = scope.get("server") or ("localhost", 80)
+    client = scope.get("client")
+    # WSGI's PATH_INFO is the decoded path as latin-1 text; ASGI's path includes root_path.
+    path = scope["path"].encode("utf-8", "surrogateescape").decode("latin-1")
+    root = scope.get("root_path", "").encode("utf-8", "surrogateescape").decode("latin-1")
+    if root and path.startswith(root):
+        path = path[len(root) :]
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": scope["method"],
+        "SCRIPT_NAME": root,
+        "PATH_INFO": path,
+        "QUERY_STRING": scope.get("query_string", b"").decode("latin-1"),
+        "SERVER_NAME": str(server[0]),
+        "SERVER_PORT": str(server[1]) if server[1] is not None else "80",
+        "SERVER_PROTOCOL": f"HTTP/{scope.get('http_version', '1.1')}",
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": scope.get("scheme", "http"),
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+    }
+    if client:
+        environ["REMOTE_ADDR"] = client[0]
+        environ["REMOTE_PORT"] = str(client[1])
+    for name, value in scope.get("headers", ()):
+        if b"_" in name:
+            # X_Request_ID would land on the same key as X-Request-ID: drop it, as gunicorn's
+            # WSGI workers do (header_map = "drop"), so no proxy-set header can be spoofed.
+            continue
+        key = _SPECIAL_HEADERS.get(name) or _cgi_name(name)
+        text = value.decode("latin-1")
+        # Repeated headers are one comma-joined value in WSGI (RFC 9110 section 5.3).
+        environ[key] = f"{environ[key]},{text}" if key in environ else text
+    return environ
+
+
+def _cgi_name(header: bytes) -> str:
+    return "HTTP_" + header.decode("latin-1").upper().replace("-", "_")
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    """Acknowledge start-up and shut-down: the app is ready once the module is loaded."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
