@@ -69,7 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per point")
     parser.add_argument("--workers", type=int, default=None, help="our gunicorn workers")
     parser.add_argument("--concurrency", type=int, nargs="+", default=list(CONCURRENCIES))
-    parser.add_argument("--worker-class", default=None, help="our gunicorn worker class")
+    parser.add_argument(
+        "--worker-class",
+        nargs="+",
+        default=["asgi", "gthread"],
+        help="our gunicorn worker classes: the first is 'ours' (the goals), others are shown too",
+    )
     parser.add_argument("--threads", type=int, default=None, help="threads per gthread worker")
     parser.add_argument("--python-client", action="store_true", help="do not use wrk")
     args = parser.parse_args(argv)
@@ -85,10 +90,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         location = ensure_model(settings, lambda msg: print(f"  {msg}"))
         version = load_model(location).version
-        servers = {
-            "course": _start_baseline(work, Path(location) / "model.pkl"),
-            "ours": _start_ours(work, location, args.workers, args.worker_class, args.threads),
-        }
+        servers = {"course": _start_baseline(work, Path(location) / "model.pkl")}
+        for index, kind in enumerate(args.worker_class):
+            name = "ours" if index == 0 else kind
+            servers[name] = _start_ours(work, name, location, args.workers, kind, args.threads)
         try:
             for url in servers.values():
                 _python_load(f"{url}/predict", 4, 1.0)  # warm up: imports, first requests
@@ -142,19 +147,28 @@ def _start_baseline(work: Path, pickle_path: Path) -> str:
 
 
 def _start_ours(
-    work: Path, location: str, workers: int | None, worker_class: str | None, threads: int | None
+    work: Path,
+    name: str,
+    location: str,
+    workers: int | None,
+    worker_class: str | None,
+    threads: int | None,
 ) -> str:
     port = free_port()
     env = {"DEPLOY_MODEL_LOCATION": location, "DEPLOY_WEB_PORT": str(port)}
-    for name, value in (("WORKERS", workers), ("WORKER_CLASS", worker_class), ("THREADS", threads)):
+    for setting, value in (
+        ("WORKERS", workers),
+        ("WORKER_CLASS", worker_class),
+        ("THREADS", threads),
+    ):
         if value:
-            env[f"DEPLOY_WEB_{name}"] = str(value)
+            env[f"DEPLOY_WEB_{setting}"] = str(value)
     args = ["-m", "gunicorn", "-c", "python:deploy_modes.web.gunicorn_conf"]
     process = ManagedProcess.python(
-        "deploy web", [*args, "deploy_modes.web.wsgi:app"], env=env, log_path=work / "ours.log"
+        f"deploy web ({worker_class})", args, env=env, log_path=work / f"{name}.log"
     )
     _PROCESSES.append(process)
-    _SERVER_PIDS["ours"] = process.pid
+    _SERVER_PIDS[name] = process.pid
     return _wait_ready(f"http://127.0.0.1:{port}", process, "/ready")
 
 
@@ -296,10 +310,11 @@ def _percentile(values: list[float], pct: float) -> float:
 def _describe_ours(args: argparse.Namespace) -> str:
     defaults = WebSettings()
     workers = args.workers or defaults.workers
-    kind = args.worker_class or defaults.worker_class
-    threads = args.threads or defaults.threads
-    threads = f" x {threads} threads" if kind == "gthread" else ""
-    return f"{workers} {kind} workers{threads}"
+    described = []
+    for index, kind in enumerate(args.worker_class):
+        threads = f" x {args.threads or defaults.threads} threads" if kind == "gthread" else ""
+        described.append(f"{'ours' if index == 0 else kind}: {workers} {kind} workers{threads}")
+    return "; ".join(described)
 
 
 def _report(
@@ -311,7 +326,7 @@ def _report(
         f"web benchmark: POST /predict, client {client}, {seconds:g} s per point, "
         f"model {version}, {os.cpu_count()} CPUs, load average {load:.1f} at the end"
     )
-    print(f"baseline: course predict.py, gunicorn 1 sync worker; ours: {ours}")
+    print(f"baseline: course predict.py, gunicorn 1 sync worker; {ours}")
     print()
     header = f"{'conc':>5} {'server':>7} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}"
     print(f"{header} {'server CPU us/req':>18}")
