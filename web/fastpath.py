@@ -31,6 +31,10 @@ _JSON = "application/json"
 _STATUS_OK = "200 OK"
 
 
+class _HandOver(Exception):
+    """This request is not the common case: let the Flask app answer it."""
+
+
 class PredictFastPath:
     """WSGI middleware answering valid ``POST /predict`` requests itself; the rest go to ``app``."""
 
@@ -59,6 +63,8 @@ class PredictFastPath:
             return self.app(environ, start_response)  # chunked, too large or not JSON: Flask says
         data = environ["wsgi.input"].read(length)
         try:
+            if len(data) != length:
+                raise _HandOver  # the client sent less than it declared: Flask says 400
             ride = parse_json_object(_JSON, data)
             duration = self._predict(ride)
         except Exception:  # any refusal (or surprise) is answered by the Flask route, once
