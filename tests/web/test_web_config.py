@@ -86,3 +86,45 @@ def test_gunicorn_conf_with_a_bad_setting_says_so_in_one_line():
     assert result.returncode == 1
     assert result.stderr.strip().startswith("error: invalid setting: DEPLOY_WEB_PORT='http'")
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("worker_class", "app", "threads"),
+    [
+        (None, "deploy_modes.web.wsgi:asgi", 1),  # the default: the asyncio worker and bridge
+        ("asgi", "deploy_modes.web.wsgi:asgi", 1),
+        ("gthread", "deploy_modes.web.wsgi:app", 4),
+        ("sync", "deploy_modes.web.wsgi:app", 1),
+    ],
+)
+def test_gunicorn_conf_names_the_app_its_worker_class_takes(
+    worker_class: str | None, app: str, threads: int
+):
+    env = {"DEPLOY_WEB_THREADS": "4"}
+    if worker_class:
+        env["DEPLOY_WEB_WORKER_CLASS"] = worker_class
+    result = _gunicorn_conf(**env)
+    assert result.returncode == 0, result.stderr
+    conf = json.loads(result.stdout)
+    assert conf["worker_class"] == (worker_class or "asgi")
+    assert conf["wsgi_app"] == app and conf["threads"] == threads
+    Path(conf["metrics_dir"]).rmdir()
+
+
+def test_gunicorn_conf_freezes_the_preloaded_objects_before_each_fork():
+    script = (
+        "import gc, os, deploy_modes.web.gunicorn_conf as c; gc.unfreeze();"
+        " before = gc.get_freeze_count(); c.pre_fork(None, None);"
+        " print(before, gc.get_freeze_count(), len(gc.get_objects()),"
+        " os.environ['PROMETHEUS_MULTIPROC_DIR'])"
+    )
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("DEPLOY_WEB_")}
+    clean.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=clean, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    before, after, left, metrics_dir = result.stdout.split()
+    Path(metrics_dir).rmdir()
+    # Collections no longer walk the frozen objects: few are left in their sight.
+    assert int(before) == 0 and int(after) > 1000 and int(left) < int(after)
