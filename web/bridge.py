@@ -101,8 +101,8 @@ def _environ(scope: Scope, body: bytes) -> dict[str, Any]:
     # WSGI's PATH_INFO is the decoded path as latin-1 text; ASGI's path includes root_path.
     path = scope["path"].encode("utf-8", "surrogateescape").decode("latin-1")
     root = scope.get("root_path", "").encode("utf-8", "surrogateescape").decode("latin-1")
-    if root and path.startswith(root):
-        path = path[len(root) :]
+    if root and path.startswith(root) and path[len(root) : len(root) + 1] in ("", "/"):
+        path = path[len(root) :]  # only at a segment boundary: /apiary is not below /api
     environ: dict[str, Any] = {
         "REQUEST_METHOD": scope["method"],
         "SCRIPT_NAME": root,
