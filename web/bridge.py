@@ -17,6 +17,7 @@ import io
 import sys
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_to_bytes
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -99,7 +100,11 @@ def _environ(scope: Scope, body: bytes) -> dict[str, Any]:
     server = scope.get("server") or ("localhost", 80)
     client = scope.get("client")
     # WSGI's PATH_INFO is the decoded path as latin-1 text; ASGI's path includes root_path.
-    path = scope["path"].encode("utf-8", "surrogateescape").decode("latin-1")
+    raw_path = scope.get("raw_path")
+    if raw_path:  # the exact bytes: /%FF is b"\xff", as gunicorn's WSGI workers give it
+        path = unquote_to_bytes(raw_path).decode("latin-1")
+    else:
+        path = scope["path"].encode("utf-8", "surrogateescape").decode("latin-1")
     root = scope.get("root_path", "").encode("utf-8", "surrogateescape").decode("latin-1")
     if root and path.startswith(root) and path[len(root) : len(root) + 1] in ("", "/"):
         path = path[len(root) :]  # only at a segment boundary: /apiary is not below /api
