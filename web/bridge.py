@@ -2,7 +2,7 @@
 
 gunicorn's ``gthread`` worker hands every request from its poller thread to a pool thread and
 back, about 200 us of CPU a request on top of the app: more than Flask and the model together.
-Its ``asgi`` worker parses HTTP in C on one event loop per process (with uvloop when installed)
+Its ``asgi`` worker parses HTTP on one event loop per process (uvloop, when installed)
 and keeps connections alive at a small fraction of that. The app is CPU-bound, and the GIL
 would serialise threads anyway, so this bridge calls it directly on the loop: a worker answers
 one request at a time, like a ``sync`` worker, and keeps every client connection open meanwhile.

@@ -52,7 +52,7 @@ class WebSettings(BaseSettings):
     """gunicorn worker processes; predictions are CPU-bound, so one per core."""
 
     worker_class: Literal["asgi", "gthread", "sync"] = "asgi"
-    """gunicorn worker class. ``asgi``: one asyncio loop per worker parses HTTP in C, keeps
+    """gunicorn worker class. ``asgi``: one asyncio (uvloop) loop per worker parses HTTP, keeps
     connections alive and runs the Flask app inline through ``web/bridge.py`` (about 2x the
     requests/s of ``gthread`` and a third of its p99 in benchmarks/web). ``gthread``: a thread
     pool per worker. ``sync``: one request per connection."""
