@@ -259,3 +259,26 @@ def test_the_container_command_with_a_missing_model_says_so_in_one_line(tmp_path
     assert result.returncode != 0
     assert f"error: no model at {tmp_path / 'nowhere'}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_slow_upload_does_not_hold_up_other_clients(start_web: Callable[..., WebServer]):
+    # One worker: while one client trickles its body in, the worker keeps answering others
+    # (the asgi bridge buffers bodies on the event loop before the app runs).
+    server = start_web(1)
+    host, port = server.url.removeprefix("http://").split(":")
+    body = json.dumps(RIDE).encode()
+    head = (
+        f"POST /predict HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    with socket.create_connection((host, int(port)), timeout=30) as slow:
+        slow.sendall(head + body[:10])
+        mine = slow.getsockname()[1]
+        _wait_until(lambda: mine in _accepted_ports(server), "the worker to accept the upload")
+        for _ in range(20):  # a worker stuck reading the slow body would time these out
+            answer = requests.post(f"{server.url}/predict", json=RIDE, timeout=10)
+            assert answer.status_code == 200
+        slow.sendall(body[10:])
+        status_line, _, rest = _read_all(slow).partition(b"\r\n")
+    assert b" 200 " in status_line
+    assert json.loads(rest.partition(b"\r\n\r\n")[2])["duration"] > 0
