@@ -27,7 +27,7 @@ from deploy_modes.web.access import (
 from deploy_modes.web.fastpath import PredictFastPath
 from deploy_modes.web.metrics import CONTENT_TYPE, WebMetrics
 from deploy_modes.web.openapi import openapi_document
-from deploy_modes.web.payload import ClientError, dump_json, parse_json_object
+from deploy_modes.web.payload import ClientError, dump_json, parse_json_object, prediction
 from deploy_modes.web.settings import WebSettings
 
 __all__ = ["ACCESS_LOGGER", "REQUEST_ID_HEADER", "create_app"]
@@ -90,10 +90,7 @@ def create_app(service: ModelService, settings: WebSettings) -> Flask:
             metrics.invalid_rides.labels("/predict", exc.field or "body").inc()
             return _json(exc.to_dict(), 422)
         metrics.predictions.labels("/predict").inc()
-        answer: dict[str, Any] = {"duration": duration, "model_version": version}
-        if "ride_id" in ride:
-            answer["ride_id"] = ride["ride_id"]
-        return _json(answer)
+        return _json(prediction(ride, duration, version))
 
     @app.post("/predict/batch")
     def predict_batch() -> Response:

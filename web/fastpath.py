@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from deploy_modes.core.scoring import ModelService
 from deploy_modes.web.access import REQUEST_ID_HEADER, access_line, access_logger, request_id
 from deploy_modes.web.metrics import WebMetrics
-from deploy_modes.web.payload import dump_json, parse_json_object
+from deploy_modes.web.payload import dump_json, parse_json_object, prediction
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -29,10 +29,6 @@ __all__ = ["PREDICT_PATH", "PredictFastPath"]
 PREDICT_PATH = "/predict"
 _JSON = "application/json"
 _STATUS_OK = "200 OK"
-
-
-class _HandOver(Exception):
-    """This request is not the common case: let the Flask app answer it."""
 
 
 class PredictFastPath:
@@ -62,17 +58,11 @@ class PredictFastPath:
         if length is None or length > self._limit or not _is_json(environ.get("CONTENT_TYPE")):
             return self.app(environ, start_response)  # chunked, too large or not JSON: Flask says
         data = environ["wsgi.input"].read(length)
-        try:
-            if len(data) != length:
-                raise _HandOver  # the client sent less than it declared: Flask says 400
-            ride = parse_json_object(_JSON, data)
-            duration = self._predict(ride)
-        except Exception:  # any refusal (or surprise) is answered by the Flask route, once
+        # A body shorter than declared (the client went away) is Flask's 400 to give.
+        answer = self._answer(data) if len(data) == length else None
+        if answer is None:  # not the common case: the Flask route answers it, once
             environ["wsgi.input"] = io.BytesIO(data)  # the body, as read, for Flask to read again
             return self.app(environ, start_response)
-        answer: dict[str, Any] = {"duration": duration, "model_version": self._version}
-        if "ride_id" in ride:
-            answer["ride_id"] = ride["ride_id"]
         body = dump_json(answer).encode()
         rid = request_id(environ)
         start_response(
@@ -86,6 +76,14 @@ class PredictFastPath:
             remote = environ.get("REMOTE_ADDR")
             self._log.info(access_line("POST", PREDICT_PATH, 200, seconds, rid, remote))
         return [body]
+
+    def _answer(self, data: bytes) -> dict[str, Any] | None:
+        """Return the answer to a valid ride, or None for anything the Flask route must judge."""
+        try:
+            ride = parse_json_object(_JSON, data)
+            return prediction(ride, self._predict(ride), self._version)
+        except Exception:  # any refusal (or surprise) is the Flask route's to answer and log
+            return None
 
 
 def _declared_length(value: str | None) -> int | None:

@@ -6,7 +6,7 @@ import json
 import math
 from typing import Any
 
-__all__ = ["JSON_MIMETYPES", "ClientError", "dump_json", "parse_json_object"]
+__all__ = ["JSON_MIMETYPES", "ClientError", "dump_json", "parse_json_object", "prediction"]
 
 JSON_MIMETYPES = frozenset({"application/json"})
 
@@ -46,6 +46,14 @@ def parse_json_object(mimetype: str, body: bytes) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ClientError(400, f"the request body must be a JSON object, got {_json_type(value)}")
     return value
+
+
+def prediction(ride: dict[str, Any], duration: float, version: str) -> dict[str, Any]:
+    """Return the ``/predict`` answer: the course's ``duration``, the version, the echoed id."""
+    answer: dict[str, Any] = {"duration": duration, "model_version": version}
+    if "ride_id" in ride:
+        answer["ride_id"] = ride["ride_id"]
+    return answer
 
 
 def dump_json(body: Any) -> str:
