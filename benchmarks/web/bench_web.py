@@ -91,8 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         location = ensure_model(settings, lambda msg: print(f"  {msg}"))
         version = load_model(location).version
         servers = {"course": _start_baseline(work, Path(location) / "model.pkl")}
-        for index, kind in enumerate(args.worker_class):
-            name = "ours" if index == 0 else kind
+        for name, kind in _our_servers(args).items():
             servers[name] = _start_ours(work, name, location, args.workers, kind, args.threads)
         try:
             for url in servers.values():
@@ -311,10 +310,16 @@ def _describe_ours(args: argparse.Namespace) -> str:
     defaults = WebSettings()
     workers = args.workers or defaults.workers
     described = []
-    for index, kind in enumerate(args.worker_class):
+    for name, kind in _our_servers(args).items():
         threads = f" x {args.threads or defaults.threads} threads" if kind == "gthread" else ""
-        described.append(f"{'ours' if index == 0 else kind}: {workers} {kind} workers{threads}")
+        described.append(f"{name}: {workers} {kind} workers{threads}")
     return "; ".join(described)
+
+
+def _our_servers(args: argparse.Namespace) -> dict[str, str]:
+    """Return our servers' names and worker classes: the first is "ours", whose goals count."""
+    first, *others = args.worker_class
+    return {"ours": first, **{kind: kind for kind in others}}
 
 
 def _report(
