@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from deploy_modes.cli.console import console, err_console, isatty, say, typer_app
-from deploy_modes.cli.runtime import BakeOption
+from deploy_modes.cli.runtime import BakeOption, ModelOption
 
 __all__ = ["app", "run"]
 
@@ -133,14 +133,7 @@ def run(
             help="{taxi_type} in templates [default: green].", envvar="DEPLOY_BATCH_TAXI_TYPE"
         ),
     ] = None,
-    model: Annotated[
-        str | None,
-        typer.Option(
-            help="Model artifact dir, pickle, MLflow dir or s3:// URI "
-            "[default: models/ride-duration, trained on demo data if missing].",
-            envvar="DEPLOY_MODEL_LOCATION",
-        ),
-    ] = None,
+    model: ModelOption = None,
     chunk_rows: Annotated[
         int | None,
         typer.Option(help="Rows per chunk (bounds memory).", envvar="DEPLOY_BATCH_CHUNK_ROWS"),

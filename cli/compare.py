@@ -11,6 +11,7 @@ import typer
 
 from deploy_modes.cli.console import console, progress, say
 from deploy_modes.cli.processes import sigterm_as_interrupt
+from deploy_modes.cli.runtime import ModelOption, resolve_runtime
 from deploy_modes.core.errors import DeployError
 
 __all__ = ["DEFAULT_OUT", "DEFAULT_RIDES", "compare", "run_compare"]
@@ -171,14 +172,7 @@ def compare(
             help="A TLC parquet month to take the rides from (its first --rides valid ones).",
         ),
     ] = None,
-    model: Annotated[
-        str | None,
-        typer.Option(
-            envvar="DEPLOY_MODEL_LOCATION",
-            help="Model: artifact dir, course pickle, MLflow dir or s3:// URI "
-            "(default: models/ride-duration, trained as a demo if missing).",
-        ),
-    ] = None,
+    model: ModelOption = None,
     seed: Annotated[
         int, typer.Option(min=0, envvar="DEPLOY_SEED", help="Seed for the generated rides.")
     ] = 42,
@@ -209,7 +203,6 @@ def compare(
 
     Example: deploy compare --rides 2000 --runtime local
     """
-    from deploy_modes.cli.runtime import resolve_runtime
 
     # Not compose_run("compare"): compare drives the three stacks itself, one after the other.
     chosen = resolve_runtime(runtime)

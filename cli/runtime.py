@@ -26,6 +26,8 @@ from deploy_modes.core.errors import DeployError
 
 __all__ = [
     "RUNTIMES",
+    "BakeOption",
+    "ModelOption",
     "compose_run",
     "docker_engine_answers",
     "down",
@@ -89,6 +91,14 @@ def resolve_runtime(requested: str) -> str:
 # --- compose_run: one function per mode behind one entry point -----------------------------
 
 
+ModelOption = Annotated[
+    str | None,
+    typer.Option(
+        envvar="DEPLOY_MODEL_LOCATION",
+        help="Model: artifact dir, course pickle, MLflow dir or s3:// URI "
+        "(default: models/ride-duration, trained as a demo if missing).",
+    ),
+]
 BakeOption = Annotated[
     bool,
     typer.Option(

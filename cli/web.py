@@ -22,7 +22,7 @@ from deploy_modes.cli.processes import (
     sigterm_as_interrupt,
     wait_http,
 )
-from deploy_modes.cli.runtime import BakeOption, compose_run, resolve_runtime
+from deploy_modes.cli.runtime import BakeOption, ModelOption, compose_run, resolve_runtime
 from deploy_modes.core.errors import DeployError
 from deploy_modes.core.storage import is_s3
 
@@ -66,14 +66,7 @@ def run(
             envvar="DEPLOY_WEB_WORKERS", min=1, max=64, help="gunicorn workers [1 per CPU]."
         ),
     ] = None,
-    model: Annotated[
-        str | None,
-        typer.Option(
-            envvar="DEPLOY_MODEL_LOCATION",
-            help="Model: artifact dir, course pickle, MLflow dir or s3:// URI "
-            "(default: models/ride-duration, trained as a demo if missing).",
-        ),
-    ] = None,
+    model: ModelOption = None,
     bake: BakeOption = False,
 ) -> None:
     """Serve POST /predict on HTTP with gunicorn until Ctrl-C or SIGTERM.
