@@ -28,8 +28,8 @@ from deploy_modes.batch.locations import (
     source_engine,
     sql_url,
 )
-from deploy_modes.core.errors import DataError, DeployError
-from deploy_modes.core.storage import aws_client, is_s3, parse_s3
+from deploy_modes.core.errors import DataError
+from deploy_modes.core.storage import aws_client, is_s3, parse_s3, s3_error
 
 __all__ = [
     "DEFAULT_CHUNK_ROWS",
@@ -166,7 +166,7 @@ class ParquetReader:
         try:
             s3.download_file(loc.bucket, loc.key, self._tmp)
         except Exception as exc:
-            raise _s3_read_error(exc, self.location) from exc
+            raise s3_error(exc, self.location, DataError) from exc
         return self._tmp
 
     def open(self) -> int | None:
@@ -251,16 +251,6 @@ def _as_timestamp(array: pa.Array) -> pa.Array:
         array = pc.local_timestamp(array)
     # Nanosecond sources lose their sub-microsecond digits, as the TLC's own files have none.
     return pc.cast(array, pa.timestamp("us"), safe=False)
-
-
-def _s3_read_error(exc: Exception, uri: str) -> DeployError:
-    code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
-    text = str(exc)
-    if code == "NoSuchBucket" or "NoSuchBucket" in text:
-        return DataError(f"S3 bucket does not exist: {uri}")
-    if code in {"404", "NoSuchKey", "NotFound"} or "Not Found" in text:
-        return DataError(f"S3 object does not exist: {uri}")
-    return DataError(f"could not read {uri}: {one_line(exc)}")
 
 
 class SqlReader:

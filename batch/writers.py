@@ -28,7 +28,7 @@ from deploy_modes.batch.locations import (
     sql_url,
 )
 from deploy_modes.core.errors import DataError, DeployError
-from deploy_modes.core.storage import aws_client, is_s3, open_permissions, parse_s3
+from deploy_modes.core.storage import aws_client, create_temp, is_s3, parse_s3, s3_error
 
 __all__ = [
     "INTERVAL_COLUMN",
@@ -114,9 +114,8 @@ class _ParquetSession:
             except OSError as exc:
                 raise DeployError(f"cannot create output folder {path.parent}: {exc}") from exc
             _remove_stale_temps(path)
-            fd, self._tmp = tempfile.mkstemp(
-                dir=path.parent, prefix=_temp_prefix(path), suffix=_TMP_SUFFIX
-            )
+            # Created with the mode open() gives, as the renamed file is what readers see.
+            fd, self._tmp = create_temp(path.parent, _temp_prefix(path), _TMP_SUFFIX)
         os.close(fd)
         self._writer: pq.ParquetWriter | None = pq.ParquetWriter(
             self._tmp,
@@ -137,10 +136,7 @@ class _ParquetSession:
         try:
             self._s3().head_bucket(Bucket=self._loc.bucket)
         except Exception as exc:
-            code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
-            if code in {"404", "NoSuchBucket", "NotFound"}:
-                raise DeployError(f"S3 bucket does not exist: s3://{self._loc.bucket}") from exc
-            raise DeployError(f"cannot write to s3://{self._loc.bucket}: {one_line(exc)}") from exc
+            raise s3_error(exc, f"s3://{self._loc.bucket}") from exc
 
     def write(self, table: pa.Table) -> None:
         assert self._writer is not None
@@ -161,7 +157,6 @@ class _ParquetSession:
             else:
                 with open(self._tmp, "rb+") as handle:
                     os.fsync(handle.fileno())
-                open_permissions(self._tmp)
                 os.replace(self._tmp, self.target)
         finally:
             Path(self._tmp).unlink(missing_ok=True)

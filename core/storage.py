@@ -8,7 +8,7 @@ the local emulator and to real AWS.
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,17 +19,24 @@ from deploy_modes.core.errors import DeployError
 __all__ = [
     "S3Location",
     "aws_client",
+    "create_temp",
     "endpoint_url",
     "is_s3",
     "list_s3",
-    "open_permissions",
     "parse_s3",
     "read_bytes",
+    "s3_error",
+    "s3_error_code",
     "write_bytes",
 ]
 
 _COURSE_ENDPOINT_VARS = {"kinesis": "KINESIS_ENDPOINT_URL", "s3": "S3_ENDPOINT_URL"}
 _DEFAULT_REGION = "eu-west-1"
+# What S3 answers for a missing object: GetObject says NoSuchKey, HEAD (head_object, and so
+# download_file) has no body and says only its status.
+_MISSING_OBJECT_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+_MISSING_BUCKET_CODES = frozenset({"NoSuchBucket"})
+_TEMP_ATTEMPTS = 100
 
 
 @dataclass(frozen=True)
@@ -86,13 +93,31 @@ def aws_client(service: str, endpoint: str | None = None, **kwargs: Any) -> Any:
     )
 
 
-def _s3_error(exc: Exception, uri: str) -> DeployError:
-    code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
-    if code in {"NoSuchBucket"}:
-        return DeployError(f"S3 bucket does not exist: {uri}")
-    if code in {"NoSuchKey", "404", "NotFound"}:
-        return DeployError(f"S3 object does not exist: {uri}")
-    return DeployError(f"S3 request for {uri} failed: {exc}")
+def s3_error_code(exc: BaseException) -> str | None:
+    """Return the error code of a botocore ``ClientError``, or None for any other exception."""
+    try:
+        from botocore.exceptions import ClientError
+    except ImportError:  # no botocore installed: nothing raised here can be a ClientError
+        return None
+    if not isinstance(exc, ClientError):
+        return None
+    return str(exc.response.get("Error", {}).get("Code", "")) or None
+
+
+def s3_error(exc: BaseException, uri: str, error: type[DeployError] = DeployError) -> DeployError:
+    """Return the one-line ``error`` that says what a failed S3 call on ``uri`` means.
+
+    For a bare ``s3://bucket`` a missing-object code means the bucket: a HEAD on a bucket
+    answers only ``404``.
+    """
+    code = s3_error_code(exc)
+    loc = parse_s3(uri) if is_s3(uri) else None
+    if code in _MISSING_BUCKET_CODES or (code in _MISSING_OBJECT_CODES and loc and not loc.key):
+        return error(f"S3 bucket does not exist: s3://{loc.bucket if loc else uri}")
+    if code in _MISSING_OBJECT_CODES:
+        return error(f"S3 object does not exist: {uri}")
+    detail = " ".join(str(exc).split())  # botocore messages may span lines: keep one
+    return error(f"S3 request for {uri} failed: {detail}")
 
 
 def read_bytes(uri: str | os.PathLike[str], client: Any = None) -> bytes:
@@ -103,7 +128,7 @@ def read_bytes(uri: str | os.PathLike[str], client: Any = None) -> bytes:
         try:
             return s3.get_object(Bucket=loc.bucket, Key=loc.key)["Body"].read()
         except Exception as exc:
-            raise _s3_error(exc, str(uri)) from exc
+            raise s3_error(exc, str(uri)) from exc
     path = Path(uri)
     if not path.is_file():
         raise DeployError(f"file does not exist: {path}")
@@ -113,15 +138,24 @@ def read_bytes(uri: str | os.PathLike[str], client: Any = None) -> bytes:
         raise DeployError(f"cannot read {path}: {exc.strerror or exc}") from exc
 
 
-def open_permissions(path: str | os.PathLike[str]) -> None:
-    """Give a ``mkstemp`` file (always 0600) the mode ``open()`` would have: 0666 less umask.
+def create_temp(directory: str | os.PathLike[str], prefix: str, suffix: str) -> tuple[int, str]:
+    """Create a new hidden temp file in ``directory``; return its open descriptor and path.
 
-    Without it every artifact and output we write atomically is unreadable by other users,
-    such as the non-root user of a container that mounts it.
+    Unlike ``mkstemp`` (always 0600) the file is created 0666 and the kernel applies the
+    umask, so it gets the mode ``open()`` would give, without reading or changing the
+    process-wide umask (which other threads share). A container's non-root user can then read
+    every artifact and output we write atomically.
     """
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(_TEMP_ATTEMPTS):
+        path = os.path.join(directory, f"{prefix}{secrets.token_hex(8)}{suffix}")
+        try:
+            return os.open(path, flags, 0o666), path
+        except FileExistsError:
+            continue  # another writer drew the same name: draw again, as mkstemp does
+    raise DeployError(
+        f"cannot write in {directory}: no free temp file name in {_TEMP_ATTEMPTS} tries"
+    )
 
 
 def write_bytes(uri: str | os.PathLike[str], data: bytes, client: Any = None) -> None:
@@ -132,12 +166,12 @@ def write_bytes(uri: str | os.PathLike[str], data: bytes, client: Any = None) ->
         try:
             s3.put_object(Bucket=loc.bucket, Key=loc.key, Body=data)
         except Exception as exc:
-            raise _s3_error(exc, str(uri)) from exc
+            raise s3_error(exc, str(uri)) from exc
         return
     path = Path(uri)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = create_temp(path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except (FileExistsError, NotADirectoryError) as exc:
         raise DeployError(f"cannot write {path}: {exc.filename} is not a directory") from exc
     except OSError as exc:  # no permission, read-only file system, ...
@@ -147,7 +181,6 @@ def write_bytes(uri: str | os.PathLike[str], data: bytes, client: Any = None) ->
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        open_permissions(tmp)
         os.replace(tmp, path)
     except OSError as exc:  # disk full, or the target is a directory
         Path(tmp).unlink(missing_ok=True)
@@ -167,5 +200,5 @@ def list_s3(uri: str, client: Any = None) -> list[str]:
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=loc.bucket, Prefix=prefix):
             keys.extend(obj["Key"][len(prefix) :] for obj in page.get("Contents", []))
     except Exception as exc:
-        raise _s3_error(exc, uri) from exc
+        raise s3_error(exc, uri) from exc
     return keys

@@ -8,16 +8,20 @@ import uuid
 from pathlib import Path
 
 import pytest
+from botocore.exceptions import ClientError
 
-from deploy_modes.core.errors import DeployError
+from deploy_modes.core.errors import DataError, DeployError
 from deploy_modes.core.storage import (
     S3Location,
     aws_client,
+    create_temp,
     endpoint_url,
     is_s3,
     list_s3,
     parse_s3,
     read_bytes,
+    s3_error,
+    s3_error_code,
     write_bytes,
 )
 
@@ -60,6 +64,54 @@ def test_written_files_get_the_mode_open_would_give(tmp_path: Path) -> None:
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "model.pkl").stat().st_mode) == 0o644
+
+
+def test_writing_never_touches_the_process_umask(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Flipping the umask to read it races every other thread that creates a file meanwhile.
+    old = os.umask(0o027)
+    try:
+
+        def refuse(_mask: int) -> int:
+            raise AssertionError("os.umask called while writing")
+
+        monkeypatch.setattr(os, "umask", refuse)
+        write_bytes(tmp_path / "a" / "model.pkl", b"x")
+        fd, path = create_temp(tmp_path, ".out.", ".tmp")
+        os.close(fd)
+    finally:
+        monkeypatch.undo()
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a" / "model.pkl").stat().st_mode) == 0o640
+    assert stat.S_IMODE(Path(path).stat().st_mode) == 0o640
+    assert Path(path).name.startswith(".out.") and path.endswith(".tmp")
+
+
+def _client_error(code: str, operation: str = "GetObject") -> ClientError:
+    return ClientError({"Error": {"Code": code, "Message": "m"}}, operation)
+
+
+@pytest.mark.parametrize(
+    ("code", "uri", "message"),
+    [
+        ("NoSuchKey", "s3://b/k", "S3 object does not exist: s3://b/k"),
+        ("404", "s3://b/k", "S3 object does not exist: s3://b/k"),
+        ("NoSuchBucket", "s3://b/k", "S3 bucket does not exist: s3://b"),
+        ("404", "s3://b", "S3 bucket does not exist: s3://b"),  # HEAD on a bucket
+        ("AccessDenied", "s3://b/k", "S3 request for s3://b/k failed: An error occurred"),
+    ],
+)
+def test_one_mapper_reads_botocore_error_codes(code: str, uri: str, message: str) -> None:
+    error = s3_error(_client_error(code), uri, DataError)
+    assert isinstance(error, DataError) and str(error).startswith(message)
+    assert s3_error_code(_client_error(code)) == code
+
+
+def test_only_a_client_error_has_an_s3_code() -> None:
+    # A message that merely mentions a code is not that error: no guessing from text.
+    assert s3_error_code(RuntimeError("NoSuchKey")) is None
+    assert str(s3_error(RuntimeError("NoSuchKey"), "s3://b/k")).startswith("S3 request for")
 
 
 def test_write_onto_a_directory_is_a_clear_error(tmp_path: Path) -> None:
