@@ -7,15 +7,14 @@ day instead.
 
 from __future__ import annotations
 
-import re
 import string
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from deploy_modes.core.errors import DeployError
+from deploy_modes.core.tlc import parse_month
 
 __all__ = [
-    "DEFAULT_INPUT",
     "DEFAULT_OUTPUT",
     "MAX_BACKFILL_MONTHS",
     "TEMPLATE_FIELDS",
@@ -31,7 +30,6 @@ __all__ = [
     "resolve_intervals",
 ]
 
-DEFAULT_INPUT = "data/{taxi_type}_tripdata_{year:04d}-{month:02d}.parquet"
 DEFAULT_OUTPUT = (
     "output/taxi_type={taxi_type}/year={year:04d}/month={month:02d}/{model_version}.parquet"
 )
@@ -46,7 +44,6 @@ WINDOWS = {
 }
 MAX_BACKFILL_MONTHS = 600  # fifty years: anything longer is a typo, not a backfill
 _RUN_DATE_FORMATS = ("%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S")
-_MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 
 
 @dataclass(frozen=True)
@@ -91,13 +88,6 @@ def month_interval(year: int, month: int) -> Interval:
     return Interval(start, end, "month")
 
 
-def _parse_month(text: str, option: str) -> tuple[int, int]:
-    match = _MONTH.match(str(text).strip())
-    if not match or not 1 <= int(match.group(2)) <= 12 or int(match.group(1)) < 1:
-        raise DeployError(f"{option} must look like YYYY-MM (e.g. 2021-03), got {text!r}")
-    return int(match.group(1)), int(match.group(2))
-
-
 def parse_run_date(text: str) -> datetime:
     """Parse ``YYYY-MM-DD`` (optionally with ``THH:MM[:SS]``) or raise a clear error."""
     for fmt in _RUN_DATE_FORMATS:
@@ -138,8 +128,8 @@ def previous_interval(run_date: datetime, kind: str = "month") -> Interval:
 
 def backfill(first: str, last: str) -> list[Interval]:
     """Return every month from ``first`` to ``last`` (``YYYY-MM``, both included), in order."""
-    y0, m0 = _parse_month(first, "--from")
-    y1, m1 = _parse_month(last, "--to")
+    y0, m0 = parse_month(first, "--from")
+    y1, m1 = parse_month(last, "--to")
     count = (y1 * 12 + m1) - (y0 * 12 + m0) + 1
     if count < 1:
         raise DeployError(f"--from {first} is after --to {last}")
@@ -169,7 +159,7 @@ def resolve_intervals(
     if kind != "month" and not run_date:
         raise DeployError(f"--window {window} needs --run-date (it scores the window before it)")
     if month:
-        return [month_interval(*_parse_month(month, "--month"))]
+        return [month_interval(*parse_month(month, "--month"))]
     if first and last:
         return backfill(first, last)
     when = parse_run_date(run_date) if run_date else (now or datetime.now())

@@ -30,10 +30,17 @@ from deploy_modes.batch.locations import (
 )
 from deploy_modes.core.errors import DataError
 from deploy_modes.core.storage import aws_client, is_s3, parse_s3, s3_error
+from deploy_modes.core.tlc import (
+    DROPOFF,
+    NUMERIC_COLUMNS,
+    PICKUP,
+    REQUIRED_COLUMNS,
+    TIME_COLUMNS,
+    yellow_renames,
+)
 
 __all__ = [
     "DEFAULT_CHUNK_ROWS",
-    "PICKUP",
     "Chunk",
     "ParquetReader",
     "Reader",
@@ -42,14 +49,7 @@ __all__ = [
 ]
 
 DEFAULT_CHUNK_ROWS = 262_144
-PICKUP, DROPOFF = "lpep_pickup_datetime", "lpep_dropoff_datetime"
-NUMERIC_COLUMNS = ("PULocationID", "DOLocationID", "trip_distance")
-TIME_COLUMNS = (PICKUP, DROPOFF)
 _US_PER_MINUTE = 60_000_000.0
-# core.data.REQUIRED_COLUMNS, spelled out so a batch run need not import pandas (a test
-# keeps the two equal).
-REQUIRED_COLUMNS = [PICKUP, DROPOFF, "PULocationID", "DOLocationID", "trip_distance"]
-_YELLOW = {PICKUP: "tpep_pickup_datetime", DROPOFF: "tpep_dropoff_datetime"}
 
 
 @dataclass
@@ -183,10 +183,8 @@ class ParquetReader:
         schema = self._file.schema_arrow
         names = set(schema.names)
         # Yellow-taxi files name the times tpep_*: read them as the course's lpep_* columns.
-        self._names = {
-            c: _YELLOW.get(c, c) if c not in names and _YELLOW.get(c) in names else c
-            for c in REQUIRED_COLUMNS
-        }
+        as_yellow = {green: yellow for yellow, green in yellow_renames(names).items()}
+        self._names = {c: as_yellow.get(c, c) for c in REQUIRED_COLUMNS}
         by_name = {f.name: f for f in schema}
         by_name.update({c: schema.field(n) for c, n in self._names.items() if n in names})
         fields = {name: str(f.type) for name, f in by_name.items()}

@@ -8,7 +8,6 @@ a model trained on one month generalises to the next; the rides come from ``seed
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,16 @@ import pyarrow.parquet as pq
 
 from deploy_modes.core.errors import DataError, DeployError
 from deploy_modes.core.storage import is_s3, read_bytes, write_bytes
+
+# Re-exported: the column list and the month helpers are defined once, pandas-free, in
+# core.tlc; callers that read trips find them here too.
+from deploy_modes.core.tlc import (
+    REQUIRED_COLUMNS,
+    TIME_COLUMNS,
+    month_file,
+    parse_month,
+    yellow_renames,
+)
 
 __all__ = [
     "REQUIRED_COLUMNS",
@@ -61,38 +70,7 @@ TLC_SCHEMA = pa.schema(
     ]
 )
 TLC_COLUMNS = TLC_SCHEMA.names
-REQUIRED_COLUMNS = [
-    "lpep_pickup_datetime",
-    "lpep_dropoff_datetime",
-    "PULocationID",
-    "DOLocationID",
-    "trip_distance",
-]
-_REQUIRED_KINDS = {
-    "lpep_pickup_datetime": "timestamp",
-    "lpep_dropoff_datetime": "timestamp",
-    "PULocationID": "number",
-    "DOLocationID": "number",
-    "trip_distance": "number",
-}
-_YELLOW_ALIASES = {
-    "tpep_pickup_datetime": "lpep_pickup_datetime",
-    "tpep_dropoff_datetime": "lpep_dropoff_datetime",
-}
-_MONTH = re.compile(r"^(\d{4})-(\d{2})$")
-
-
-def parse_month(text: str) -> tuple[int, int]:
-    """Parse ``YYYY-MM`` into ``(year, month)`` or raise a clear error."""
-    match = _MONTH.match(str(text).strip())
-    if not match or not 1 <= int(match.group(2)) <= 12:
-        raise DataError(f"month must look like YYYY-MM (e.g. 2021-03), got {text!r}")
-    return int(match.group(1)), int(match.group(2))
-
-
-def month_file(year: int, month: int, taxi_type: str = "green") -> str:
-    """Return the TLC file name of a month, e.g. ``green_tripdata_2021-03.parquet``."""
-    return f"{taxi_type}_tripdata_{year:04d}-{month:02d}.parquet"
+_REQUIRED_KINDS = {c: "timestamp" if c in TIME_COLUMNS else "number" for c in REQUIRED_COLUMNS}
 
 
 def _city() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -265,15 +243,6 @@ def _kind(field_type: pa.DataType) -> str | None:
     return "other"
 
 
-def _renames(names: list[str]) -> dict[str, str]:
-    """Return the renames that make a yellow (``tpep_``) file look like a green one."""
-    return {
-        yellow: green
-        for yellow, green in _YELLOW_ALIASES.items()
-        if yellow in names and green not in names
-    }
-
-
 def read_trips(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
     """Read a TLC parquet file (local or ``s3://``), checking it is parquet with our columns.
 
@@ -285,7 +254,7 @@ def read_trips(path: str | Path, columns: list[str] | None = None) -> pd.DataFra
         schema = pq.read_schema(source)
     except (pa.ArrowInvalid, OSError) as exc:
         raise DataError(f"{label} is not a readable parquet file: {exc}") from exc
-    renames = _renames(schema.names)
+    renames = yellow_renames(schema.names)
     names = [renames.get(name, name) for name in schema.names]
     wanted = list(columns or REQUIRED_COLUMNS)
     missing = [c for c in dict.fromkeys([*REQUIRED_COLUMNS, *wanted]) if c not in names]

@@ -8,17 +8,23 @@ from pathlib import Path
 from deploy_modes.core.artifact import artifact_exists
 from deploy_modes.core.settings import CoreSettings
 from deploy_modes.core.storage import is_s3
+from deploy_modes.core.tlc import month_file, parse_month
 
 __all__ = ["ensure_model", "ensure_month"]
 
 
 def ensure_month(
-    data_dir: Path, month: str, rows: int, seed: int, say: Callable[[str], None]
+    data_dir: Path,
+    month: str,
+    rows: int,
+    seed: int,
+    say: Callable[[str], None],
+    option: str = "month",
 ) -> Path:
     """Return the path of a month's parquet file, generating it (and saying so) if missing."""
-    from deploy_modes.core.data import generate_month, month_file, parse_month, write_month
+    year, mon = parse_month(month, option)  # before importing pandas: a typo fails fast
+    from deploy_modes.core.data import generate_month, write_month
 
-    year, mon = parse_month(month)
     path = Path(data_dir) / month_file(year, mon)
     if not path.is_file():
         say(f"no data for {month} at {path}: generating {rows:,} demo rides")
@@ -34,9 +40,13 @@ def ensure_model(settings: CoreSettings, say: Callable[[str], None] = print) -> 
     from deploy_modes.core.training import train_model
 
     say(f"no model at {location}: training a demo model on generated data")
+    # Named as the user sets them; both are checked before either month is generated.
+    wanted = {"DEPLOY_TRAIN_MONTH": settings.train_month, "DEPLOY_VAL_MONTH": settings.val_month}
+    for option, month in wanted.items():
+        parse_month(month, option)
     months = [
-        ensure_month(settings.data_dir, month, settings.demo_rows, settings.seed, say)
-        for month in (settings.train_month, settings.val_month)
+        ensure_month(settings.data_dir, month, settings.demo_rows, settings.seed, say, option)
+        for option, month in wanted.items()
     ]
     result = train_model(*months, location, progress=say)
     say(

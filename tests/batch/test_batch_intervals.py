@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import datetime
 
 import pytest
@@ -97,8 +99,21 @@ def test_interval_fields() -> None:
     assert interval.fields() == {"year": 2021, "month": 3, "day": 5, "hour": 4}
 
 
-def test_the_reader_requires_the_core_columns() -> None:
-    from deploy_modes.batch.readers import REQUIRED_COLUMNS
-    from deploy_modes.core.data import REQUIRED_COLUMNS as CORE_COLUMNS
+def test_month_errors_name_the_option_that_was_wrong() -> None:
+    with pytest.raises(DeployError, match=r"^--from must look like YYYY-MM.*'2021-3'"):
+        resolve_intervals(first="2021-3", last="2021-04")
+    with pytest.raises(DeployError, match=r"^--to must look like YYYY-MM.*'0000-01'"):
+        resolve_intervals(first="2021-03", last="0000-01")
+    with pytest.raises(DeployError, match=r"^--month must look like YYYY-MM"):
+        resolve_intervals(month="2021-00")
 
-    assert REQUIRED_COLUMNS == CORE_COLUMNS
+
+def test_the_trip_file_facts_need_neither_pandas_nor_arrow() -> None:
+    # The column list and month parser are shared by the pandas reader and the batch readers
+    # from one module; it must stay importable without the heavy libraries.
+    code = (
+        "import sys; import deploy_modes.core.tlc; "
+        "print(sorted(m for m in ('pandas', 'pyarrow', 'numpy') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -263,11 +263,13 @@ def test_parse_month(text: str, expected: tuple[int, int]) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["2021-13", "2021-00", "2021-3", "21-03", "march", "", "2021-03-01"]
+    "text", ["2021-13", "2021-00", "2021-3", "21-03", "march", "", "2021-03-01", "0000-01"]
 )
 def test_parse_month_refuses_bad_months(text: str) -> None:
-    with pytest.raises(DataError, match="YYYY-MM"):
+    with pytest.raises(DataError, match=r"^month must look like YYYY-MM"):
         parse_month(text)
+    with pytest.raises(DataError, match=r"^--val-month must look like YYYY-MM"):
+        parse_month(text, "--val-month")
 
 
 # -- S3 (real moto server) --------------------------------------------------------------------

@@ -182,3 +182,17 @@ def test_ensure_month_keeps_an_existing_file(tmp_path: Path) -> None:
     assert first.stat().st_mtime_ns == stamp and len(said) == 1
     with pytest.raises(DataError, match="YYYY-MM"):
         ensure_month(tmp_path, "March", 100, 1, said.append)
+    with pytest.raises(DataError, match=r"^--train-month must look like YYYY-MM"):
+        ensure_month(tmp_path, "2021-13", 100, 1, said.append, "--train-month")
+
+
+def test_a_bad_demo_month_is_named_and_nothing_is_generated(tmp_path: Path) -> None:
+    settings = CoreSettings(
+        model_location=str(tmp_path / "models" / "demo"),
+        data_dir=tmp_path / "data",
+        val_month="2021-2",
+        demo_rows=100,
+    )
+    with pytest.raises(DataError, match=r"^DEPLOY_VAL_MONTH must look like YYYY-MM"):
+        ensure_model(settings, print)
+    assert not (tmp_path / "data").exists()  # the good train month was not generated either
