@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "NUMERICAL",
     "duration_minutes",
     "feature_dicts",
+    "in_duration_range",
     "ride_features",
 ]
 
@@ -36,6 +38,14 @@ FEATURE_SPEC: dict[str, Any] = {
 def ride_features(pu: int, do: int, distance: float) -> dict[str, Any]:
     """Return the feature dict of one ride, exactly as the course's ``prepare_features``."""
     return {"PU_DO": f"{pu}_{do}", "trip_distance": distance}
+
+
+def in_duration_range(minutes: np.ndarray | pd.Series) -> np.ndarray | pd.Series:
+    """Return the mask of the course's filter: durations of 1..60 minutes, both included.
+
+    A missing duration (NaN) is out of range. Works on numpy arrays and pandas series alike.
+    """
+    return (minutes >= MIN_DURATION_MIN) & (minutes <= MAX_DURATION_MIN)
 
 
 def duration_minutes(frame: pd.DataFrame, pickup: str, dropoff: str) -> pd.Series:

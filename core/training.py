@@ -27,11 +27,13 @@ from deploy_modes.core.features import (
     MIN_DURATION_MIN,
     duration_minutes,
     feature_dicts,
+    in_duration_range,
 )
 from deploy_modes.core.validation import invalid_reasons
 
 __all__ = ["REGRESSORS", "TrainingResult", "make_regressor", "prepare", "train_model"]
 
+_RANGE = f"{MIN_DURATION_MIN:g}..{MAX_DURATION_MIN:g}"
 _MONTH_IN_NAME = re.compile(r"(\d{4}-\d{2})\.parquet$")
 REGRESSORS: dict[str, Callable[[], Any]] = {
     "linear": LinearRegression,
@@ -89,7 +91,7 @@ def prepare(frame: pd.DataFrame) -> tuple[list[dict[str, Any]], np.ndarray, dict
     bad = np.zeros(len(frame), dtype=bool)
     for mask in reasons.values():
         bad |= mask
-    out_of_range = ~bad & ~((duration >= MIN_DURATION_MIN) & (duration <= MAX_DURATION_MIN))
+    out_of_range = ~bad & ~in_duration_range(duration)
     keep = ~bad & ~out_of_range.to_numpy()
     drops = {name: int(mask.sum()) for name, mask in reasons.items()}
     drops["duration_out_of_range"] = int(out_of_range.sum())
@@ -126,12 +128,12 @@ def train_model(
     train_frame = read_trips(train_path)
     x_train, y_train, train_drops = prepare(train_frame)
     if len(y_train) == 0:
-        raise DeployError(f"{train_path} has no ride with a duration of 1..60 minutes")
+        raise DeployError(f"{train_path} has no ride with a duration of {_RANGE} minutes")
     say(f"reading {val_path}")
     val_frame = read_trips(val_path)
     x_val, y_val, val_drops = prepare(val_frame)
     if len(y_val) == 0:
-        raise DeployError(f"{val_path} has no ride with a duration of 1..60 minutes")
+        raise DeployError(f"{val_path} has no ride with a duration of {_RANGE} minutes")
 
     say(f"fitting {regressor} on {len(y_train):,} rides")
     pipeline = make_pipeline(DictVectorizer(), estimator)

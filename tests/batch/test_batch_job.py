@@ -15,6 +15,7 @@ from deploy_modes.batch.job import DROP_REASONS, BatchJob
 from deploy_modes.batch.readers import ParquetReader
 from deploy_modes.batch.writers import OUTPUT_SCHEMA, ParquetWriter
 from deploy_modes.core.data import write_month
+from deploy_modes.core.features import in_duration_range
 from deploy_modes.core.scoring import ModelService
 
 COURSE_COLUMNS = [
@@ -73,7 +74,7 @@ def test_the_course_duration_filter_is_counted_as_its_own_reason(
     summary = _score(march_file, tmp_path / "out.parquet", model_service)
     source = pd.read_parquet(march_file)
     minutes = (source.lpep_dropoff_datetime - source.lpep_pickup_datetime).dt.total_seconds() / 60
-    kept = int(((minutes >= 1) & (minutes <= 60)).sum())
+    kept = int(in_duration_range(minutes).sum())  # the core definition training uses too
     assert summary["rows_read"] == len(source)
     assert summary["rows_scored"] == kept
     assert summary["rows_dropped"]["duration_out_of_range"] == len(source) - kept > 0
