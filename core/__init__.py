@@ -6,7 +6,6 @@ clients.
 """
 
 from deploy_modes.core.errors import DeployError, ModelLoadError, RideValidationError
-
-MODEL_NAME = "ride_duration_prediction_model"
+from deploy_modes.core.naming import MODEL_NAME
 
 __all__ = ["MODEL_NAME", "DeployError", "ModelLoadError", "RideValidationError"]

@@ -27,6 +27,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.utils.validation import check_is_fitted
 
 from deploy_modes.core.errors import DeployError, ModelLoadError
+from deploy_modes.core.naming import MODEL_NAME
 from deploy_modes.core.storage import is_s3, list_s3, read_bytes, write_bytes
 
 __all__ = [
@@ -42,7 +43,6 @@ __all__ = [
 MANIFEST_FILE = "manifest.json"
 MODEL_FILE = "model.pkl"
 MLMODEL_FILE = "MLmodel"
-MODEL_NAME = "ride_duration_prediction_model"
 _PICKLE_SUFFIXES = (".pkl", ".pickle", ".bin", ".joblib")
 
 
