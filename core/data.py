@@ -31,7 +31,6 @@ from deploy_modes.core.tlc import (
 
 __all__ = [
     "REQUIRED_COLUMNS",
-    "TLC_COLUMNS",
     "TLC_SCHEMA",
     "generate_month",
     "month_file",
@@ -69,7 +68,6 @@ TLC_SCHEMA = pa.schema(
         ("congestion_surcharge", pa.float64()),
     ]
 )
-TLC_COLUMNS = TLC_SCHEMA.names
 _REQUIRED_KINDS = {c: "timestamp" if c in TIME_COLUMNS else "number" for c in REQUIRED_COLUMNS}
 
 

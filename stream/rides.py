@@ -25,10 +25,8 @@ __all__ = [
     "follow_records",
     "generated_rides",
     "iter_rides",
-    "parquet_rides",
     "read_predictions",
     "ride_source",
-    "rides_from_columns",
     "send_rides",
 ]
 
@@ -59,13 +57,6 @@ def iter_rides(
         yield ride_event(_scalar(p, int), _scalar(d, int), _scalar(x, float), first_id + i)
 
 
-def rides_from_columns(
-    pu: Iterable[Any], do: Iterable[Any], distance: Iterable[Any], first_id: int = 1
-) -> list[dict[str, Any]]:
-    """Return course input events from column values; ride_ids count up from ``first_id``."""
-    return list(iter_rides(pu, do, distance, first_id))
-
-
 def _frame_rides(frame: Any, first_id: int) -> Iterator[dict[str, Any]]:
     return iter_rides(
         *(frame[c].to_numpy(dtype="float64", na_value=np.nan) for c in _RIDE_COLUMNS),
@@ -91,11 +82,6 @@ def ride_source(
 def generated_rides(count: int, seed: int = 42, first_id: int = 1) -> list[dict[str, Any]]:
     """Return ``count`` realistic rides from the core's TLC generator."""
     return list(ride_source(count, seed, first_id)[1])
-
-
-def parquet_rides(path: Path | str, count: int, first_id: int = 1) -> list[dict[str, Any]]:
-    """Return the first ``count`` rides of a TLC parquet file."""
-    return list(ride_source(count, first_id=first_id, input_path=path)[1])
 
 
 def send_rides(

@@ -13,7 +13,6 @@ import pytest
 
 from deploy_modes.core.data import (
     REQUIRED_COLUMNS,
-    TLC_COLUMNS,
     TLC_SCHEMA,
     generate_month,
     month_file,
@@ -51,7 +50,7 @@ def test_written_file_has_exactly_the_tlc_schema(month: pd.DataFrame, tmp_path: 
 
 
 def test_frame_columns_and_dtypes_match_the_tlc_schema(month: pd.DataFrame) -> None:
-    assert list(month.columns) == TLC_COLUMNS
+    assert list(month.columns) == TLC_SCHEMA.names
     for field in TLC_SCHEMA:
         dtype = month[field.name].dtype
         if pa.types.is_timestamp(field.type):
@@ -90,7 +89,7 @@ def test_other_seed_or_month_other_rides() -> None:
 def test_row_count_and_empty_month() -> None:
     assert len(generate_month(2021, 1, rows=123)) == 123
     empty = generate_month(2021, 1, rows=0)
-    assert list(empty.columns) == TLC_COLUMNS and empty.empty
+    assert list(empty.columns) == TLC_SCHEMA.names and empty.empty
 
 
 def test_negative_rows_is_a_clear_error() -> None:
