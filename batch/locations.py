@@ -71,10 +71,7 @@ def source_engine(url: str) -> Any:
     """Return an engine for a source database, which must exist."""
     import sqlalchemy as sa
 
-    try:
-        parsed = sa.engine.make_url(url)
-    except sa.exc.ArgumentError as exc:
-        raise DeployError(f"bad database URL {url!r}: {one_line(exc)}") from exc
+    parsed = _parse_url(url)
     if _sqlite_file(parsed) and not Path(parsed.database).is_file():
         # create_engine would silently create an empty database; a source must exist.
         raise DataError(f"SQLite database does not exist: {parsed.database}")
@@ -88,10 +85,7 @@ def sink_engine(url: str) -> Any:
     """Return an engine for predictions; unlike a source, a new SQLite file may be created."""
     import sqlalchemy as sa
 
-    try:
-        parsed = sa.engine.make_url(url)
-    except sa.exc.ArgumentError as exc:
-        raise DeployError(f"bad database URL {url!r}: {one_line(exc)}") from exc
+    parsed = _parse_url(url)
     if _sqlite_file(parsed):
         try:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
@@ -99,6 +93,16 @@ def sink_engine(url: str) -> Any:
             raise DeployError(f"cannot create the folder of {parsed.database}: {exc}") from exc
         return sa.create_engine(parsed)
     return source_engine(url)
+
+
+def _parse_url(url: str) -> Any:
+    """Return SQLAlchemy's parsed URL or a one-line error naming the URL."""
+    import sqlalchemy as sa
+
+    try:
+        return sa.engine.make_url(url)
+    except sa.exc.ArgumentError as exc:
+        raise DeployError(f"bad database URL {url!r}: {one_line(exc)}") from exc
 
 
 def _sqlite_file(parsed: Any) -> bool:

@@ -112,6 +112,18 @@ def _month_info(path: str, rows: int, used: int, drops: dict[str, int]) -> dict[
     }
 
 
+def _read_month(
+    path: str, say: Callable[[str], None]
+) -> tuple[list[dict[str, Any]], np.ndarray, dict[str, Any]]:
+    """Return a month's features, durations and manifest entry; refuse a month with no ride."""
+    say(f"reading {path}")
+    frame = read_trips(path)
+    features, durations, drops = prepare(frame)
+    if len(durations) == 0:
+        raise DeployError(f"{path} has no ride with a duration of {_RANGE} minutes")
+    return features, durations, _month_info(path, len(frame), len(durations), drops)
+
+
 def train_model(
     train_path: str | Path,
     val_path: str | Path,
@@ -124,16 +136,8 @@ def train_model(
     estimator = make_regressor(regressor)  # fail fast on an unknown name, before reading data
     started = time.perf_counter()
     train_path, val_path = str(train_path), str(val_path)  # a local path or an s3:// URI
-    say(f"reading {train_path}")
-    train_frame = read_trips(train_path)
-    x_train, y_train, train_drops = prepare(train_frame)
-    if len(y_train) == 0:
-        raise DeployError(f"{train_path} has no ride with a duration of {_RANGE} minutes")
-    say(f"reading {val_path}")
-    val_frame = read_trips(val_path)
-    x_val, y_val, val_drops = prepare(val_frame)
-    if len(y_val) == 0:
-        raise DeployError(f"{val_path} has no ride with a duration of {_RANGE} minutes")
+    x_train, y_train, train_info = _read_month(train_path, say)
+    x_val, y_val, val_info = _read_month(val_path, say)
 
     say(f"fitting {regressor} on {len(y_train):,} rides")
     pipeline = make_pipeline(DictVectorizer(), estimator)
@@ -148,8 +152,8 @@ def train_model(
         "estimator": f"{type(estimator).__module__}.{type(estimator).__name__}",
         "features": FEATURE_SPEC,
         "training": {
-            "train": _month_info(train_path, len(train_frame), len(y_train), train_drops),
-            "validation": _month_info(val_path, len(val_frame), len(y_val), val_drops),
+            "train": train_info,
+            "validation": val_info,
             "seconds": round(time.perf_counter() - started, 3),
         },
         "metrics": {"val_rmse": rmse, "train_rmse": train_rmse},
