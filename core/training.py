@@ -29,6 +29,7 @@ from deploy_modes.core.features import (
     feature_dicts,
     in_duration_range,
 )
+from deploy_modes.core.tlc import DROPOFF, PICKUP
 from deploy_modes.core.validation import invalid_reasons
 
 __all__ = ["REGRESSORS", "TrainingResult", "make_regressor", "prepare", "train_model"]
@@ -82,7 +83,7 @@ def make_regressor(name: str) -> Any:
 
 def prepare(frame: pd.DataFrame) -> tuple[list[dict[str, Any]], np.ndarray, dict[str, int]]:
     """Return feature dicts, durations and drop counts after the course's 1..60 min filter."""
-    duration = duration_minutes(frame, "lpep_pickup_datetime", "lpep_dropoff_datetime")
+    duration = duration_minutes(frame, PICKUP, DROPOFF)
     reasons = invalid_reasons(
         frame["PULocationID"].to_numpy("float64", na_value=np.nan),
         frame["DOLocationID"].to_numpy("float64", na_value=np.nan),

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from deploy_modes.core.tlc import NUMERIC_COLUMNS
 from deploy_modes.stream.events import ride_event
 from deploy_modes.stream.kinesis import (
     MAX_PUT_RECORDS,
@@ -30,7 +31,7 @@ __all__ = [
     "send_rides",
 ]
 
-_RIDE_COLUMNS = ["PULocationID", "DOLocationID", "trip_distance"]
+_RIDE_COLUMNS = list(NUMERIC_COLUMNS)  # what a ride event carries
 _TICK = 0.1  # rate-limited sends put one PutRecords batch per tick
 
 
