@@ -19,6 +19,7 @@ from deploy_modes.core.errors import DeployError
 __all__ = [
     "S3Location",
     "aws_client",
+    "aws_error_code",
     "create_temp",
     "endpoint_url",
     "is_s3",
@@ -26,7 +27,6 @@ __all__ = [
     "parse_s3",
     "read_bytes",
     "s3_error",
-    "s3_error_code",
     "write_bytes",
 ]
 
@@ -93,8 +93,8 @@ def aws_client(service: str, endpoint: str | None = None, **kwargs: Any) -> Any:
     )
 
 
-def s3_error_code(exc: BaseException) -> str | None:
-    """Return the error code of a botocore ``ClientError``, or None for any other exception."""
+def aws_error_code(exc: BaseException) -> str | None:
+    """Return the error code of a botocore ``ClientError`` (any service), else None."""
     try:
         from botocore.exceptions import ClientError
     except ImportError:  # no botocore installed: nothing raised here can be a ClientError
@@ -110,7 +110,7 @@ def s3_error(exc: BaseException, uri: str, error: type[DeployError] = DeployErro
     For a bare ``s3://bucket`` a missing-object code means the bucket: a HEAD on a bucket
     answers only ``404``.
     """
-    code = s3_error_code(exc)
+    code = aws_error_code(exc)
     loc = parse_s3(uri) if is_s3(uri) else None
     if code in _MISSING_BUCKET_CODES or (code in _MISSING_OBJECT_CODES and loc and not loc.key):
         return error(f"S3 bucket does not exist: s3://{loc.bucket if loc else uri}")

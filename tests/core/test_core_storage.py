@@ -14,6 +14,7 @@ from deploy_modes.core.errors import DataError, DeployError
 from deploy_modes.core.storage import (
     S3Location,
     aws_client,
+    aws_error_code,
     create_temp,
     endpoint_url,
     is_s3,
@@ -21,7 +22,6 @@ from deploy_modes.core.storage import (
     parse_s3,
     read_bytes,
     s3_error,
-    s3_error_code,
     write_bytes,
 )
 
@@ -105,12 +105,12 @@ def _client_error(code: str, operation: str = "GetObject") -> ClientError:
 def test_one_mapper_reads_botocore_error_codes(code: str, uri: str, message: str) -> None:
     error = s3_error(_client_error(code), uri, DataError)
     assert isinstance(error, DataError) and str(error).startswith(message)
-    assert s3_error_code(_client_error(code)) == code
+    assert aws_error_code(_client_error(code)) == code
 
 
 def test_only_a_client_error_has_an_s3_code() -> None:
     # A message that merely mentions a code is not that error: no guessing from text.
-    assert s3_error_code(RuntimeError("NoSuchKey")) is None
+    assert aws_error_code(RuntimeError("NoSuchKey")) is None
     assert str(s3_error(RuntimeError("NoSuchKey"), "s3://b/k")).startswith("S3 request for")
 
 
