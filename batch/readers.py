@@ -29,7 +29,7 @@ from deploy_modes.batch.locations import (
     sql_url,
 )
 from deploy_modes.core.errors import DataError
-from deploy_modes.core.storage import aws_client, is_s3, parse_s3, s3_error
+from deploy_modes.core.storage import aws_client, is_s3, local_file, parse_s3, s3_error
 from deploy_modes.core.tlc import (
     DROPOFF,
     NUMERIC_COLUMNS,
@@ -152,12 +152,7 @@ class ParquetReader:
 
     def _local_path(self) -> str:
         if not is_s3(self.location):
-            path = Path(self.location)
-            if path.is_dir():
-                raise DataError(f"input is a directory, not a parquet file: {path}")
-            if not path.is_file():
-                raise DataError(f"input file does not exist: {path}")
-            return str(path)
+            return str(local_file(self.location, "input file"))
         # Downloading to a temp file keeps memory bounded (the file, not RAM, holds the month).
         loc = parse_s3(self.location)
         s3 = self._client or aws_client("s3")

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from deploy_modes.core.errors import DataError, DeployError
-from deploy_modes.core.storage import is_s3, read_bytes, write_bytes
+from deploy_modes.core.storage import is_s3, local_file, read_bytes, write_bytes
 
 # Re-exported: the column list and the month helpers are defined once, pandas-free, in
 # core.tlc; callers that read trips find them here too.
@@ -223,12 +223,7 @@ def _source(path: str | Path) -> tuple[str, Any]:
             return label, pa.BufferReader(read_bytes(label))
         except DeployError as exc:
             raise DataError(f"trip data {label} cannot be read: {exc}") from exc
-    local = Path(path)
-    if local.is_dir():
-        raise DataError(f"{local} is a directory: give one monthly parquet file")
-    if not local.is_file():
-        raise DataError(f"trip data file does not exist: {local}")
-    return label, local
+    return label, local_file(path, "trip data file")
 
 
 def _kind(field_type: pa.DataType) -> str | None:

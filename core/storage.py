@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from deploy_modes.core.errors import DeployError
+from deploy_modes.core.errors import DataError, DeployError
 
 __all__ = [
     "S3Location",
@@ -24,6 +24,7 @@ __all__ = [
     "endpoint_url",
     "is_s3",
     "list_s3",
+    "local_file",
     "parse_s3",
     "read_bytes",
     "s3_error",
@@ -118,6 +119,16 @@ def s3_error(exc: BaseException, uri: str, error: type[DeployError] = DeployErro
         return error(f"S3 object does not exist: {uri}")
     detail = " ".join(str(exc).split())  # botocore messages may span lines: keep one
     return error(f"S3 request for {uri} failed: {detail}")
+
+
+def local_file(path: str | os.PathLike[str], what: str) -> Path:
+    """Return ``path`` if it is an existing file; else a DataError saying what ``what`` is."""
+    local = Path(path)
+    if local.is_dir():
+        raise DataError(f"{what} is a directory, not a file: {local}")
+    if not local.is_file():
+        raise DataError(f"{what} does not exist: {local}")
+    return local
 
 
 def read_bytes(uri: str | os.PathLike[str], client: Any = None) -> bytes:

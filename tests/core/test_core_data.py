@@ -175,7 +175,7 @@ def test_read_returns_the_required_columns(data_dir: Path) -> None:
 def test_read_missing_file_or_a_directory(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="does not exist"):
         read_trips(tmp_path / "nope.parquet")
-    with pytest.raises(DataError, match="is a directory: give one monthly parquet file"):
+    with pytest.raises(DataError, match="trip data file is a directory, not a file"):
         read_trips(tmp_path)
 
 

@@ -19,6 +19,7 @@ from deploy_modes.core.storage import (
     endpoint_url,
     is_s3,
     list_s3,
+    local_file,
     parse_s3,
     read_bytes,
     s3_error,
@@ -143,3 +144,12 @@ def test_s3_round_trip_on_a_real_moto_server(moto_server, monkeypatch: pytest.Mo
         read_bytes(f"s3://{bucket}/p/missing.bin")
     with pytest.raises(DeployError, match="S3 bucket does not exist"):
         write_bytes(f"s3://{bucket}-gone/x", b"x")
+
+
+def test_local_file_names_what_is_wrong_with_the_path(tmp_path: Path) -> None:
+    (tmp_path / "f.parquet").write_bytes(b"x")
+    assert local_file(str(tmp_path / "f.parquet"), "input file") == tmp_path / "f.parquet"
+    with pytest.raises(DataError, match=r"^input file is a directory, not a file: "):
+        local_file(tmp_path, "input file")
+    with pytest.raises(DataError, match=r"^input file does not exist: .*nope\.parquet$"):
+        local_file(tmp_path / "nope.parquet", "input file")
