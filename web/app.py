@@ -66,18 +66,19 @@ def create_app(service: ModelService, settings: WebSettings) -> Flask:
 
     @app.after_request
     def _finish(response: Response) -> Response:
-        req = request._get_current_object()  # one context lookup instead of one per attribute
-        environ = req.environ
+        environ = request.environ
         started = environ.get(_STARTED)
         seconds = time.perf_counter() - started if started is not None else 0.0
         rid = environ.get(_ID) or request_id(environ)
         response.headers[REQUEST_ID_HEADER] = rid
-        rule = req.url_rule
+        rule = request.url_rule
         endpoint = rule.rule if rule is not None else _UNMATCHED
         status = response.status_code
-        metrics.observe(endpoint, req.method, status, seconds)
+        metrics.observe(endpoint, request.method, status, seconds)
         if settings.access_log:
-            line = access_line(req.method, req.path, status, seconds, rid, req.remote_addr)
+            line = access_line(
+                request.method, request.path, status, seconds, rid, request.remote_addr
+            )
             _access.info(line)
         return response
 

@@ -6,6 +6,8 @@ import json
 import math
 from typing import Any
 
+from deploy_modes.core.schema import json_type
+
 __all__ = ["JSON_MIMETYPES", "ClientError", "dump_json", "parse_json_object", "prediction"]
 
 JSON_MIMETYPES = frozenset({"application/json"})
@@ -44,7 +46,7 @@ def parse_json_object(mimetype: str, body: bytes) -> dict[str, Any]:
     except RecursionError:
         raise ClientError(400, "the request body nests JSON too deeply") from None
     if not isinstance(value, dict):
-        raise ClientError(400, f"the request body must be a JSON object, got {_json_type(value)}")
+        raise ClientError(400, f"the request body must be a JSON object, got {json_type(value)}")
     return value
 
 
@@ -72,15 +74,3 @@ def _finite(value: Any) -> Any:
     if isinstance(value, list):
         return [_finite(item) for item in value]
     return value
-
-
-def _json_type(value: object) -> str:
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, bool):
-        return "a boolean"
-    if value is None:
-        return "null"
-    return "a number"
