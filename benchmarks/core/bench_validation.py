@@ -1,25 +1,35 @@
 """Benchmark single-ride validation and the ``/predict`` fast path, in-process.
 
-Run it at the commit before a validation change and after it: each run prints absolute
-figures and ratios to a baseline timed in the same run (``json.loads`` of the body alone), so
-two runs on a shared, noisy CPU can still be compared:
+Times are CPU time of this thread (``time.thread_time_ns``), not wall time: the CPU is shared,
+and time spent descheduled is not this code's cost. Each figure also prints as a ratio to
+``json.loads`` of the same body timed in the same run:
 
 - validate: ``validate_ride(dict)``, us per ride;
 - body -> ride: ``json.loads`` + ``validate_ride`` (what the web and stream paths do), and,
   when the schema module exists, ``RideRequest.model_validate_json`` (pydantic parsing and
   validating in one call);
 - fast path: ``POST /predict`` requests/s through the WSGI app (``PredictFastPath``) without a
-  server, so the figure is the CPU per request of the app alone.
+  server, so the figure is the CPU per request of the app alone;
+- ``--baseline REF``: also time ``validate_ride`` of ``core/validation.py`` as it was at git
+  commit REF (loaded from history), interleaved with today's, for a same-run ratio.
 
-Usage: .venv/bin/python benchmarks/core/bench_validation.py [--calls 200000] [--json out.json]
+For the fast path before a change, run the script against the old tree:
+``git archive REF core web | tar -x -C /tmp/old/deploy_modes`` then
+``PYTHONPATH=/tmp/old .venv/bin/python benchmarks/core/bench_validation.py``.
+
+Usage: .venv/bin/python benchmarks/core/bench_validation.py [--calls 200000] [--baseline REF]
+       [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import io
 import json
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -42,11 +52,45 @@ def _median_call_us(call: Any, calls: int, batch: int = 1000) -> float:
     call()  # warm up
     samples = []
     for _ in range(max(calls // batch, 1)):
-        started = time.perf_counter_ns()
+        started = time.thread_time_ns()
         for _ in range(batch):
             call()
-        samples.append((time.perf_counter_ns() - started) / batch / 1_000)
+        samples.append((time.thread_time_ns() - started) / batch / 1_000)
     return statistics.median(samples)
+
+
+def _interleaved_us(calls: dict[str, Any], total: int, batch: int = 1000) -> dict[str, float]:
+    """Return each call's median us, timing them in alternating batches (same load for all)."""
+    samples: dict[str, list[float]] = {name: [] for name in calls}
+    for call in calls.values():
+        call()  # warm up
+    for _ in range(max(total // batch, 1)):
+        for name, call in calls.items():
+            started = time.thread_time_ns()
+            for _ in range(batch):
+                call()
+            samples[name].append((time.thread_time_ns() - started) / batch / 1_000)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def _baseline_validate(ref: str) -> Any:
+    """Return ``validate_ride`` of ``core/validation.py`` at git commit ``ref``."""
+    root = Path(__file__).resolve().parents[2]
+    source = subprocess.run(
+        ["git", "-C", str(root), "show", f"{ref}:core/validation.py"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as handle:
+        handle.write(source)
+    spec = importlib.util.spec_from_file_location("baseline_validation", handle.name)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while building
+    spec.loader.exec_module(module)
+    Path(handle.name).unlink()
+    return module.validate_ride
 
 
 def _fast_path_call(app: Any) -> Any:
@@ -81,21 +125,28 @@ def main() -> None:
     """Time validation and the fast path; print figures and same-run ratios."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=200_000)
+    parser.add_argument("--baseline", help="git commit whose validate_ride to time as well")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
     calls = args.calls
-    figures: dict[str, float] = {}
-    figures["json_loads_us"] = _median_call_us(lambda: json.loads(BODY), calls)
-    figures["validate_dict_us"] = _median_call_us(lambda: validate_ride(RIDE), calls)
-    figures["loads_validate_us"] = _median_call_us(lambda: validate_ride(json.loads(BODY)), calls)
+    calls_by_name: dict[str, Any] = {
+        "json_loads_us": lambda: json.loads(BODY),
+        "validate_dict_us": lambda: validate_ride(RIDE),
+        "loads_validate_us": lambda: validate_ride(json.loads(BODY)),
+    }
+    if args.baseline:
+        old = _baseline_validate(args.baseline)
+        if old(RIDE).pu != validate_ride(RIDE).pu:
+            raise SystemExit("the baseline and today's validation disagree: the benchmark is wrong")
+        calls_by_name["baseline_validate_dict_us"] = lambda: old(RIDE)
+        calls_by_name["baseline_loads_validate_us"] = lambda: old(json.loads(BODY))
     try:
         from deploy_modes.core.schema import RideRequest
-    except ImportError:  # the commit before the schema module: no pydantic path to time
+    except ImportError:  # before the schema module: no pydantic path to time
         pass
     else:
-        figures["model_validate_json_us"] = _median_call_us(
-            lambda: RideRequest.model_validate_json(BODY), calls
-        )
+        calls_by_name["model_validate_json_us"] = lambda: RideRequest.model_validate_json(BODY)
+    figures = _interleaved_us(calls_by_name, calls)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         for month in (1, 2):
