@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from stream_helpers import ride_bytes
 
 from deploy_modes.core import MODEL_NAME
-from deploy_modes.core.validation import Ride
+from deploy_modes.core.schema import PredictionEvent, Ride
 from deploy_modes.stream.events import (
     Poison,
     RideEvent,
@@ -114,6 +114,7 @@ def test_prediction_event_is_the_course_contract() -> None:
         "version": "v1",
         "prediction": {"ride_duration": 12.5, "ride_id": 256},
     }
+    assert PredictionEvent.model_validate(event, strict=True).model_dump() == event
     assert json.loads(encode(event)) == event
 
 
