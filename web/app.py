@@ -27,7 +27,13 @@ from deploy_modes.web.access import (
 from deploy_modes.web.fastpath import PredictFastPath
 from deploy_modes.web.metrics import CONTENT_TYPE, WebMetrics
 from deploy_modes.web.openapi import openapi_document
-from deploy_modes.web.payload import ClientError, dump_json, parse_json_object, prediction
+from deploy_modes.web.payload import (
+    NO_RIDE_ID,
+    ClientError,
+    dump_json,
+    parse_json_object,
+    prediction,
+)
 from deploy_modes.web.settings import WebSettings
 
 __all__ = ["ACCESS_LOGGER", "REQUEST_ID_HEADER", "create_app"]
@@ -91,7 +97,7 @@ def create_app(service: ModelService, settings: WebSettings) -> Flask:
             metrics.invalid_rides.labels("/predict", exc.field or "body").inc()
             return _json(exc.to_dict(), 422)
         metrics.predictions.labels("/predict").inc()
-        return _json(prediction(ride, duration, version))
+        return _json(prediction(duration, version, ride.get("ride_id", NO_RIDE_ID)))
 
     @app.post("/predict/batch")
     def predict_batch() -> Response:

@@ -8,9 +8,17 @@ from typing import Any
 
 from deploy_modes.core.schema import json_type
 
-__all__ = ["JSON_MIMETYPES", "ClientError", "dump_json", "parse_json_object", "prediction"]
+__all__ = [
+    "JSON_MIMETYPES",
+    "NO_RIDE_ID",
+    "ClientError",
+    "dump_json",
+    "parse_json_object",
+    "prediction",
+]
 
 JSON_MIMETYPES = frozenset({"application/json"})
+NO_RIDE_ID: Any = object()  # the request had no ride_id (null is a ride_id, echoed as null)
 
 
 class ClientError(Exception):
@@ -50,11 +58,11 @@ def parse_json_object(mimetype: str, body: bytes) -> dict[str, Any]:
     return value
 
 
-def prediction(ride: dict[str, Any], duration: float, version: str) -> dict[str, Any]:
+def prediction(duration: float, version: str, ride_id: Any = NO_RIDE_ID) -> dict[str, Any]:
     """Return the ``/predict`` answer: the course's ``duration``, the version, the echoed id."""
     answer: dict[str, Any] = {"duration": duration, "model_version": version}
-    if "ride_id" in ride:
-        answer["ride_id"] = ride["ride_id"]
+    if ride_id is not NO_RIDE_ID:
+        answer["ride_id"] = ride_id
     return answer
 
 
