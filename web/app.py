@@ -27,7 +27,13 @@ from deploy_modes.web.access import (
 from deploy_modes.web.fastpath import PredictFastPath
 from deploy_modes.web.metrics import CONTENT_TYPE, WebMetrics
 from deploy_modes.web.openapi import openapi_document
-from deploy_modes.web.payload import ClientError, dump_json, parse_json_object, prediction
+from deploy_modes.web.payload import (
+    NO_RIDE_ID,
+    ClientError,
+    dump_json,
+    parse_json_object,
+    prediction,
+)
 from deploy_modes.web.settings import WebSettings
 
 __all__ = ["ACCESS_LOGGER", "REQUEST_ID_HEADER", "create_app"]
@@ -66,18 +72,19 @@ def create_app(service: ModelService, settings: WebSettings) -> Flask:
 
     @app.after_request
     def _finish(response: Response) -> Response:
-        req = request._get_current_object()  # one context lookup instead of one per attribute
-        environ = req.environ
+        environ = request.environ
         started = environ.get(_STARTED)
         seconds = time.perf_counter() - started if started is not None else 0.0
         rid = environ.get(_ID) or request_id(environ)
         response.headers[REQUEST_ID_HEADER] = rid
-        rule = req.url_rule
+        rule = request.url_rule
         endpoint = rule.rule if rule is not None else _UNMATCHED
         status = response.status_code
-        metrics.observe(endpoint, req.method, status, seconds)
+        metrics.observe(endpoint, request.method, status, seconds)
         if settings.access_log:
-            line = access_line(req.method, req.path, status, seconds, rid, req.remote_addr)
+            line = access_line(
+                request.method, request.path, status, seconds, rid, request.remote_addr
+            )
             _access.info(line)
         return response
 
@@ -90,7 +97,7 @@ def create_app(service: ModelService, settings: WebSettings) -> Flask:
             metrics.invalid_rides.labels("/predict", exc.field or "body").inc()
             return _json(exc.to_dict(), 422)
         metrics.predictions.labels("/predict").inc()
-        return _json(prediction(ride, duration, version))
+        return _json(prediction(duration, version, ride.get("ride_id", NO_RIDE_ID)))
 
     @app.post("/predict/batch")
     def predict_batch() -> Response:

@@ -1,51 +1,67 @@
-"""The OpenAPI 3 document of the web service: every endpoint, its schema and its errors."""
+"""The OpenAPI document of the web service: the paths here, the schemas from ``core.schema``."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from deploy_modes.core.validation import MAX_DISTANCE, MAX_ZONE, MIN_ZONE
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from deploy_modes.core.schema import (
+    BatchAnswer,
+    BatchRequest,
+    Error,
+    Prediction,
+    Ready,
+    Ride,
+    RideRequest,
+    Status,
+)
 
 __all__ = ["OPENAPI_VERSION", "openapi_document"]
 
-OPENAPI_VERSION = "3.0.3"
+# 3.1: its schemas are JSON Schema 2020-12, what pydantic's model_json_schema() writes.
+OPENAPI_VERSION = "3.1.0"
+_REF = "#/components/schemas/{model}"
+_REQUESTS: tuple[type[BaseModel], ...] = (Ride, RideRequest, BatchRequest)
+_ANSWERS: tuple[type[BaseModel], ...] = (Error, Prediction, BatchAnswer, Status, Ready)
 
-_ZONE = {"type": "integer", "minimum": MIN_ZONE, "maximum": MAX_ZONE}
-_RIDE = {
-    "type": "object",
-    "required": ["PULocationID", "DOLocationID", "trip_distance"],
-    "properties": {
-        "PULocationID": {**_ZONE, "description": "Pickup TLC taxi zone ID.", "example": 10},
-        "DOLocationID": {**_ZONE, "description": "Dropoff TLC taxi zone ID.", "example": 50},
-        "trip_distance": {
-            "type": "number",
-            "minimum": 0,
-            "maximum": MAX_DISTANCE,
-            "description": "Trip distance in miles (finite).",
-            "example": 40,
-        },
-        "ride_id": {"description": "Any JSON value; echoed back in the answer."},
-    },
-}
-_ERROR = {
-    "type": "object",
-    "required": ["error", "field"],
-    "properties": {
-        "error": {"type": "string", "description": "What was wrong, in one line."},
-        "field": {"type": "string", "nullable": True, "description": "The offending field."},
-    },
-}
+
+def _components() -> dict[str, Any]:
+    _, schema = models_json_schema(
+        [(model, "validation") for model in _REQUESTS]
+        + [(model, "serialization") for model in _ANSWERS],
+        ref_template=_REF,
+    )
+    return schema["$defs"]
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": _REF.format(model=model.__name__)}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
 def _error(description: str) -> dict[str, Any]:
+    return _json(_ref(Error), description)
+
+
+def _get(summary: str, operation: str, ok: dict, errors: dict | None = None) -> dict[str, Any]:
+    responses = {"200": ok, **(errors or {}), **_COMMON}
+    return {"get": {"summary": summary, "operationId": operation, "responses": responses}}
+
+
+def _post(summary: str, operation: str, body: dict, ok: dict, errors: dict) -> dict[str, Any]:
     return {
-        "description": description,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        "post": {
+            "summary": summary,
+            "operationId": operation,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
+            "responses": {"200": ok, **_BAD_BODY, **errors, **_COMMON},
+        }
     }
-
-
-def _ok(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
 _BAD_BODY = {
@@ -61,37 +77,11 @@ _COMMON = {
 
 def openapi_document(max_batch_rides: int, max_body_bytes: int, model_version: str) -> dict:
     """Return the OpenAPI document for a service with these limits."""
-    ride_ref = {"$ref": "#/components/schemas/Ride"}
-    prediction = {
-        "type": "object",
-        "required": ["duration", "model_version"],
-        "properties": {
-            "duration": {"type": "number", "description": "Predicted duration in minutes."},
-            "model_version": {"type": "string"},
-            "ride_id": {"description": "Echoed from the request when given."},
-        },
-    }
-    batch_item = {
-        "type": "object",
-        "required": ["index", "duration"],
-        "properties": {
-            "index": {"type": "integer", "description": "Position of the ride in the request."},
-            "duration": {"type": "number", "nullable": True},
-            "ride_id": {"description": "Echoed from the request when given."},
-            "error": {"type": "string", "description": "Why this ride was refused."},
-            "field": {"type": "string", "nullable": True},
-        },
-    }
-    batch_answer = {
-        "type": "object",
-        "required": ["predictions", "model_version", "invalid"],
-        "properties": {
-            "predictions": {"type": "array", "items": batch_item},
-            "model_version": {"type": "string"},
-            "invalid": {"type": "integer", "description": "How many rides were refused."},
-        },
-    }
-    status = {"type": "object", "properties": {"status": {"type": "string"}}}
+    components = _components()
+    batch = {**components["BatchRequest"]}  # inline, with this service's own ride limit
+    batch["properties"] = {"rides": {**batch["properties"]["rides"], "maxItems": max_batch_rides}}
+    any_json = {"type": "object"}
+    text = {"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}}
     return {
         "openapi": OPENAPI_VERSION,
         "info": {
@@ -103,103 +93,38 @@ def openapi_document(max_batch_rides: int, max_body_bytes: int, model_version: s
             ),
         },
         "paths": {
-            "/predict": {
-                "post": {
-                    "summary": "Predict one ride's duration (the course's contract).",
-                    "operationId": "predict",
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": ride_ref}},
-                    },
-                    "responses": {
-                        "200": _ok(prediction),
-                        **_BAD_BODY,
-                        "422": _error("A field is missing, of the wrong type or out of range."),
-                        **_COMMON,
-                    },
-                }
-            },
-            "/predict/batch": {
-                "post": {
-                    "summary": "Predict many rides; an invalid ride is reported by index.",
-                    "operationId": "predictBatch",
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "application/json": {
-                                "schema": {
-                                    "type": "object",
-                                    "required": ["rides"],
-                                    "properties": {
-                                        "rides": {
-                                            "type": "array",
-                                            "maxItems": max_batch_rides,
-                                            "items": ride_ref,
-                                        }
-                                    },
-                                }
-                            }
-                        },
-                    },
-                    "responses": {
-                        "200": _ok(batch_answer),
-                        **_BAD_BODY,
-                        "413": _error(
-                            f"The body is too large, or holds more than {max_batch_rides} rides."
-                        ),
-                        "422": _error("`rides` is missing or not an array."),
-                        **_COMMON,
-                    },
-                }
-            },
-            "/health": {
-                "get": {
-                    "summary": "Liveness: the process answers.",
-                    "operationId": "health",
-                    "responses": {"200": _ok(status), **_COMMON},
-                }
-            },
-            "/ready": {
-                "get": {
-                    "summary": "Readiness: the model is loaded and predicts.",
-                    "operationId": "ready",
-                    "responses": {
-                        "200": _ok(status),
-                        "503": _error("The model failed its start-up check."),
-                        **_COMMON,
-                    },
-                }
-            },
-            "/model": {
-                "get": {
-                    "summary": "The served model's manifest.",
-                    "operationId": "model",
-                    "responses": {"200": _ok({"type": "object"}), **_COMMON},
-                }
-            },
-            "/metrics": {
-                "get": {
-                    "summary": "Prometheus metrics (text exposition format).",
-                    "operationId": "metrics",
-                    "responses": {
-                        "200": {
-                            "description": "OK",
-                            "content": {"text/plain": {"schema": {"type": "string"}}},
-                        },
-                        **_COMMON,
-                    },
-                }
-            },
-            "/openapi.json": {
-                "get": {
-                    "summary": "This document.",
-                    "operationId": "openapi",
-                    "responses": {"200": _ok({"type": "object"}), **_COMMON},
-                }
-            },
+            "/predict": _post(
+                "Predict one ride's duration (the course's contract).",
+                "predict",
+                _ref(RideRequest),
+                _json(_ref(Prediction), "OK"),
+                {"422": _error("A field is missing, of the wrong type or out of range.")},
+            ),
+            "/predict/batch": _post(
+                "Predict many rides; an invalid ride is reported by index.",
+                "predictBatch",
+                batch,
+                _json(_ref(BatchAnswer), "OK"),
+                {
+                    "413": _error(
+                        f"The body is too large, or holds more than {max_batch_rides} rides."
+                    ),
+                    "422": _error("`rides` is missing or not an array."),
+                },
+            ),
+            "/health": _get("Liveness: the process answers.", "health", _json(_ref(Status), "OK")),
+            "/ready": _get(
+                "Readiness: the model is loaded and predicts.",
+                "ready",
+                _json(_ref(Ready), "OK"),
+                {"503": _error("The model failed its start-up check.")},
+            ),
+            "/model": _get("The served model's manifest.", "model", _json(any_json, "OK")),
+            "/metrics": _get("Prometheus metrics (text exposition format).", "metrics", text),
+            "/openapi.json": _get("This document.", "openapi", _json(any_json, "OK")),
         },
         "components": {
-            "schemas": {"Ride": _RIDE, "Error": _ERROR},
+            "schemas": components,
             "responses": {"NotFound": _error("No such path.")},
         },
     }

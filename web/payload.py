@@ -6,9 +6,19 @@ import json
 import math
 from typing import Any
 
-__all__ = ["JSON_MIMETYPES", "ClientError", "dump_json", "parse_json_object", "prediction"]
+from deploy_modes.core.schema import json_type
+
+__all__ = [
+    "JSON_MIMETYPES",
+    "NO_RIDE_ID",
+    "ClientError",
+    "dump_json",
+    "parse_json_object",
+    "prediction",
+]
 
 JSON_MIMETYPES = frozenset({"application/json"})
+NO_RIDE_ID: Any = object()  # the request had no ride_id (null is a ride_id, echoed as null)
 
 
 class ClientError(Exception):
@@ -44,15 +54,15 @@ def parse_json_object(mimetype: str, body: bytes) -> dict[str, Any]:
     except RecursionError:
         raise ClientError(400, "the request body nests JSON too deeply") from None
     if not isinstance(value, dict):
-        raise ClientError(400, f"the request body must be a JSON object, got {_json_type(value)}")
+        raise ClientError(400, f"the request body must be a JSON object, got {json_type(value)}")
     return value
 
 
-def prediction(ride: dict[str, Any], duration: float, version: str) -> dict[str, Any]:
+def prediction(duration: float, version: str, ride_id: Any = NO_RIDE_ID) -> dict[str, Any]:
     """Return the ``/predict`` answer: the course's ``duration``, the version, the echoed id."""
     answer: dict[str, Any] = {"duration": duration, "model_version": version}
-    if "ride_id" in ride:
-        answer["ride_id"] = ride["ride_id"]
+    if ride_id is not NO_RIDE_ID:
+        answer["ride_id"] = ride_id
     return answer
 
 
@@ -72,15 +82,3 @@ def _finite(value: Any) -> Any:
     if isinstance(value, list):
         return [_finite(item) for item in value]
     return value
-
-
-def _json_type(value: object) -> str:
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, bool):
-        return "a boolean"
-    if value is None:
-        return "null"
-    return "a number"

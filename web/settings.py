@@ -9,6 +9,7 @@ from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from deploy_modes.core.errors import DeployError
+from deploy_modes.core.schema import MAX_BATCH_RIDES
 
 __all__ = [
     "DEFAULT_PORT",
@@ -21,7 +22,6 @@ __all__ = [
 ]
 
 DEFAULT_PORT = 9696  # the course's port
-MAX_BATCH_RIDES = 10_000
 MAX_BODY_BYTES = 1024 * 1024
 _S = TypeVar("_S", bound=BaseSettings)
 # prometheus-client's own variable (not ours): it picks its storage from it when imported, so

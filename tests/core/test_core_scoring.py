@@ -74,7 +74,7 @@ def test_one_ride_equals_pipeline_predict(service: ModelService, sklearn_predict
     for i in range(len(pu)):
         payload = {"PULocationID": int(pu[i]), "DOLocationID": int(do[i]), "trip_distance": dist[i]}
         assert service.predict_one(payload) == pytest.approx(expected[i], abs=TOLERANCE)
-        ride = Ride(int(pu[i]), int(do[i]), float(dist[i]))
+        ride = Ride(PULocationID=int(pu[i]), DOLocationID=int(do[i]), trip_distance=float(dist[i]))
         assert service.predict_ride(ride) == pytest.approx(expected[i], abs=TOLERANCE)
 
 

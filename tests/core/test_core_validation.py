@@ -24,7 +24,7 @@ def ride(**changes: Any) -> dict[str, Any]:
 
 
 def test_a_valid_ride() -> None:
-    assert validate_ride(GOOD) == Ride(74, 75, 2.5)
+    assert validate_ride(GOOD) == Ride(PULocationID=74, DOLocationID=75, trip_distance=2.5)
 
 
 @pytest.mark.parametrize(
@@ -121,7 +121,9 @@ def test_a_ride_must_be_an_object(payload: object, kind: str) -> None:
 
 
 def test_extra_fields_are_ignored() -> None:
-    assert validate_ride({**GOOD, "ride_id": "abc", "VendorID": 2}) == Ride(74, 75, 2.5)
+    assert validate_ride({**GOOD, "ride_id": "abc", "VendorID": 2}) == Ride(
+        PULocationID=74, DOLocationID=75, trip_distance=2.5
+    )
 
 
 @given(
@@ -149,7 +151,7 @@ def test_any_payload_is_a_ride_or_a_validation_error(payload: dict[str, Any]) ->
 def test_every_valid_ride_passes(pu: int, do: int, distance: float) -> None:
     assert validate_ride(
         {"PULocationID": str(pu), "DOLocationID": do, "trip_distance": distance}
-    ) == Ride(pu, do, distance)
+    ) == Ride(PULocationID=pu, DOLocationID=do, trip_distance=distance)
 
 
 # -- arrays -----------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from stream_helpers import ride_bytes
 
 from deploy_modes.core import MODEL_NAME
-from deploy_modes.core.validation import Ride
+from deploy_modes.core.schema import PredictionEvent, Ride
 from deploy_modes.stream.events import (
     Poison,
     RideEvent,
@@ -24,12 +24,16 @@ from deploy_modes.stream.events import (
 
 def test_course_record_decodes_to_a_validated_ride() -> None:
     decoded = decode_ride_event(ride_bytes(130, 205, 3.66, 256))
-    assert decoded == RideEvent(Ride(130, 205, 3.66), 256)
+    assert decoded == RideEvent(
+        ride=Ride(PULocationID=130, DOLocationID=205, trip_distance=3.66), ride_id=256
+    )
 
 
 def test_string_ride_id_and_zone_strings_are_accepted() -> None:
     decoded = decode_ride_event(ride_bytes("130", "205", 1, "abc-1"))
-    assert decoded == RideEvent(Ride(130, 205, 1.0), "abc-1")
+    assert decoded == RideEvent(
+        ride=Ride(PULocationID=130, DOLocationID=205, trip_distance=1.0), ride_id="abc-1"
+    )
 
 
 @pytest.mark.parametrize(
@@ -110,6 +114,7 @@ def test_prediction_event_is_the_course_contract() -> None:
         "version": "v1",
         "prediction": {"ride_duration": 12.5, "ride_id": 256},
     }
+    assert PredictionEvent.model_validate(event, strict=True).model_dump() == event
     assert json.loads(encode(event)) == event
 
 

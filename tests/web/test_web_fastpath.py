@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 from flask import Flask, request_started
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from deploy_modes.web.access import ACCESS_LOGGER, REQUEST_ID_HEADER
@@ -85,6 +87,13 @@ VALID = [
         id="nan-ride-id",
     ),
     pytest.param(json.dumps({**RIDE, "PULocationID": "10", "extra": 1}).encode(), id="coerced"),
+    pytest.param(json.dumps({**RIDE, "ride_id": None}).encode(), id="null-ride-id"),
+    pytest.param(json.dumps({**RIDE, "ride_id": 7**300}).encode(), id="long-int-ride-id"),
+    pytest.param(
+        b'{"PULocationID": 3, "PULocationID": 10, "DOLocationID": 50, "trip_distance": 4e1,'
+        b' "ride_id": {"a": 1, "a": [1e400, -0.0, "\\u00e9\\ud83d\\ude00"]}}',
+        id="duplicate-keys-escapes",
+    ),
 ]
 
 
@@ -129,6 +138,10 @@ HANDED_OVER = [
     pytest.param(
         {"body": json.dumps({"rides": [RIDE]}).encode(), "path": "/predict/batch"}, id="batch"
     ),
+    # Valid for Flask's json.loads, refused by pydantic's parser: Flask answers them.
+    pytest.param({"body": b"\xef\xbb\xbf" + json.dumps(RIDE).encode()}, id="utf8-bom"),
+    pytest.param({"body": json.dumps({**RIDE, "ride_id": "\ud800"}).encode()}, id="surrogate"),
+    pytest.param({"body": json.dumps({**RIDE, "pad": "x" * 5000}).encode()}, id="long-body"),
 ]
 
 
@@ -140,6 +153,36 @@ def test_everything_else_is_answered_by_flask_itself(
     assert len(flask_dispatches) == 2  # both answers came from the Flask app
     assert through_fast == flask_only
     assert through_fast[0] != "500 INTERNAL SERVER ERROR"
+
+
+# Values Python's json reads, NaN, infinities, long integers and any text included.
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(10**200, 10**300)
+    | st.floats()
+    | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner),
+    max_leaves=12,
+)
+_FIELDS = st.sampled_from([0, 1, 74, 265, 266, 74.0, 74.5, "74", " 7 ", -0.0, 500, 500.0001])
+_ZONES = st.integers(1, 265) | _FIELDS | _JSON
+_DISTANCES = st.floats(0, 500) | _FIELDS | _JSON
+# Mostly valid rides (the fast path's case), with any ride_id and extra field.
+_RIDES = st.fixed_dictionaries(
+    {"PULocationID": _ZONES, "DOLocationID": _ZONES, "trip_distance": _DISTANCES},
+    optional={"ride_id": _JSON, "x": _JSON},
+)
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.one_of(_RIDES.map(json.dumps), _JSON.map(json.dumps)).map(str.encode) | st.binary())
+def test_any_body_gets_the_flask_routes_answer(fast: PredictFastPath, body: bytes):
+    through_fast, flask_only = _call(fast, _environ(body)), _call(fast.app, _environ(body))
+    assert through_fast == flask_only
 
 
 def test_a_handed_over_body_is_read_by_flask_in_full(fast: PredictFastPath):
