@@ -10,9 +10,9 @@ from typing import Annotated
 import typer
 
 from deploy_modes.cli.console import console, progress, say
-from deploy_modes.cli.processes import sigterm_as_interrupt
 from deploy_modes.cli.runtime import ModelOption, resolve_runtime
 from deploy_modes.core.errors import DeployError
+from deploy_modes.launch.processes import sigterm_as_interrupt
 
 __all__ = ["DEFAULT_OUT", "DEFAULT_RIDES", "compare", "run_compare"]
 

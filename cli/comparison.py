@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from deploy_modes.cli.processes import ManagedProcess, free_port, wait_http
 from deploy_modes.core.errors import DeployError
+from deploy_modes.launch.processes import ManagedProcess, free_port, wait_http
 
 __all__ = [
     "MAX_RIDES",
@@ -565,7 +565,7 @@ def run_stream(
     shards: int = 2,
 ) -> ModeResult:
     """Start moto and ``deploy stream consume``, put every ride, read every prediction back."""
-    from deploy_modes.cli.emulator import ensure_emulator
+    from deploy_modes.launch.emulator import ensure_emulator
 
     say("stream: starting a moto server (the local Kinesis) on a free port")
     emulator = None

@@ -32,8 +32,8 @@ from deploy_modes.cli.comparison import (
     wait_for_probe,
 )
 from deploy_modes.cli.compose import PROJECT_LABEL, SERVICE_LABEL, Stack, docker_client
-from deploy_modes.cli.processes import free_port, wait_http
 from deploy_modes.core.errors import DeployError
+from deploy_modes.launch.processes import free_port, wait_http
 
 __all__ = ["ContainerMemory", "run_compose"]
 
@@ -120,9 +120,9 @@ def _web(rides: RideSet, model: str, say: Say, progress: ProgressFactory, option
 
 
 def _stream(rides: RideSet, model: str, say: Say, progress: ProgressFactory, options: Any) -> Any:
-    from deploy_modes.cli.emulator import EMULATOR_CREDENTIALS
     from deploy_modes.cli.runtime import compose_run
     from deploy_modes.core.storage import aws_client
+    from deploy_modes.launch.emulator import EMULATOR_CREDENTIALS
     from deploy_modes.stream.settings import StreamSettings
 
     stack = Stack("stream")
@@ -168,9 +168,9 @@ def _stream(rides: RideSet, model: str, say: Say, progress: ProgressFactory, opt
 def _batch(rides: RideSet, model: str, say: Say) -> ModeResult:
     import pyarrow.parquet as pq
 
-    from deploy_modes.cli.emulator import EMULATOR_CREDENTIALS
     from deploy_modes.cli.runtime import _model_env, _stack, _up
     from deploy_modes.core.storage import aws_client, read_bytes, write_bytes
+    from deploy_modes.launch.emulator import EMULATOR_CREDENTIALS
 
     probe = Stack("batch")
     _refuse_running(probe)

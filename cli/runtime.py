@@ -21,8 +21,8 @@ from deploy_modes.cli.compose import (
     docker_client,
 )
 from deploy_modes.cli.console import console, say
-from deploy_modes.cli.emulator import EMULATOR_CREDENTIALS
 from deploy_modes.core.errors import DeployError
+from deploy_modes.launch.emulator import EMULATOR_CREDENTIALS
 
 __all__ = [
     "RUNTIMES",
@@ -222,7 +222,7 @@ def _up(stack: Stack, services: list[str], wait_for: list[str]) -> None:
 
 def _free_or_ours(stack: Stack, port: int, service: str) -> None:
     """Fail clearly when ``port`` is taken by anything but this stack's own ``service``."""
-    from deploy_modes.cli.processes import port_in_use
+    from deploy_modes.launch.processes import port_in_use
 
     if not port_in_use(port):
         return
@@ -398,7 +398,7 @@ def status() -> None:
 
     Example: deploy status
     """
-    from deploy_modes.cli.processes import http_ok
+    from deploy_modes.launch.processes import http_ok
 
     table = Table(title="deploy-modes")
     for column in ("mode", "runtime", "service", "state", "health", "ports"):

@@ -64,7 +64,7 @@ def _endpoint(url: str) -> str | None:
     parsed = urlparse(url)
     if parsed.scheme not in {"http", "https"} or not parsed.hostname:
         raise DeployError(f"--endpoint-url must be http(s)://host:port or 'aws', got {url!r}")
-    from deploy_modes.cli.emulator import EMULATOR_CREDENTIALS
+    from deploy_modes.launch.emulator import EMULATOR_CREDENTIALS
 
     # An emulator accepts any credentials; without some, boto3 refuses to sign requests.
     if not os.environ.get("AWS_ACCESS_KEY_ID"):
@@ -181,9 +181,9 @@ def run(
             bake=bake,
         )
         return
-    from deploy_modes.cli.emulator import ensure_emulator
     from deploy_modes.core.demo import ensure_model
     from deploy_modes.core.settings import CoreSettings
+    from deploy_modes.launch.emulator import ensure_emulator
 
     endpoint = _endpoint(endpoint_url)
     emulator = None

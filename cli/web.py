@@ -16,15 +16,15 @@ from typing import Annotated, Any
 import typer
 
 from deploy_modes.cli.console import console, isatty, say, typer_app
-from deploy_modes.cli.processes import (
+from deploy_modes.cli.runtime import BakeOption, ModelOption, compose_run, resolve_runtime
+from deploy_modes.core.errors import DeployError
+from deploy_modes.core.storage import is_s3
+from deploy_modes.launch.processes import (
     ManagedProcess,
     port_in_use,
     sigterm_as_interrupt,
     wait_http,
 )
-from deploy_modes.cli.runtime import BakeOption, ModelOption, compose_run, resolve_runtime
-from deploy_modes.core.errors import DeployError
-from deploy_modes.core.storage import is_s3
 
 __all__ = ["GUNICORN_ARGS", "app", "predict", "run"]
 

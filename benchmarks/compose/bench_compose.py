@@ -30,10 +30,10 @@ import numpy as np
 import requests
 
 from deploy_modes.cli.compose import Stack
-from deploy_modes.cli.processes import ManagedProcess, free_port, wait_http
 from deploy_modes.cli.runtime import compose_run, docker_engine_answers
 from deploy_modes.core.demo import ensure_model
 from deploy_modes.core.settings import CoreSettings
+from deploy_modes.launch.processes import ManagedProcess, free_port, wait_http
 
 WORKERS = 2
 CLIENT_THREADS = 8

@@ -13,9 +13,9 @@ import pytest
 import yaml
 
 from deploy_modes.cli.compose import COMPOSE_DIR, Stack, compose_command
-from deploy_modes.cli.emulator import Emulator
 from deploy_modes.cli.runtime import _bake_file, _model_env, compose_run
 from deploy_modes.core.errors import DeployError, ModelLoadError
+from deploy_modes.launch.emulator import Emulator
 
 DEPLOY = str(Path(sys.executable).parent / "deploy")
 INIT = COMPOSE_DIR / "init" / "init_aws.py"

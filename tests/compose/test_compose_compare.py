@@ -69,8 +69,8 @@ def test_compare_in_the_compose_runtime(
 def test_compare_refuses_to_mix_with_a_running_stack(
     model_dir: Path, tmp_path: Path, no_stacks: None, deploy_cli: Callable[..., Any]
 ) -> None:
-    from deploy_modes.cli.processes import free_port
     from deploy_modes.cli.runtime import compose_run
+    from deploy_modes.launch.processes import free_port
 
     compose_run("web", port=free_port(), model=str(model_dir))
     result = deploy_cli(

@@ -20,11 +20,11 @@ import pytest
 import requests
 
 from deploy_modes.cli.compose import Stack, docker_client
-from deploy_modes.cli.processes import free_port
 from deploy_modes.cli.runtime import compose_run
 from deploy_modes.core.data import read_trips
 from deploy_modes.core.scoring import ModelService
 from deploy_modes.core.storage import aws_client
+from deploy_modes.launch.processes import free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("docker_engine")]
 

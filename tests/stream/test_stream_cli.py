@@ -12,10 +12,10 @@ import pytest
 from stream_helpers import predictions_by_id
 from typer.testing import CliRunner
 
-from deploy_modes.cli.emulator import Emulator
 from deploy_modes.cli.main import app
-from deploy_modes.cli.processes import ManagedProcess, free_port, port_in_use
 from deploy_modes.core.data import month_file
+from deploy_modes.launch.emulator import Emulator
+from deploy_modes.launch.processes import ManagedProcess, free_port, port_in_use
 from deploy_modes.stream.settings import StreamSettings
 
 COMMANDS = ["", "consume", "init", "send", "tail"]

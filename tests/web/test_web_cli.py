@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from deploy_modes.cli.main import app
-from deploy_modes.cli.processes import free_port
 from deploy_modes.core.scoring import ModelService
+from deploy_modes.launch.processes import free_port
 
 if TYPE_CHECKING:  # tests/web/conftest.py; "conftest" is only unique during collection
     from conftest import WebServer
