@@ -13,8 +13,15 @@ from urllib.parse import urlparse
 import typer
 
 from deploy_modes.cli.console import console, isatty, progress, say, typer_app
-from deploy_modes.cli.runtime import BakeOption
+from deploy_modes.cli.options import (
+    BakeOption,
+    ModelOption,
+    RuntimeOption,
+    chosen_runtime,
+    model_location,
+)
 from deploy_modes.core.errors import DeployError
+from deploy_modes.core.settings import load_settings
 
 __all__ = ["app"]
 
@@ -25,36 +32,42 @@ app = typer_app(
 
 LOCAL_ENDPOINT = "http://127.0.0.1:4566"
 REAL_AWS = "aws"  # --endpoint-url aws: real AWS endpoints and the usual credential chain
-_ENDPOINT_VARS = ["DEPLOY_STREAM_ENDPOINT_URL", "KINESIS_ENDPOINT_URL", "AWS_ENDPOINT_URL"]
 _LOOPBACK = {"127.0.0.1", "localhost"}
 
 EndpointOption = Annotated[
-    str,
+    str | None,
     typer.Option(
-        envvar=_ENDPOINT_VARS,
-        help="Kinesis endpoint: the local emulator by default, or 'aws' for real AWS.",
+        help="Kinesis endpoint, or 'aws' for real AWS [env DEPLOY_STREAM_ENDPOINT_URL, "
+        f"KINESIS_ENDPOINT_URL or AWS_ENDPOINT_URL; default: {LOCAL_ENDPOINT}].",
+        show_default=False,
     ),
 ]
 ConsumerOption = Annotated[
-    str,
+    str | None,
     typer.Option(
-        envvar="DEPLOY_STREAM_CONSUMER_NAME",
-        help="Consumer name; each name keeps its own checkpoints (fan-out).",
+        help="Consumer name; each name keeps its own checkpoints (fan-out) "
+        "[env DEPLOY_STREAM_CONSUMER_NAME; default: default].",
+        show_default=False,
     ),
 ]
 ShardsOption = Annotated[
-    int,
-    typer.Option(min=1, max=64, envvar="DEPLOY_STREAM_SHARDS", help="Shards per created stream."),
-]
-RuntimeOption = Annotated[
-    str, typer.Option(envvar="DEPLOY_RUNTIME", help="Where to run: auto, local or compose.")
-]
-ModelOption = Annotated[
-    str | None,
+    int | None,
     typer.Option(
-        envvar="DEPLOY_MODEL_LOCATION", help="Model artifact dir, pickle, MLflow dir or s3:// URI."
+        min=1,
+        max=64,
+        help="Shards per created stream [env DEPLOY_STREAM_SHARDS; default: 2].",
+        show_default=False,
     ),
 ]
+
+
+def _settings(endpoint_url: str | None = None, **overrides: Any) -> Any:
+    """Return the stream settings (env + explicit options); the endpoint defaults to local."""
+    from deploy_modes.stream.settings import StreamSettings
+
+    settings = load_settings(StreamSettings, endpoint_url=endpoint_url, **overrides)
+    url = settings.endpoint_url or LOCAL_ENDPOINT
+    return settings.model_copy(update={"endpoint_url": _endpoint(url)})
 
 
 def _endpoint(url: str) -> str | None:
@@ -66,24 +79,11 @@ def _endpoint(url: str) -> str | None:
         raise DeployError(f"--endpoint-url must be http(s)://host:port or 'aws', got {url!r}")
     from deploy_modes.launch.emulator import EMULATOR_CREDENTIALS
 
-    # An emulator accepts any credentials; without some, boto3 refuses to sign requests.
+    # An emulator accepts any credentials; without some, boto3 refuses to sign requests. This
+    # is the command's own process (the consumer may run in it), never a library's choice.
     if not os.environ.get("AWS_ACCESS_KEY_ID"):
         os.environ.update(EMULATOR_CREDENTIALS)
     return url
-
-
-def _settings(**overrides: Any) -> Any:
-    """Return the stream settings (env + explicit options) or one clear error line."""
-    from pydantic import ValidationError
-
-    from deploy_modes.stream.settings import StreamSettings
-
-    try:
-        return StreamSettings(**{k: v for k, v in overrides.items() if v is not None})
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise DeployError(f"invalid stream setting {where}: {first['msg']}") from None
 
 
 @contextlib.contextmanager
@@ -152,15 +152,15 @@ def _send_demo_rides(settings: Any, count: int, stop: threading.Event) -> None:
 @app.callback(invoke_without_command=True)
 def run(
     ctx: typer.Context,
-    runtime: RuntimeOption = "auto",
-    shards: ShardsOption = 2,
-    consumer_name: ConsumerOption = "default",
-    endpoint_url: EndpointOption = LOCAL_ENDPOINT,
+    runtime: RuntimeOption = None,
+    shards: ShardsOption = None,
+    consumer_name: ConsumerOption = None,
+    endpoint_url: EndpointOption = None,
     model: ModelOption = None,
     count: Annotated[
         int, typer.Option(min=0, max=1_000_000, help="Demo rides to send once it runs (0: none).")
     ] = 0,
-    bake: BakeOption = False,
+    bake: BakeOption = None,
 ) -> None:
     """Start the emulator, create the streams, and run the consumer in the foreground.
 
@@ -168,24 +168,15 @@ def run(
     """
     if ctx.invoked_subcommand is not None:
         return
-    from deploy_modes.cli.runtime import compose_run, resolve_runtime
+    from deploy_modes.compose.runtime import Runtime
 
-    if resolve_runtime(runtime) == "compose":
-        compose_run(
-            "stream",
-            shards=shards,
-            consumer_name=consumer_name,
-            endpoint_url=endpoint_url,
-            count=count,
-            model=model,
-            bake=bake,
-        )
+    settings = _settings(shards=shards, consumer_name=consumer_name, endpoint_url=endpoint_url)
+    if chosen_runtime(runtime) is Runtime.compose:
+        _up_in_compose(settings.shards, count, model, bake)
         return
-    from deploy_modes.core.demo import ensure_model
-    from deploy_modes.core.settings import CoreSettings
     from deploy_modes.launch.emulator import ensure_emulator
 
-    endpoint = _endpoint(endpoint_url)
+    endpoint = settings.endpoint_url
     emulator = None
     parsed = urlparse(endpoint or "")
     if endpoint is not None and parsed.hostname in _LOOPBACK and parsed.port:
@@ -195,11 +186,11 @@ def run(
             f"at {emulator.url}"
         )
     try:
-        settings = _settings(shards=shards, consumer_name=consumer_name, endpoint_url=endpoint)
         _init_streams(settings)
-        location = model or ensure_model(CoreSettings(), say)
+        location = model_location(model)
         aws_opt = f"--endpoint-url {endpoint} " if endpoint else ""
-        opt = "" if endpoint_url == LOCAL_ENDPOINT else f" --endpoint-url {endpoint_url}"
+        shown = endpoint or REAL_AWS
+        opt = "" if shown == LOCAL_ENDPOINT else f" --endpoint-url {shown}"
         announce = (
             "\n[bold]stream mode running[/bold]: "
             f"{settings.input_stream} -> {settings.output_stream} "
@@ -222,8 +213,8 @@ def run(
 
 @app.command("consume")
 def consume(
-    consumer_name: ConsumerOption = "default",
-    endpoint_url: EndpointOption = LOCAL_ENDPOINT,
+    consumer_name: ConsumerOption = None,
+    endpoint_url: EndpointOption = None,
     model: ModelOption = None,
 ) -> None:
     """Run only the consumer against the configured endpoint (what the container runs).
@@ -232,20 +223,20 @@ def consume(
     """
     from deploy_modes.core.settings import CoreSettings
 
-    settings = _settings(consumer_name=consumer_name, endpoint_url=_endpoint(endpoint_url))
-    _consume(model or CoreSettings().model_location, settings)
+    settings = _settings(consumer_name=consumer_name, endpoint_url=endpoint_url)
+    _consume(load_settings(CoreSettings, model_location=model).model_location, settings)
 
 
 @app.command("init")
 def init(
-    shards: ShardsOption = 2,
-    endpoint_url: EndpointOption = LOCAL_ENDPOINT,
+    shards: ShardsOption = None,
+    endpoint_url: EndpointOption = None,
 ) -> None:
     """Create the input, output and dead-letter streams and wait until they are ACTIVE.
 
     Example: deploy stream init --shards 4
     """
-    _init_streams(_settings(shards=shards, endpoint_url=_endpoint(endpoint_url)))
+    _init_streams(_settings(shards=shards, endpoint_url=endpoint_url))
 
 
 @app.command("send")
@@ -260,7 +251,7 @@ def send(
     ] = None,
     first_id: Annotated[int, typer.Option(help="ride_id of the first ride; then +1 each.")] = 1,
     seed: Annotated[int, typer.Option(help="Seed for generated rides.")] = 42,
-    endpoint_url: EndpointOption = LOCAL_ENDPOINT,
+    endpoint_url: EndpointOption = None,
 ) -> None:
     """Put rides on the input stream in PutRecords batches.
 
@@ -268,7 +259,7 @@ def send(
     """
     from deploy_modes.stream.rides import ride_source
 
-    settings = _settings(endpoint_url=_endpoint(endpoint_url))
+    settings = _settings(endpoint_url=endpoint_url)
     total, rides = ride_source(count, seed, first_id, input_file)
     client = _client(settings)
     with _aws_errors(settings):
@@ -296,7 +287,7 @@ def tail(
     latest: Annotated[
         bool, typer.Option("--latest", help="Only events that arrive from now on.")
     ] = False,
-    endpoint_url: EndpointOption = LOCAL_ENDPOINT,
+    endpoint_url: EndpointOption = None,
 ) -> None:
     """Print prediction events (one JSON line each) as they arrive.
 
@@ -304,7 +295,7 @@ def tail(
     """
     from deploy_modes.stream.rides import follow_records
 
-    settings = _settings(endpoint_url=_endpoint(endpoint_url))
+    settings = _settings(endpoint_url=endpoint_url)
     stream = settings.dlq_stream if dead_letters else settings.output_stream
     stop = threading.Event()
     shown = 0
@@ -321,3 +312,22 @@ def tail(
     if not isatty():
         return
     console.print(f"[dim]{shown:,} events from {stream}[/dim]")
+
+
+def _up_in_compose(shards: int, count: int, model: str | None, bake: bool | None) -> None:
+    """Bring the stream stack up and say how to talk to it."""
+    from deploy_modes.compose.stacks import StreamStack, up_stream
+
+    stack, endpoint = up_stream(StreamStack(shards=shards, count=count, model=model, bake=bake))
+    console.print(
+        f"[bold green]stream stack up[/bold green] ({stack.project}): Kinesis at {endpoint}"
+    )
+    console.print(
+        "  ride_events -> consumer -> ride_predictions (poison records: ride_events_dlq)\n"
+        "next:\n"
+        f"  deploy stream send --count 100 --endpoint-url {endpoint}\n"
+        f"  deploy stream tail --endpoint-url {endpoint}\n"
+        "  deploy logs stream -f      deploy down stream",
+        highlight=False,
+        markup=False,
+    )

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from deploy_modes.cli.compose import MODES, Stack
+from deploy_modes.compose.stack import MODES, Stack
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("docker_engine")]
 
@@ -69,10 +69,10 @@ def test_compare_in_the_compose_runtime(
 def test_compare_refuses_to_mix_with_a_running_stack(
     model_dir: Path, tmp_path: Path, no_stacks: None, deploy_cli: Callable[..., Any]
 ) -> None:
-    from deploy_modes.cli.runtime import compose_run
+    from deploy_modes.compose.stacks import WebStack, up_web
     from deploy_modes.launch.processes import free_port
 
-    compose_run("web", port=free_port(), model=str(model_dir))
+    up_web(WebStack(port=free_port(), model=str(model_dir)))
     result = deploy_cli(
         ["compare", "--rides", "10", "--runtime", "compose", "--model", str(model_dir)],
         cwd=tmp_path,

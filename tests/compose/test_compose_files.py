@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deploy_modes.cli.compose import COMPOSE_DIR, MODES, Stack
+from deploy_modes.compose.stack import COMPOSE_DIR, MODES, Stack
 from deploy_modes.core.errors import DeployError
 
 REPO = COMPOSE_DIR.parent

@@ -161,7 +161,7 @@ def test_unreachable_endpoint_is_a_clear_error(tmp_path: Path) -> None:
 )
 def test_bad_settings_from_the_environment_are_one_line(variable: str, value: str) -> None:
     result = _invoke("consume", env={variable: value})
-    _clean_error(result, "invalid stream setting")
+    _clean_error(result, f"invalid setting: {variable}=")
 
 
 def test_consume_without_a_model_is_a_clear_error(tmp_path: Path) -> None:
