@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from deploy_modes.compose.stack import MODES, Stack
+from deploy_modes.compose.stack import MODES, Stack, docker_client
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("docker_engine")]
 
@@ -50,6 +50,8 @@ def test_compare_in_the_compose_runtime(
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
     assert "Traceback" not in result.stdout + result.stderr
     report = json.loads((out / "compare.json").read_text())
+    with contextlib.closing(docker_client()) as client:
+        native = "Docker Desktop" not in str(client.info().get("OperatingSystem", ""))
     assert report["runtime"] == "compose"
     assert report["agreement"]["ok"] is True
     for mode in ("batch", "web", "stream"):
@@ -58,8 +60,12 @@ def test_compare_in_the_compose_runtime(
         for key in ("startup_s", "wall_s", "throughput_rides_per_s"):
             assert figures[key] > 0, (mode, key)
         assert figures["latency_ms"]["p50"] > 0, mode
-        # Container processes are visible from the host on a native engine only.
-        assert figures["peak_rss_mb"] >= 0, mode
+        # Container processes are visible from the host on a native engine only: there the
+        # peak must be real; in a VM (Docker Desktop) the host sees none of them.
+        if native:
+            assert figures["peak_rss_mb"] > 0, mode
+        else:
+            assert figures["peak_rss_mb"] == 0, mode
     png = (out / "compare.png").read_bytes()
     assert png.startswith(PNG_MAGIC) and len(png) > 10_000
     for mode in MODES:

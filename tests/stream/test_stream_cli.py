@@ -92,7 +92,6 @@ def test_init_send_tail(make_streams: Any, kinesis: Any, data_dir: Path) -> None
     [
         (["send", "--endpoint-url", "not a url"], "--endpoint-url must be http(s)://host:port"),
         (["init", "--endpoint-url", "ftp://x"], "--endpoint-url must be http(s)://host:port"),
-        (["--runtime", "bogus"], "--runtime must be one of auto, local, compose"),
     ],
 )
 def test_bad_options_are_one_clear_line(args: list[str], message: str) -> None:
