@@ -89,11 +89,6 @@ def test_help_shows_an_example(command: str, tmp_path: Path) -> None:
     assert result.returncode == 0 and "Example: deploy" in result.stdout
 
 
-def test_a_stack_rejects_an_unknown_mode() -> None:
-    with pytest.raises(DeployError, match="unknown mode 'lambda'"):
-        Stack("lambda")
-
-
 @pytest.mark.parametrize("options", [WebStack, BatchStack, StreamStack])
 def test_a_misspelt_stack_option_fails_instead_of_being_ignored(options: type) -> None:
     with pytest.raises(TypeError, match="prot"):
