@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlparse
 
 import typer
 
-from deploy_modes.cli.console import console, isatty, progress, say, typer_app
+from deploy_modes.cli.console import console, isatty, progress, typer_app
 from deploy_modes.cli.options import (
     BakeOption,
     ModelOption,
@@ -22,6 +21,8 @@ from deploy_modes.cli.options import (
 )
 from deploy_modes.core.errors import DeployError
 from deploy_modes.core.settings import load_settings
+from deploy_modes.launch import stream as local
+from deploy_modes.launch.stream import LOCAL_ENDPOINT, REAL_AWS
 
 __all__ = ["app"]
 
@@ -30,9 +31,6 @@ app = typer_app(
     "Example: deploy stream --runtime local --shards 2"
 )
 
-LOCAL_ENDPOINT = "http://127.0.0.1:4566"
-REAL_AWS = "aws"  # --endpoint-url aws: real AWS endpoints and the usual credential chain
-_LOOPBACK = {"127.0.0.1", "localhost"}
 
 EndpointOption = Annotated[
     str | None,
@@ -86,69 +84,6 @@ def _endpoint(url: str) -> str | None:
     return url
 
 
-@contextlib.contextmanager
-def _aws_errors(settings: Any) -> Iterator[None]:
-    """Turn an unreachable endpoint or a refused call into one clear line."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    try:
-        yield
-    except (BotoCoreError, ClientError) as exc:
-        where = settings.endpoint_url or "AWS"
-        raise DeployError(f"Kinesis at {where}: {exc}") from None
-
-
-def _client(settings: Any) -> Any:
-    from deploy_modes.stream.bootstrap import kinesis_client
-
-    return kinesis_client(settings)
-
-
-def _init_streams(settings: Any) -> None:
-    from deploy_modes.stream.kinesis import ensure_streams
-
-    names = [settings.input_stream, settings.output_stream, settings.dlq_stream]
-    try:
-        ensure_streams(_client(settings), names, settings.shards, say)
-    except DeployError:
-        raise
-    except Exception as exc:  # an endpoint that does not answer, bad credentials, ...
-        raise DeployError(
-            f"cannot reach Kinesis at {settings.endpoint_url or 'AWS'}: {exc}"
-        ) from exc
-    say(f"streams ready: {', '.join(names)}")
-
-
-def _consume(model: str, settings: Any, announce: str | None = None, demo_rides: int = 0) -> None:
-    """Build the consumer, take over SIGTERM/SIGINT, say ``announce``, run until stopped."""
-    from deploy_modes.stream.bootstrap import build_consumer
-    from deploy_modes.stream.consumer import stop_on_signals
-
-    consumer = build_consumer(model, settings, say)
-    stop = threading.Event()
-    stop_on_signals(stop)  # from here a signal means: finish the batch, checkpoint, exit
-    if announce:
-        console.print(announce, highlight=False)
-    if demo_rides:
-        sender = threading.Thread(
-            target=_send_demo_rides, args=(settings, demo_rides, stop), daemon=True
-        )
-        sender.start()
-    consumer.run(stop)
-
-
-def _send_demo_rides(settings: Any, count: int, stop: threading.Event) -> None:
-    """Put ``count`` generated rides while the consumer runs (``deploy stream --count``)."""
-    from deploy_modes.stream.rides import ride_source, send_rides
-
-    try:
-        _, rides = ride_source(count)
-        sent = send_rides(_client(settings), settings.input_stream, rides, stop=stop)
-        say(f"sent {sent:,} demo rides to {settings.input_stream}")
-    except DeployError as exc:  # the consumer keeps running; the user sees why
-        say(f"could not send the demo rides: {exc}")
-
-
 @app.callback(invoke_without_command=True)
 def run(
     ctx: typer.Context,
@@ -174,41 +109,7 @@ def run(
     if chosen_runtime(runtime) is Runtime.compose:
         _up_in_compose(settings.shards, count, model, bake)
         return
-    from deploy_modes.launch.emulator import ensure_emulator
-
-    endpoint = settings.endpoint_url
-    emulator = None
-    parsed = urlparse(endpoint or "")
-    if endpoint is not None and parsed.hostname in _LOOPBACK and parsed.port:
-        emulator = ensure_emulator(host="127.0.0.1", port=parsed.port)
-        say(
-            f"AWS emulator {'started' if emulator.started_here else 'already running'} "
-            f"at {emulator.url}"
-        )
-    try:
-        _init_streams(settings)
-        location = model_location(model)
-        aws_opt = f"--endpoint-url {endpoint} " if endpoint else ""
-        shown = endpoint or REAL_AWS
-        opt = "" if shown == LOCAL_ENDPOINT else f" --endpoint-url {shown}"
-        announce = (
-            "\n[bold]stream mode running[/bold]: "
-            f"{settings.input_stream} -> {settings.output_stream} "
-            f"(dead letters: {settings.dlq_stream})\n"
-            "next, in another terminal:\n"
-            f"  deploy stream send --count 1000 --rate 200{opt}   # put rides\n"
-            f"  deploy stream tail{opt}   # watch predictions\n"
-            f"  aws {aws_opt}kinesis put-record --stream-name {settings.input_stream} "
-            "--partition-key 256 --cli-binary-format raw-in-base64-out --data "
-            '\'{"ride": {"PULocationID": 130, "DOLocationID": 205, "trip_distance": 3.66}, '
-            '"ride_id": 256}\'\n'
-            "stop with Ctrl-C: the batch in flight is finished and checkpointed.\n"
-        )
-        _consume(location, settings, announce, count)
-    finally:
-        if emulator is not None and emulator.started_here:
-            say("stopping the AWS emulator we started (its streams go with it)")
-            emulator.stop()
+    local.run_local(settings, model_location(model), count)
 
 
 @app.command("consume")
@@ -224,7 +125,7 @@ def consume(
     from deploy_modes.core.settings import CoreSettings
 
     settings = _settings(consumer_name=consumer_name, endpoint_url=endpoint_url)
-    _consume(load_settings(CoreSettings, model_location=model).model_location, settings)
+    local.consume(load_settings(CoreSettings, model_location=model).model_location, settings)
 
 
 @app.command("init")
@@ -236,7 +137,7 @@ def init(
 
     Example: deploy stream init --shards 4
     """
-    _init_streams(_settings(shards=shards, endpoint_url=endpoint_url))
+    local.init_streams(_settings(shards=shards, endpoint_url=endpoint_url))
 
 
 @app.command("send")
@@ -261,8 +162,8 @@ def send(
 
     settings = _settings(endpoint_url=endpoint_url)
     total, rides = ride_source(count, seed, first_id, input_file)
-    client = _client(settings)
-    with _aws_errors(settings):
+    client = local.kinesis(settings)
+    with local.aws_errors(settings):
         sent = _send(client, settings.input_stream, rides, rate or None, total)
     console.print(f"sent {sent:,} rides to {settings.input_stream}", highlight=False)
 
@@ -301,8 +202,8 @@ def tail(
     shown = 0
     start = "LATEST" if latest else "TRIM_HORIZON"
     try:
-        with _aws_errors(settings):
-            for data in follow_records(_client(settings), stream, start, follow, stop):
+        with local.aws_errors(settings):
+            for data in follow_records(local.kinesis(settings), stream, start, follow, stop):
                 typer.echo(data.decode("utf-8", errors="replace"))
                 shown += 1
                 if limit is not None and shown >= limit:
