@@ -6,6 +6,7 @@ import typer
 
 from deploy_modes.cli import model
 from deploy_modes.cli.console import DeployGroup
+from deploy_modes.web.settings import DEFAULT_PORT
 
 __all__ = ["app", "main"]
 
@@ -13,7 +14,7 @@ app = typer.Typer(
     cls=DeployGroup,
     help=(
         "One NYC taxi ride-duration model, deployed three ways: batch, web service, stream.\n\n"
-        "Example: deploy web   (then: curl -X POST localhost:9696/predict ...)"
+        f"Example: deploy web   (then: curl -X POST localhost:{DEFAULT_PORT}/predict ...)"
     ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,

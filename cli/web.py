@@ -30,7 +30,7 @@ DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
 
 app = typer_app(
     "Serve the model over HTTP (Flask behind gunicorn) until Ctrl-C, or query a running "
-    "service with `deploy web predict`.\n\nExample: deploy web --port 9696 --workers 2"
+    f"service with `deploy web predict`.\n\nExample: deploy web --port {DEFAULT_PORT} --workers 2"
 )
 
 

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from deploy_modes.core.errors import DeployError
+from deploy_modes.launch.emulator import DEFAULT_EMULATOR_PORT
 from deploy_modes.launch.terminal import console, say
 
 __all__ = [
@@ -20,7 +21,7 @@ __all__ = [
     "run_local",
 ]
 
-LOCAL_ENDPOINT = "http://127.0.0.1:4566"
+LOCAL_ENDPOINT = f"http://127.0.0.1:{DEFAULT_EMULATOR_PORT}"
 REAL_AWS = "aws"  # --endpoint-url aws: real AWS endpoints and the usual credential chain
 _LOOPBACK = {"127.0.0.1", "localhost"}
 
