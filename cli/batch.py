@@ -89,7 +89,7 @@ def run(
         typer.Option(
             "--input",
             help="Rides: parquet path or s3:// template, or a database URL "
-            "[default: DATA_DIR/{taxi_type}_tripdata_{year:04d}-{month:02d}.parquet].",
+            "(default: DATA_DIR/{taxi_type}_tripdata_{year:04d}-{month:02d}.parquet).",
             show_default=False,
         ),
     ] = None,
@@ -97,19 +97,19 @@ def run(
         str | None,
         typer.Option(
             help="Predictions: .parquet path or s3:// template, or a database URL "
-            "[default: output/taxi_type={taxi_type}/year={year:04d}/month={month:02d}/"
-            "{model_version}.parquet].",
+            "(default: output/taxi_type={taxi_type}/year={year:04d}/month={month:02d}/"
+            "{model_version}.parquet).",
             show_default=False,
         ),
     ] = None,
     table: Annotated[
         str | None,
-        typer.Option(help="Input table for a database input [default: trips]."),
+        typer.Option(help="Input table for a database input (default: trips)."),
     ] = None,
     output_table: Annotated[
         str | None,
         typer.Option(
-            help="Output table for a database output [default: predictions].",
+            help="Output table for a database output (default: predictions).",
         ),
     ] = None,
     window: Annotated[
@@ -120,7 +120,7 @@ def run(
     ] = None,
     taxi_type: Annotated[
         str | None,
-        typer.Option(help="{taxi_type} in templates [default: green]."),
+        typer.Option(help="{taxi_type} in templates (default: green)."),
     ] = None,
     model: ModelOption = None,
     chunk_rows: Annotated[

@@ -29,7 +29,7 @@ def compare(
             min=1,
             max=MAX_RIDES,
             help="Rides sent through every mode (generated with --seed unless --input) "
-            f"[env DEPLOY_COMPARE_RIDES; default: {DEFAULT_RIDES:,}].",
+            f"(env DEPLOY_COMPARE_RIDES; default: {DEFAULT_RIDES:,}).",
             show_default=False,
         ),
     ] = None,
@@ -38,7 +38,7 @@ def compare(
         Path | None,
         typer.Option(
             help="Directory for compare.json, .md, .png and logs "
-            f"[env DEPLOY_COMPARE_OUT; default: {DEFAULT_OUT}].",
+            f"(env DEPLOY_COMPARE_OUT; default: {DEFAULT_OUT}).",
             show_default=False,
         ),
     ] = None,
@@ -47,7 +47,7 @@ def compare(
         typer.Option(
             "--input",
             help="A TLC parquet month to take the rides from (its first --rides valid ones) "
-            "[env DEPLOY_COMPARE_INPUT].",
+            "(env DEPLOY_COMPARE_INPUT).",
             show_default=False,
         ),
     ] = None,
@@ -56,7 +56,7 @@ def compare(
         int | None,
         typer.Option(
             min=0,
-            help="Seed for the generated rides [env DEPLOY_SEED; default: 42].",
+            help="Seed for the generated rides (env DEPLOY_SEED; default: 42).",
             show_default=False,
         ),
     ] = None,
@@ -65,7 +65,7 @@ def compare(
         typer.Option(
             min=1,
             max=256,
-            help="Concurrent web clients [env DEPLOY_COMPARE_CONCURRENCY; default: 8].",
+            help="Concurrent web clients (env DEPLOY_COMPARE_CONCURRENCY; default: 8).",
             show_default=False,
         ),
     ] = None,
@@ -75,7 +75,7 @@ def compare(
         typer.Option(
             min=1,
             max=16,
-            help="Kinesis shards [env DEPLOY_STREAM_SHARDS; default: 2].",
+            help="Kinesis shards (env DEPLOY_STREAM_SHARDS; default: 2).",
             show_default=False,
         ),
     ] = None,

@@ -26,15 +26,15 @@ def _default(name: str) -> Any:
 SeedOption = Annotated[
     int | None,
     typer.Option(
-        help="Seed for generated rides: same seed, same rides [env DEPLOY_SEED; default: "
-        f"{_default('seed')}].",
+        help="Seed for generated rides: same seed, same rides (env DEPLOY_SEED; default: "
+        f"{_default('seed')}).",
         show_default=False,
     ),
 ]
 DataDirOption = Annotated[
     Path | None,
     typer.Option(
-        help=f"Where monthly files live [env DEPLOY_DATA_DIR; default: {_default('data_dir')}].",
+        help=f"Where monthly files live (env DEPLOY_DATA_DIR; default: {_default('data_dir')}).",
         show_default=False,
     ),
 ]
@@ -49,7 +49,7 @@ def data(
         typer.Option(
             min=0,
             max=MAX_ROWS,
-            help=f"Rides to generate [env DEPLOY_DEMO_ROWS; default: {_default('demo_rows'):,}].",
+            help=f"Rides to generate (env DEPLOY_DEMO_ROWS; default: {_default('demo_rows'):,}).",
             show_default=False,
         ),
     ] = None,
@@ -85,7 +85,7 @@ def train(
         str | None,
         typer.Option(
             help="Month to fit on, YYYY-MM "
-            f"[env DEPLOY_TRAIN_MONTH; default: {_default('train_month')}].",
+            f"(env DEPLOY_TRAIN_MONTH; default: {_default('train_month')}).",
             show_default=False,
         ),
     ] = None,
@@ -93,7 +93,7 @@ def train(
         str | None,
         typer.Option(
             help="Month to validate on, YYYY-MM "
-            f"[env DEPLOY_VAL_MONTH; default: {_default('val_month')}].",
+            f"(env DEPLOY_VAL_MONTH; default: {_default('val_month')}).",
             show_default=False,
         ),
     ] = None,
@@ -105,7 +105,7 @@ def train(
         str | None,
         typer.Option(
             help="Artifact directory or s3:// prefix to write "
-            f"[env DEPLOY_MODEL_LOCATION; default: {_default('model_location')}].",
+            f"(env DEPLOY_MODEL_LOCATION; default: {_default('model_location')}).",
             show_default=False,
         ),
     ] = None,
@@ -115,7 +115,7 @@ def train(
             min=1,
             max=MAX_ROWS,
             help="Rides per month to generate when a month is missing "
-            f"[env DEPLOY_DEMO_ROWS; default: {_default('demo_rows'):,}].",
+            f"(env DEPLOY_DEMO_ROWS; default: {_default('demo_rows'):,}).",
             show_default=False,
         ),
     ] = None,

@@ -29,8 +29,8 @@ ModelOption = Annotated[
     str | None,
     typer.Option(
         help="Model: artifact dir, course pickle, MLflow dir or s3:// URI "
-        "[env DEPLOY_MODEL_LOCATION; default: models/ride-duration, trained as a demo if "
-        "missing].",
+        "(env DEPLOY_MODEL_LOCATION; default: models/ride-duration, trained as a demo if "
+        "missing).",
         show_default=False,
     ),
 ]
@@ -39,14 +39,14 @@ BakeOption = Annotated[
     typer.Option(
         "--bake",
         help="Compose runtime: build the model into the image instead of mounting it "
-        "read-only [env DEPLOY_COMPOSE_BAKE].",
+        "read-only (env DEPLOY_COMPOSE_BAKE).",
         show_default=False,
     ),
 ]
 RuntimeOption = Annotated[
     Runtime | None,
     typer.Option(
-        help="Where to run [env DEPLOY_RUNTIME; default: auto].",
+        help="Where to run (env DEPLOY_RUNTIME; default: auto).",
         case_sensitive=False,
         show_default=False,
     ),
@@ -56,7 +56,7 @@ PortOption = Annotated[
     typer.Option(
         min=1,
         max=65535,
-        help=f"TCP port [env DEPLOY_WEB_PORT; default: {DEFAULT_PORT}].",
+        help=f"TCP port (env DEPLOY_WEB_PORT; default: {DEFAULT_PORT}).",
         show_default=False,
     ),
 ]
@@ -65,7 +65,7 @@ WorkersOption = Annotated[
     typer.Option(
         min=1,
         max=64,
-        help="gunicorn workers [env DEPLOY_WEB_WORKERS; default: 1 per CPU].",
+        help="gunicorn workers (env DEPLOY_WEB_WORKERS; default: 1 per CPU).",
         show_default=False,
     ),
 ]

@@ -35,8 +35,8 @@ app = typer_app(
 EndpointOption = Annotated[
     str | None,
     typer.Option(
-        help="Kinesis endpoint, or 'aws' for real AWS [env DEPLOY_STREAM_ENDPOINT_URL, "
-        f"KINESIS_ENDPOINT_URL or AWS_ENDPOINT_URL; default: {LOCAL_ENDPOINT}].",
+        help="Kinesis endpoint, or 'aws' for real AWS (env DEPLOY_STREAM_ENDPOINT_URL, "
+        f"KINESIS_ENDPOINT_URL or AWS_ENDPOINT_URL; default: {LOCAL_ENDPOINT}).",
         show_default=False,
     ),
 ]
@@ -44,7 +44,7 @@ ConsumerOption = Annotated[
     str | None,
     typer.Option(
         help="Consumer name; each name keeps its own checkpoints (fan-out) "
-        "[env DEPLOY_STREAM_CONSUMER_NAME; default: default].",
+        "(env DEPLOY_STREAM_CONSUMER_NAME; default: default).",
         show_default=False,
     ),
 ]
@@ -53,7 +53,7 @@ ShardsOption = Annotated[
     typer.Option(
         min=1,
         max=64,
-        help="Shards per created stream [env DEPLOY_STREAM_SHARDS; default: 2].",
+        help="Shards per created stream (env DEPLOY_STREAM_SHARDS; default: 2).",
         show_default=False,
     ),
 ]

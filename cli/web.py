@@ -41,7 +41,7 @@ def run(
     host: Annotated[
         str | None,
         typer.Option(
-            help="Interface to bind [env DEPLOY_WEB_HOST; default: 127.0.0.1].",
+            help="Interface to bind (env DEPLOY_WEB_HOST; default: 127.0.0.1).",
             show_default=False,
         ),
     ] = None,
