@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from deploy_modes.batch.intervals import DEFAULT_OUTPUT
@@ -13,7 +14,22 @@ __all__ = ["BatchSettings"]
 class BatchSettings(BaseSettings):
     """Where the batch job reads rides and writes predictions, and how much at a time."""
 
-    model_config = SettingsConfigDict(env_prefix="DEPLOY_BATCH_", extra="ignore")
+    # populate_by_name: the CLI passes ``first=``/``last=``; the environment says FROM/TO.
+    model_config = SettingsConfigDict(
+        env_prefix="DEPLOY_BATCH_", extra="ignore", populate_by_name=True
+    )
+
+    month: str | None = None
+    """Score this month (``YYYY-MM``)."""
+
+    run_date: str | None = None
+    """Score the month (or window) before this date, as the course's ``get_paths``."""
+
+    first: str | None = Field(None, validation_alias=AliasChoices("DEPLOY_BATCH_FROM"))
+    """Backfill from this month (``DEPLOY_BATCH_FROM``)."""
+
+    last: str | None = Field(None, validation_alias=AliasChoices("DEPLOY_BATCH_TO"))
+    """Backfill to this month, included (``DEPLOY_BATCH_TO``)."""
 
     input: str | None = None
     """Rides: a path/``s3://`` template or a database URL; unset means the data dir's month file."""

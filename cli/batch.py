@@ -10,7 +10,12 @@ from typing import Annotated, Any
 import typer
 
 from deploy_modes.cli.console import console, err_console, isatty, say, typer_app
-from deploy_modes.cli.runtime import BakeOption, ModelOption
+from deploy_modes.cli.options import (
+    BakeOption,
+    ModelOption,
+    RuntimeOption,
+    chosen_runtime,
+)
 
 __all__ = ["app", "run"]
 
@@ -62,38 +67,29 @@ def _progress_bars() -> Iterator[Any]:
 @app.callback(invoke_without_command=True)
 def run(
     ctx: typer.Context,
-    runtime: Annotated[
-        str,
-        typer.Option(help="Where to run: auto, local or compose.", envvar="DEPLOY_RUNTIME"),
-    ] = "auto",
-    month: Annotated[
-        str | None, typer.Option(help="Score this month (YYYY-MM).", envvar="DEPLOY_BATCH_MONTH")
-    ] = None,
+    runtime: RuntimeOption = None,
+    month: Annotated[str | None, typer.Option(help="Score this month (YYYY-MM).")] = None,
     run_date: Annotated[
         str | None,
         typer.Option(
             "--run-date",
             help="Score the month (or --window) before this date, as the course's get_paths.",
-            envvar="DEPLOY_BATCH_RUN_DATE",
         ),
     ] = None,
     first: Annotated[
         str | None,
-        typer.Option(
-            "--from", help="Backfill from this month (YYYY-MM).", envvar="DEPLOY_BATCH_FROM"
-        ),
+        typer.Option("--from", help="Backfill from this month (YYYY-MM)."),
     ] = None,
     last: Annotated[
         str | None,
-        typer.Option("--to", help="Backfill to this month, included.", envvar="DEPLOY_BATCH_TO"),
+        typer.Option("--to", help="Backfill to this month, included."),
     ] = None,
     input: Annotated[
         str | None,
         typer.Option(
             "--input",
             help="Rides: parquet path or s3:// template, or a database URL "
-            "[default: DATA_DIR/{taxi_type}_tripdata_{year:04d}-{month:02d}.parquet].",
-            envvar="DEPLOY_BATCH_INPUT",
+            "(default: DATA_DIR/{taxi_type}_tripdata_{year:04d}-{month:02d}.parquet).",
             show_default=False,
         ),
     ] = None,
@@ -101,47 +97,40 @@ def run(
         str | None,
         typer.Option(
             help="Predictions: .parquet path or s3:// template, or a database URL "
-            "[default: output/taxi_type={taxi_type}/year={year:04d}/month={month:02d}/"
-            "{model_version}.parquet].",
-            envvar="DEPLOY_BATCH_OUTPUT",
+            "(default: output/taxi_type={taxi_type}/year={year:04d}/month={month:02d}/"
+            "{model_version}.parquet).",
             show_default=False,
         ),
     ] = None,
     table: Annotated[
         str | None,
-        typer.Option(
-            help="Input table for a database input [default: trips].", envvar="DEPLOY_BATCH_TABLE"
-        ),
+        typer.Option(help="Input table for a database input (default: trips)."),
     ] = None,
     output_table: Annotated[
         str | None,
         typer.Option(
-            help="Output table for a database output [default: predictions].",
-            envvar="DEPLOY_BATCH_OUTPUT_TABLE",
+            help="Output table for a database output (default: predictions).",
         ),
     ] = None,
     window: Annotated[
         str | None,
         typer.Option(
             help="1h or 1d: score the hour/day before --run-date (database input).",
-            envvar="DEPLOY_BATCH_WINDOW",
         ),
     ] = None,
     taxi_type: Annotated[
         str | None,
-        typer.Option(
-            help="{taxi_type} in templates [default: green].", envvar="DEPLOY_BATCH_TAXI_TYPE"
-        ),
+        typer.Option(help="{taxi_type} in templates (default: green)."),
     ] = None,
     model: ModelOption = None,
     chunk_rows: Annotated[
         int | None,
-        typer.Option(help="Rows per chunk (bounds memory).", envvar="DEPLOY_BATCH_CHUNK_ROWS"),
+        typer.Option(help="Rows per chunk (bounds memory)."),
     ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the summaries as JSON lines on stdout.")
     ] = False,
-    bake: BakeOption = False,
+    bake: BakeOption = None,
 ) -> None:
     """Score an interval's rides and write predictions out, then exit (cron-friendly).
 
@@ -152,42 +141,46 @@ def run(
     from deploy_modes.batch.intervals import resolve_intervals
     from deploy_modes.batch.runner import run_intervals
     from deploy_modes.batch.settings import BatchSettings
-    from deploy_modes.cli.runtime import compose_run, resolve_runtime
+    from deploy_modes.compose.runtime import Runtime
+    from deploy_modes.core.settings import load_settings
 
-    settings = BatchSettings()
-    options = {
-        "month": month,
-        "run_date": run_date,
-        "first": first,
-        "last": last,
-        "input": input if input is not None else settings.input,
-        "output": output or settings.output,
-        "table": table or settings.table,
-        "output_table": output_table or settings.output_table,
-        "window": window if window is not None else settings.window,
-        "taxi_type": taxi_type or settings.taxi_type,
-        "model": model,
-        "chunk_rows": chunk_rows if chunk_rows is not None else settings.chunk_rows,
-    }
+    settings = load_settings(
+        BatchSettings,
+        month=month,
+        run_date=run_date,
+        first=first,
+        last=last,
+        input=input,
+        output=output,
+        table=table,
+        output_table=output_table,
+        window=window,
+        taxi_type=taxi_type,
+        chunk_rows=chunk_rows,
+    )
     # Check the interval options before choosing a runtime: a typo fails the same everywhere.
     intervals = resolve_intervals(
-        month=month, run_date=run_date, first=first, last=last, window=options["window"]
+        month=settings.month,
+        run_date=settings.run_date,
+        first=settings.first,
+        last=settings.last,
+        window=settings.window,
     )
-    if resolve_runtime(runtime) == "compose":
-        compose_run("batch", **options, bake=bake)
+    if chosen_runtime(runtime) is Runtime.compose:
+        _run_in_compose(settings, model, bake)
         return
     # With --json, stdout carries only the summaries; messages go to stderr.
     tell = (lambda msg: err_console.print(f"· {msg}", highlight=False)) if as_json else say
     with _progress_bars() as progress:
         summaries = run_intervals(
             intervals,
-            input=options["input"],
-            output=options["output"],
-            table=options["table"],
-            output_table=options["output_table"],
-            taxi_type=options["taxi_type"],
+            input=settings.input,
+            output=settings.output,
+            table=settings.table,
+            output_table=settings.output_table,
+            taxi_type=settings.taxi_type,
             model=model,
-            chunk_rows=options["chunk_rows"],
+            chunk_rows=settings.chunk_rows,
             say=tell,
             progress=progress,
         )
@@ -196,3 +189,38 @@ def run(
             typer.echo(json.dumps(summary.to_dict()))
         else:
             say(summary.line())
+
+
+def _run_in_compose(settings: Any, model: str | None, bake: bool | None) -> None:
+    """Run the month in the batch stack and say where the predictions are."""
+    import contextlib
+
+    from deploy_modes.compose.stacks import BatchStack, list_objects, run_batch
+    from deploy_modes.launch.emulator import EMULATOR_CREDENTIALS
+
+    options = BatchStack(
+        month=settings.month,
+        input=settings.input,
+        output=settings.output if "output" in settings.model_fields_set else None,
+        model=model,
+        bake=bake,
+        run_date=settings.run_date,
+        first=settings.first,
+        last=settings.last,
+        window=settings.window,
+    )
+    done = run_batch(options)
+    console.print(
+        f"[bold green]batch job done[/bold green] ({done.project}): predictions in {done.prefix}"
+    )
+    with contextlib.suppress(Exception):  # listing is a courtesy; the job already succeeded
+        for uri, size in list_objects(done.prefix, done.endpoint):
+            console.print(f"  {uri}  ({size:,} bytes)", highlight=False)
+    keys = " ".join(f"{k}={v}" for k, v in EMULATOR_CREDENTIALS.items())
+    console.print(
+        f"the emulator keeps them while the stack runs: {done.endpoint}\nnext:\n"
+        f"  {keys} aws --endpoint-url {done.endpoint} s3 ls --recursive {done.prefix}\n"
+        "  deploy logs batch      deploy down batch",
+        highlight=False,
+        markup=False,
+    )

@@ -1,19 +1,17 @@
-"""Shared console, error handling and progress helpers for every ``deploy`` command."""
+"""Error handling and typer defaults for every ``deploy`` command; the console is re-exported."""
 
 from __future__ import annotations
 
 import contextlib
-import sys
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from typer.core import TyperGroup
 
 from deploy_modes.core.errors import DeployError
+from deploy_modes.launch.terminal import console, err_console, isatty, progress, say
 
 __all__ = [
     "DeployGroup",
@@ -26,17 +24,6 @@ __all__ = [
     "typer_app",
     "warnings_as_lines",
 ]
-
-_PLAIN_STEPS = 10  # off a terminal, report progress at every 10%
-
-# soft_wrap: long lines stay whole in logs and pipes instead of wrapping at 80 columns.
-console = Console(soft_wrap=True)
-err_console = Console(stderr=True, soft_wrap=True)
-
-
-def say(message: str) -> None:
-    """Print a progress message the way every command does."""
-    console.print(f"[dim]·[/dim] {message}", highlight=False)
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
@@ -68,41 +55,6 @@ def typer_app(help_text: str, **kwargs: Any) -> typer.Typer:
         context_settings={"help_option_names": ["-h", "--help"]},
         **kwargs,
     )
-
-
-def isatty() -> bool:
-    """Return whether stdout is a terminal (progress bars) or not (plain summary lines)."""
-    return sys.stdout.isatty()
-
-
-@contextlib.contextmanager
-def progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
-    """Yield ``advance(n)``: a rich progress bar on a terminal, a few plain lines otherwise."""
-    if console.is_terminal:
-        bar = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TaskProgressColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=False,
-        )
-        with bar:
-            task = bar.add_task(description, total=total)
-            yield lambda n: bar.advance(task, n)
-        return
-    done = 0
-    reported = 0
-
-    def advance(n: int) -> None:
-        nonlocal done, reported
-        done += n
-        step = done * _PLAIN_STEPS // max(total, 1)
-        if step > reported:
-            reported = step
-            console.print(f"{description}: {done:,}/{total:,}", highlight=False)
-
-    yield advance
 
 
 @contextlib.contextmanager

@@ -6,6 +6,7 @@ import typer
 
 from deploy_modes.cli import model
 from deploy_modes.cli.console import DeployGroup
+from deploy_modes.web.settings import DEFAULT_PORT
 
 __all__ = ["app", "main"]
 
@@ -13,7 +14,7 @@ app = typer.Typer(
     cls=DeployGroup,
     help=(
         "One NYC taxi ride-duration model, deployed three ways: batch, web service, stream.\n\n"
-        "Example: deploy web   (then: curl -X POST localhost:9696/predict ...)"
+        f"Example: deploy web   (then: curl -X POST localhost:{DEFAULT_PORT}/predict ...)"
     ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -27,13 +28,13 @@ app.add_typer(model.model_app, name="model")
 
 def _register_modes() -> None:
     """Add each mode's command group; each lives in its own module."""
-    from deploy_modes.cli import batch, compare, runtime, stream, web
+    from deploy_modes.cli import batch, compare, stacks, stream, web
 
     app.add_typer(web.app, name="web")
     app.add_typer(batch.app, name="batch")
     app.add_typer(stream.app, name="stream")
     app.command("compare")(compare.compare)
-    runtime.register(app)
+    stacks.register(app)
 
 
 _register_modes()

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from deploy_modes.cli.console import console, say, typer_app, warnings_as_lines
-from deploy_modes.core.settings import CoreSettings
+from deploy_modes.core.settings import CoreSettings, load_settings
 
 __all__ = ["MAX_ROWS", "data", "model_app", "show", "train"]
 
@@ -23,27 +23,44 @@ def _default(name: str) -> Any:
     return CoreSettings.model_fields[name].default
 
 
+SeedOption = Annotated[
+    int | None,
+    typer.Option(
+        help="Seed for generated rides: same seed, same rides (env DEPLOY_SEED; default: "
+        f"{_default('seed')}).",
+        show_default=False,
+    ),
+]
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        help=f"Where monthly files live (env DEPLOY_DATA_DIR; default: {_default('data_dir')}).",
+        show_default=False,
+    ),
+]
+
 model_app = typer_app("Inspect model artifacts.\n\nExample: deploy model show models/ride-duration")
 
 
 def data(
     month: Annotated[str, typer.Option(help="Month to generate, YYYY-MM.")] = "2021-01",
     rows: Annotated[
-        int,
-        typer.Option(min=0, max=MAX_ROWS, envvar="DEPLOY_DEMO_ROWS", help="Rides to generate."),
-    ] = _default("demo_rows"),
+        int | None,
+        typer.Option(
+            min=0,
+            max=MAX_ROWS,
+            help=f"Rides to generate (env DEPLOY_DEMO_ROWS; default: {_default('demo_rows'):,}).",
+            show_default=False,
+        ),
+    ] = None,
     out: Annotated[
         str | None,
         typer.Option(
             help="Output file or s3:// URI (default: DATA_DIR/green_tripdata_YYYY-MM.parquet)."
         ),
     ] = None,
-    seed: Annotated[
-        int, typer.Option(envvar="DEPLOY_SEED", help="Random seed: same seed, same rides.")
-    ] = _default("seed"),
-    data_dir: Annotated[
-        Path, typer.Option(envvar="DEPLOY_DATA_DIR", help="Where monthly files go.")
-    ] = _default("data_dir"),
+    seed: SeedOption = None,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Generate a month of NYC green-taxi trips in the real TLC parquet schema.
 
@@ -51,8 +68,10 @@ def data(
     """
     from deploy_modes.core.data import generate_month, month_file, parse_month, write_month
 
+    settings = load_settings(CoreSettings, demo_rows=rows, seed=seed, data_dir=data_dir)
+    rows, seed = settings.demo_rows, settings.seed
     year, mon = parse_month(month)
-    target = out or str(data_dir / month_file(year, mon))
+    target = out or str(settings.data_dir / month_file(year, mon))
     started = time.perf_counter()
     with console.status(f"generating {rows:,} rides for {month}"):
         frame = generate_month(year, mon, rows=rows, seed=seed)
@@ -63,36 +82,45 @@ def data(
 
 def train(
     train_month: Annotated[
-        str, typer.Option(envvar="DEPLOY_TRAIN_MONTH", help="Month to fit on, YYYY-MM.")
-    ] = _default("train_month"),
+        str | None,
+        typer.Option(
+            help="Month to fit on, YYYY-MM "
+            f"(env DEPLOY_TRAIN_MONTH; default: {_default('train_month')}).",
+            show_default=False,
+        ),
+    ] = None,
     val_month: Annotated[
-        str, typer.Option(envvar="DEPLOY_VAL_MONTH", help="Month to validate on, YYYY-MM.")
-    ] = _default("val_month"),
+        str | None,
+        typer.Option(
+            help="Month to validate on, YYYY-MM "
+            f"(env DEPLOY_VAL_MONTH; default: {_default('val_month')}).",
+            show_default=False,
+        ),
+    ] = None,
     regressor: Annotated[
         str,
         typer.Option(help="linear, ridge, lasso, random_forest, or a dotted class path."),
     ] = "linear",
     out: Annotated[
-        str,
+        str | None,
         typer.Option(
-            envvar="DEPLOY_MODEL_LOCATION", help="Artifact directory or s3:// prefix to write."
+            help="Artifact directory or s3:// prefix to write "
+            f"(env DEPLOY_MODEL_LOCATION; default: {_default('model_location')}).",
+            show_default=False,
         ),
-    ] = _default("model_location"),
+    ] = None,
     rows: Annotated[
-        int,
+        int | None,
         typer.Option(
             min=1,
             max=MAX_ROWS,
-            envvar="DEPLOY_DEMO_ROWS",
-            help="Rides per month to generate when a month is missing.",
+            help="Rides per month to generate when a month is missing "
+            f"(env DEPLOY_DEMO_ROWS; default: {_default('demo_rows'):,}).",
+            show_default=False,
         ),
-    ] = _default("demo_rows"),
-    seed: Annotated[
-        int, typer.Option(envvar="DEPLOY_SEED", help="Seed for months generated here.")
-    ] = _default("seed"),
-    data_dir: Annotated[
-        Path, typer.Option(envvar="DEPLOY_DATA_DIR", help="Where monthly files live.")
-    ] = _default("data_dir"),
+    ] = None,
+    seed: SeedOption = None,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Train the ride-duration model on one month and validate it on the next.
 
@@ -104,12 +132,22 @@ def train(
     from deploy_modes.core.demo import ensure_month
     from deploy_modes.core.training import make_regressor, train_model
 
+    s = load_settings(
+        CoreSettings,
+        train_month=train_month,
+        val_month=val_month,
+        model_location=out,
+        demo_rows=rows,
+        seed=seed,
+        data_dir=data_dir,
+    )
+    out = s.model_location
     # Bad arguments fail before any data is generated.
     make_regressor(regressor)
-    parse_month(train_month)
-    parse_month(val_month)
-    train_path = ensure_month(data_dir, train_month, rows, seed, say)
-    val_path = ensure_month(data_dir, val_month, rows, seed, say)
+    parse_month(s.train_month)
+    parse_month(s.val_month)
+    train_path = ensure_month(s.data_dir, s.train_month, s.demo_rows, s.seed, say)
+    val_path = ensure_month(s.data_dir, s.val_month, s.demo_rows, s.seed, say)
     with warnings_as_lines():  # e.g. a ConvergenceWarning: one line, not Python's format
         result = train_model(train_path, val_path, out, regressor=regressor, progress=say)
     manifest = result.manifest

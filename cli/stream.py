@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlparse
 
 import typer
 
-from deploy_modes.cli.console import console, isatty, progress, say, typer_app
-from deploy_modes.cli.runtime import BakeOption
+from deploy_modes.cli.console import console, isatty, progress, typer_app
+from deploy_modes.cli.options import (
+    BakeOption,
+    ModelOption,
+    RuntimeOption,
+    chosen_runtime,
+    model_location,
+)
 from deploy_modes.core.errors import DeployError
+from deploy_modes.core.settings import load_settings
+from deploy_modes.launch import stream as local
+from deploy_modes.launch.stream import LOCAL_ENDPOINT, REAL_AWS
 
 __all__ = ["app"]
 
@@ -23,38 +31,41 @@ app = typer_app(
     "Example: deploy stream --runtime local --shards 2"
 )
 
-LOCAL_ENDPOINT = "http://127.0.0.1:4566"
-REAL_AWS = "aws"  # --endpoint-url aws: real AWS endpoints and the usual credential chain
-_ENDPOINT_VARS = ["DEPLOY_STREAM_ENDPOINT_URL", "KINESIS_ENDPOINT_URL", "AWS_ENDPOINT_URL"]
-_LOOPBACK = {"127.0.0.1", "localhost"}
 
 EndpointOption = Annotated[
-    str,
+    str | None,
     typer.Option(
-        envvar=_ENDPOINT_VARS,
-        help="Kinesis endpoint: the local emulator by default, or 'aws' for real AWS.",
+        help="Kinesis endpoint, or 'aws' for real AWS (env DEPLOY_STREAM_ENDPOINT_URL, "
+        f"KINESIS_ENDPOINT_URL or AWS_ENDPOINT_URL; default: {LOCAL_ENDPOINT}).",
+        show_default=False,
     ),
 ]
 ConsumerOption = Annotated[
-    str,
+    str | None,
     typer.Option(
-        envvar="DEPLOY_STREAM_CONSUMER_NAME",
-        help="Consumer name; each name keeps its own checkpoints (fan-out).",
+        help="Consumer name; each name keeps its own checkpoints (fan-out) "
+        "(env DEPLOY_STREAM_CONSUMER_NAME; default: default).",
+        show_default=False,
     ),
 ]
 ShardsOption = Annotated[
-    int,
-    typer.Option(min=1, max=64, envvar="DEPLOY_STREAM_SHARDS", help="Shards per created stream."),
-]
-RuntimeOption = Annotated[
-    str, typer.Option(envvar="DEPLOY_RUNTIME", help="Where to run: auto, local or compose.")
-]
-ModelOption = Annotated[
-    str | None,
+    int | None,
     typer.Option(
-        envvar="DEPLOY_MODEL_LOCATION", help="Model artifact dir, pickle, MLflow dir or s3:// URI."
+        min=1,
+        max=64,
+        help="Shards per created stream (env DEPLOY_STREAM_SHARDS; default: 2).",
+        show_default=False,
     ),
 ]
+
+
+def _settings(endpoint_url: str | None = None, **overrides: Any) -> Any:
+    """Return the stream settings (env + explicit options); the endpoint defaults to local."""
+    from deploy_modes.stream.settings import StreamSettings
+
+    settings = load_settings(StreamSettings, endpoint_url=endpoint_url, **overrides)
+    url = settings.endpoint_url or LOCAL_ENDPOINT
+    return settings.model_copy(update={"endpoint_url": _endpoint(url)})
 
 
 def _endpoint(url: str) -> str | None:
@@ -64,103 +75,27 @@ def _endpoint(url: str) -> str | None:
     parsed = urlparse(url)
     if parsed.scheme not in {"http", "https"} or not parsed.hostname:
         raise DeployError(f"--endpoint-url must be http(s)://host:port or 'aws', got {url!r}")
-    from deploy_modes.cli.emulator import EMULATOR_CREDENTIALS
+    from deploy_modes.launch.emulator import EMULATOR_CREDENTIALS
 
-    # An emulator accepts any credentials; without some, boto3 refuses to sign requests.
+    # An emulator accepts any credentials; without some, boto3 refuses to sign requests. This
+    # is the command's own process (the consumer may run in it), never a library's choice.
     if not os.environ.get("AWS_ACCESS_KEY_ID"):
         os.environ.update(EMULATOR_CREDENTIALS)
     return url
 
 
-def _settings(**overrides: Any) -> Any:
-    """Return the stream settings (env + explicit options) or one clear error line."""
-    from pydantic import ValidationError
-
-    from deploy_modes.stream.settings import StreamSettings
-
-    try:
-        return StreamSettings(**{k: v for k, v in overrides.items() if v is not None})
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise DeployError(f"invalid stream setting {where}: {first['msg']}") from None
-
-
-@contextlib.contextmanager
-def _aws_errors(settings: Any) -> Iterator[None]:
-    """Turn an unreachable endpoint or a refused call into one clear line."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    try:
-        yield
-    except (BotoCoreError, ClientError) as exc:
-        where = settings.endpoint_url or "AWS"
-        raise DeployError(f"Kinesis at {where}: {exc}") from None
-
-
-def _client(settings: Any) -> Any:
-    from deploy_modes.stream.bootstrap import kinesis_client
-
-    return kinesis_client(settings)
-
-
-def _init_streams(settings: Any) -> None:
-    from deploy_modes.stream.kinesis import ensure_streams
-
-    names = [settings.input_stream, settings.output_stream, settings.dlq_stream]
-    try:
-        ensure_streams(_client(settings), names, settings.shards, say)
-    except DeployError:
-        raise
-    except Exception as exc:  # an endpoint that does not answer, bad credentials, ...
-        raise DeployError(
-            f"cannot reach Kinesis at {settings.endpoint_url or 'AWS'}: {exc}"
-        ) from exc
-    say(f"streams ready: {', '.join(names)}")
-
-
-def _consume(model: str, settings: Any, announce: str | None = None, demo_rides: int = 0) -> None:
-    """Build the consumer, take over SIGTERM/SIGINT, say ``announce``, run until stopped."""
-    from deploy_modes.stream.bootstrap import build_consumer
-    from deploy_modes.stream.consumer import stop_on_signals
-
-    consumer = build_consumer(model, settings, say)
-    stop = threading.Event()
-    stop_on_signals(stop)  # from here a signal means: finish the batch, checkpoint, exit
-    if announce:
-        console.print(announce, highlight=False)
-    if demo_rides:
-        sender = threading.Thread(
-            target=_send_demo_rides, args=(settings, demo_rides, stop), daemon=True
-        )
-        sender.start()
-    consumer.run(stop)
-
-
-def _send_demo_rides(settings: Any, count: int, stop: threading.Event) -> None:
-    """Put ``count`` generated rides while the consumer runs (``deploy stream --count``)."""
-    from deploy_modes.stream.rides import ride_source, send_rides
-
-    try:
-        _, rides = ride_source(count)
-        sent = send_rides(_client(settings), settings.input_stream, rides, stop=stop)
-        say(f"sent {sent:,} demo rides to {settings.input_stream}")
-    except DeployError as exc:  # the consumer keeps running; the user sees why
-        say(f"could not send the demo rides: {exc}")
-
-
 @app.callback(invoke_without_command=True)
 def run(
     ctx: typer.Context,
-    runtime: RuntimeOption = "auto",
-    shards: ShardsOption = 2,
-    consumer_name: ConsumerOption = "default",
-    endpoint_url: EndpointOption = LOCAL_ENDPOINT,
+    runtime: RuntimeOption = None,
+    shards: ShardsOption = None,
+    consumer_name: ConsumerOption = None,
+    endpoint_url: EndpointOption = None,
     model: ModelOption = None,
     count: Annotated[
         int, typer.Option(min=0, max=1_000_000, help="Demo rides to send once it runs (0: none).")
     ] = 0,
-    bake: BakeOption = False,
+    bake: BakeOption = None,
 ) -> None:
     """Start the emulator, create the streams, and run the consumer in the foreground.
 
@@ -168,62 +103,19 @@ def run(
     """
     if ctx.invoked_subcommand is not None:
         return
-    from deploy_modes.cli.runtime import compose_run, resolve_runtime
+    from deploy_modes.compose.runtime import Runtime
 
-    if resolve_runtime(runtime) == "compose":
-        compose_run(
-            "stream",
-            shards=shards,
-            consumer_name=consumer_name,
-            endpoint_url=endpoint_url,
-            count=count,
-            model=model,
-            bake=bake,
-        )
+    settings = _settings(shards=shards, consumer_name=consumer_name, endpoint_url=endpoint_url)
+    if chosen_runtime(runtime) is Runtime.compose:
+        _up_in_compose(settings.shards, count, model, bake)
         return
-    from deploy_modes.cli.emulator import ensure_emulator
-    from deploy_modes.core.demo import ensure_model
-    from deploy_modes.core.settings import CoreSettings
-
-    endpoint = _endpoint(endpoint_url)
-    emulator = None
-    parsed = urlparse(endpoint or "")
-    if endpoint is not None and parsed.hostname in _LOOPBACK and parsed.port:
-        emulator = ensure_emulator(host="127.0.0.1", port=parsed.port)
-        say(
-            f"AWS emulator {'started' if emulator.started_here else 'already running'} "
-            f"at {emulator.url}"
-        )
-    try:
-        settings = _settings(shards=shards, consumer_name=consumer_name, endpoint_url=endpoint)
-        _init_streams(settings)
-        location = model or ensure_model(CoreSettings(), say)
-        aws_opt = f"--endpoint-url {endpoint} " if endpoint else ""
-        opt = "" if endpoint_url == LOCAL_ENDPOINT else f" --endpoint-url {endpoint_url}"
-        announce = (
-            "\n[bold]stream mode running[/bold]: "
-            f"{settings.input_stream} -> {settings.output_stream} "
-            f"(dead letters: {settings.dlq_stream})\n"
-            "next, in another terminal:\n"
-            f"  deploy stream send --count 1000 --rate 200{opt}   # put rides\n"
-            f"  deploy stream tail{opt}   # watch predictions\n"
-            f"  aws {aws_opt}kinesis put-record --stream-name {settings.input_stream} "
-            "--partition-key 256 --cli-binary-format raw-in-base64-out --data "
-            '\'{"ride": {"PULocationID": 130, "DOLocationID": 205, "trip_distance": 3.66}, '
-            '"ride_id": 256}\'\n'
-            "stop with Ctrl-C: the batch in flight is finished and checkpointed.\n"
-        )
-        _consume(location, settings, announce, count)
-    finally:
-        if emulator is not None and emulator.started_here:
-            say("stopping the AWS emulator we started (its streams go with it)")
-            emulator.stop()
+    local.run_local(settings, model_location(model), count)
 
 
 @app.command("consume")
 def consume(
-    consumer_name: ConsumerOption = "default",
-    endpoint_url: EndpointOption = LOCAL_ENDPOINT,
+    consumer_name: ConsumerOption = None,
+    endpoint_url: EndpointOption = None,
     model: ModelOption = None,
 ) -> None:
     """Run only the consumer against the configured endpoint (what the container runs).
@@ -232,20 +124,20 @@ def consume(
     """
     from deploy_modes.core.settings import CoreSettings
 
-    settings = _settings(consumer_name=consumer_name, endpoint_url=_endpoint(endpoint_url))
-    _consume(model or CoreSettings().model_location, settings)
+    settings = _settings(consumer_name=consumer_name, endpoint_url=endpoint_url)
+    local.consume(load_settings(CoreSettings, model_location=model).model_location, settings)
 
 
 @app.command("init")
 def init(
-    shards: ShardsOption = 2,
-    endpoint_url: EndpointOption = LOCAL_ENDPOINT,
+    shards: ShardsOption = None,
+    endpoint_url: EndpointOption = None,
 ) -> None:
     """Create the input, output and dead-letter streams and wait until they are ACTIVE.
 
     Example: deploy stream init --shards 4
     """
-    _init_streams(_settings(shards=shards, endpoint_url=_endpoint(endpoint_url)))
+    local.init_streams(_settings(shards=shards, endpoint_url=endpoint_url))
 
 
 @app.command("send")
@@ -260,7 +152,7 @@ def send(
     ] = None,
     first_id: Annotated[int, typer.Option(help="ride_id of the first ride; then +1 each.")] = 1,
     seed: Annotated[int, typer.Option(help="Seed for generated rides.")] = 42,
-    endpoint_url: EndpointOption = LOCAL_ENDPOINT,
+    endpoint_url: EndpointOption = None,
 ) -> None:
     """Put rides on the input stream in PutRecords batches.
 
@@ -268,10 +160,10 @@ def send(
     """
     from deploy_modes.stream.rides import ride_source
 
-    settings = _settings(endpoint_url=_endpoint(endpoint_url))
+    settings = _settings(endpoint_url=endpoint_url)
     total, rides = ride_source(count, seed, first_id, input_file)
-    client = _client(settings)
-    with _aws_errors(settings):
+    client = local.kinesis(settings)
+    with local.aws_errors(settings):
         sent = _send(client, settings.input_stream, rides, rate or None, total)
     console.print(f"sent {sent:,} rides to {settings.input_stream}", highlight=False)
 
@@ -296,7 +188,7 @@ def tail(
     latest: Annotated[
         bool, typer.Option("--latest", help="Only events that arrive from now on.")
     ] = False,
-    endpoint_url: EndpointOption = LOCAL_ENDPOINT,
+    endpoint_url: EndpointOption = None,
 ) -> None:
     """Print prediction events (one JSON line each) as they arrive.
 
@@ -304,14 +196,14 @@ def tail(
     """
     from deploy_modes.stream.rides import follow_records
 
-    settings = _settings(endpoint_url=_endpoint(endpoint_url))
+    settings = _settings(endpoint_url=endpoint_url)
     stream = settings.dlq_stream if dead_letters else settings.output_stream
     stop = threading.Event()
     shown = 0
     start = "LATEST" if latest else "TRIM_HORIZON"
     try:
-        with _aws_errors(settings):
-            for data in follow_records(_client(settings), stream, start, follow, stop):
+        with local.aws_errors(settings):
+            for data in follow_records(local.kinesis(settings), stream, start, follow, stop):
                 typer.echo(data.decode("utf-8", errors="replace"))
                 shown += 1
                 if limit is not None and shown >= limit:
@@ -321,3 +213,22 @@ def tail(
     if not isatty():
         return
     console.print(f"[dim]{shown:,} events from {stream}[/dim]")
+
+
+def _up_in_compose(shards: int, count: int, model: str | None, bake: bool | None) -> None:
+    """Bring the stream stack up and say how to talk to it."""
+    from deploy_modes.compose.stacks import StreamStack, up_stream
+
+    stack, endpoint = up_stream(StreamStack(shards=shards, count=count, model=model, bake=bake))
+    console.print(
+        f"[bold green]stream stack up[/bold green] ({stack.project}): Kinesis at {endpoint}"
+    )
+    console.print(
+        "  ride_events -> consumer -> ride_predictions (poison records: ride_events_dlq)\n"
+        "next:\n"
+        f"  deploy stream send --count 100 --endpoint-url {endpoint}\n"
+        f"  deploy stream tail --endpoint-url {endpoint}\n"
+        "  deploy logs stream -f      deploy down stream",
+        highlight=False,
+        markup=False,
+    )

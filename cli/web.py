@@ -2,72 +2,53 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import shutil
-import sys
-import tempfile
-import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from deploy_modes.cli.console import console, isatty, say, typer_app
-from deploy_modes.cli.processes import (
-    ManagedProcess,
-    port_in_use,
-    sigterm_as_interrupt,
-    wait_http,
+from deploy_modes.cli.console import console, typer_app
+from deploy_modes.cli.options import (
+    BakeOption,
+    ModelOption,
+    PortOption,
+    RuntimeOption,
+    WorkersOption,
+    chosen_runtime,
+    model_location,
 )
-from deploy_modes.cli.runtime import BakeOption, ModelOption, compose_run, resolve_runtime
+from deploy_modes.compose.runtime import Runtime
 from deploy_modes.core.errors import DeployError
-from deploy_modes.core.storage import is_s3
+from deploy_modes.core.settings import load_settings
+from deploy_modes.web.settings import DEFAULT_PORT, WebSettings
 
-__all__ = ["GUNICORN_ARGS", "app", "predict", "run"]
+__all__ = ["app", "post_json", "predict", "run"]
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 9696
-DEFAULT_URL = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
-# Exactly what the container runs; the settings travel as DEPLOY_WEB_* variables.
-GUNICORN_ARGS = [
-    "-m",
-    "gunicorn",
-    "-c",
-    "python:deploy_modes.web.gunicorn_conf",  # it also names the app (see wsgi_app there)
-]
-READY_TIMEOUT = 60.0
-STOP_TIMEOUT = 30.0  # above gunicorn's graceful_timeout, so in-flight requests finish first
-LOG_DIR = Path(".deploy/logs")
+DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
 
 app = typer_app(
     "Serve the model over HTTP (Flask behind gunicorn) until Ctrl-C, or query a running "
-    "service with `deploy web predict`.\n\nExample: deploy web --port 9696 --workers 2"
+    f"service with `deploy web predict`.\n\nExample: deploy web --port {DEFAULT_PORT} --workers 2"
 )
 
 
 @app.callback(invoke_without_command=True)
 def run(
     ctx: typer.Context,
-    runtime: Annotated[
-        str, typer.Option(envvar="DEPLOY_RUNTIME", help="Where to run: auto, local or compose.")
-    ] = "auto",
+    runtime: RuntimeOption = None,
     host: Annotated[
-        str, typer.Option(envvar="DEPLOY_WEB_HOST", help="Interface to bind.")
-    ] = DEFAULT_HOST,
-    port: Annotated[
-        int, typer.Option(envvar="DEPLOY_WEB_PORT", min=1, max=65535, help="TCP port.")
-    ] = DEFAULT_PORT,
-    workers: Annotated[
-        int | None,
+        str | None,
         typer.Option(
-            envvar="DEPLOY_WEB_WORKERS", min=1, max=64, help="gunicorn workers [1 per CPU]."
+            help="Interface to bind (env DEPLOY_WEB_HOST; default: 127.0.0.1).",
+            show_default=False,
         ),
     ] = None,
+    port: PortOption = None,
+    workers: WorkersOption = None,
     model: ModelOption = None,
-    bake: BakeOption = False,
+    bake: BakeOption = None,
 ) -> None:
     """Serve POST /predict on HTTP with gunicorn until Ctrl-C or SIGTERM.
 
@@ -75,116 +56,35 @@ def run(
     """
     if ctx.invoked_subcommand is not None:
         return
-    if resolve_runtime(runtime) == "compose":
-        compose_run("web", host=host, port=port, workers=workers, model=model, bake=bake)
-        return
-    serve_local(host, port, workers, model)
+    settings = load_settings(WebSettings, host=host, port=port)
+    # Workers only when given: the server reads DEPLOY_WEB_WORKERS (or one per CPU) itself.
+    if workers is None and "workers" in settings.model_fields_set:
+        workers = settings.workers
+    if chosen_runtime(runtime) is Runtime.compose:
+        from deploy_modes.compose.stacks import WebStack, up_web
 
-
-def serve_local(host: str, port: int, workers: int | None, model: str | None) -> None:
-    """Run gunicorn on ``host:port`` in the foreground, stopping it gracefully on a signal."""
-    from deploy_modes.core.artifact import load_model
-    from deploy_modes.core.demo import ensure_model
-    from deploy_modes.core.settings import CoreSettings
-
-    probe_host = _connect_host(host)
-    if port_in_use(port, probe_host):
-        raise DeployError(
-            f"port {port} on {host} is already in use: stop what listens there "
-            f"or choose another port with --port"
+        options = WebStack(
+            port=settings.port, workers=workers, model=model, bake=bake, host=settings.host
         )
-    # A model the user named must exist: only the default location gets a demo model.
-    location = model or ensure_model(CoreSettings(), say)
-    loaded = load_model(location)  # a broken model fails here, in one line, not in gunicorn
-    say(f"serving {loaded.name} version {loaded.version} from {location}")
-    metrics_dir = tempfile.mkdtemp(prefix="deploy-web-metrics-")
-    env = {
-        "DEPLOY_MODEL_LOCATION": location if is_s3(location) else str(Path(location).resolve()),
-        "DEPLOY_WEB_HOST": host,
-        "DEPLOY_WEB_PORT": str(port),
-        "PROMETHEUS_MULTIPROC_DIR": metrics_dir,
-        "PYTHONUNBUFFERED": "1",  # access lines reach the log as they happen
-    }
-    if workers is not None:
-        env["DEPLOY_WEB_WORKERS"] = str(workers)
-    log_path = LOG_DIR / f"web-{port}.log"
-    echo = _LogEcho(log_path, log_path.stat().st_size if log_path.is_file() else 0)
-    url = f"http://{probe_host}:{port}"
-    process: ManagedProcess | None = None
-    try:
-        with sigterm_as_interrupt():
-            process = ManagedProcess.python("gunicorn", GUNICORN_ARGS, env=env, log_path=log_path)
-            with _status(f"starting gunicorn on {host}:{port}"):
-                wait_http(f"{url}/ready", timeout=READY_TIMEOUT, process=process)
-            _print_ready(url, log_path)
-            echo.follow(process)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        if process is not None and process.poll() is None:
-            say("stopping: gunicorn finishes in-flight requests first")
-            process.stop(timeout=STOP_TIMEOUT)
-        if process is not None:
-            echo.pump()  # gunicorn's last words: workers exiting, master shutting down
-        shutil.rmtree(metrics_dir, ignore_errors=True)
-    if process is not None and process.poll() not in (0, None):
-        raise DeployError(f"gunicorn exited with code {process.poll()}; log: {log_path}")
-    say("stopped")
+        stack = up_web(options)
+        _print_stack_up(stack.project, f"http://127.0.0.1:{settings.port}")
+        return
+    from deploy_modes.launch.web import serve_local
+
+    serve_local(settings.host, settings.port, workers, model_location(model))
 
 
-def _connect_host(host: str) -> str:
-    """Return the address a client on this machine uses to reach ``host``."""
-    return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
-
-
-def _status(message: str) -> contextlib.AbstractContextManager[Any]:
-    if isatty():
-        return console.status(message)
-    say(message)
-    return contextlib.nullcontext()
-
-
-def _print_ready(url: str, log_path: Path) -> None:
-    ride = '{"PULocationID": 10, "DOLocationID": 50, "trip_distance": 40}'
-    console.print(f"[bold green]ready[/bold green] at {url}  (logs also in {log_path})")
+def _print_stack_up(project: str, url: str) -> None:
+    console.print(f"[bold green]web stack up[/bold green] ({project}): {url}")
     console.print(
-        f"try:  curl -s -X POST {url}/predict -H 'Content-Type: application/json' -d '{ride}'",
+        f"  POST {url}/predict   GET {url}/health  {url}/ready  {url}/metrics\n"
+        "next:\n"
+        f"  curl -s -X POST {url}/predict -H 'Content-Type: application/json' "
+        """-d '{"PULocationID": 10, "DOLocationID": 50, "trip_distance": 40}'\n"""
+        "  deploy status      deploy logs web -f      deploy down web",
         highlight=False,
-        soft_wrap=True,
+        markup=False,
     )
-    console.print(
-        f"also: {url}/health {url}/ready {url}/model {url}/metrics {url}/openapi.json",
-        highlight=False,
-        soft_wrap=True,
-    )
-    console.print("press Ctrl-C to stop", highlight=False)
-
-
-class _LogEcho:
-    """Copy what gunicorn appends to its log file to our stdout."""
-
-    def __init__(self, log_path: Path, offset: int) -> None:
-        self.log_path = log_path
-        self.offset = offset
-
-    def pump(self) -> bool:
-        """Print the lines added since the last call; return whether there were any."""
-        with self.log_path.open("rb") as log:
-            log.seek(self.offset)
-            chunk = log.read()
-        self.offset += len(chunk)
-        if chunk:
-            sys.stdout.write(chunk.decode(errors="replace"))
-            sys.stdout.flush()
-        return bool(chunk)
-
-    def follow(self, process: ManagedProcess) -> None:
-        """Echo the log until the process exits."""
-        while True:
-            if not self.pump():
-                if process.poll() is not None:
-                    return
-                time.sleep(0.2)
 
 
 @app.command("predict")

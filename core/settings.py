@@ -1,10 +1,18 @@
 """Core settings: where the model and the trip data live (env prefix ``DEPLOY_``)."""
 
-from pathlib import Path
+from __future__ import annotations
 
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pydantic import ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["CoreSettings"]
+from deploy_modes.core.errors import DeployError
+
+__all__ = ["CoreSettings", "load_settings"]
+
+_S = TypeVar("_S", bound=BaseSettings)
 
 
 class CoreSettings(BaseSettings):
@@ -29,3 +37,29 @@ class CoreSettings(BaseSettings):
 
     seed: int = 42
     """Seed for generated data, so every run sees the same rides."""
+
+    runtime: Literal["auto", "local", "compose"] = "auto"
+    """Where the mode commands run: compose when Docker answers (auto), local or compose."""
+
+    @property
+    def model_named(self) -> bool:
+        """Return whether the model location was given (option or env), not the default."""
+        # A named model must exist; only the default location gets a demo model trained.
+        return "model_location" in self.model_fields_set
+
+
+def load_settings(kind: type[_S], **overrides: Any) -> _S:
+    """Build ``kind`` from the environment and the given overrides (None means not given).
+
+    A bad value is one DeployError naming the variable, never a traceback.
+    """
+    given = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return kind(**given)
+    except ValidationError as exc:
+        prefix = str(kind.model_config.get("env_prefix", ""))
+        problems = "; ".join(
+            f"{prefix}{'.'.join(map(str, e['loc'])).upper()}={e.get('input')!r}: {e['msg']}"
+            for e in exc.errors()
+        )
+        raise DeployError(f"invalid setting: {problems}") from None

@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["StreamSettings"]
@@ -12,7 +12,10 @@ __all__ = ["StreamSettings"]
 class StreamSettings(BaseSettings):
     """Everything the consumer and the stream commands need, read once at the edge."""
 
-    model_config = SettingsConfigDict(env_prefix="DEPLOY_STREAM_", extra="ignore")
+    # populate_by_name: code passes ``endpoint_url=``; the environment has three names for it.
+    model_config = SettingsConfigDict(
+        env_prefix="DEPLOY_STREAM_", extra="ignore", populate_by_name=True
+    )
 
     input_stream: str = "ride_events"
     """Kinesis stream the rides arrive on."""
@@ -26,8 +29,14 @@ class StreamSettings(BaseSettings):
     shards: int = Field(2, ge=1, le=64)
     """Shard count used when ``deploy stream init`` creates the streams."""
 
-    endpoint_url: str | None = None
-    """Kinesis/DynamoDB endpoint (the emulator); unset defers to AWS_ENDPOINT_URL or real AWS."""
+    endpoint_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices(
+            "DEPLOY_STREAM_ENDPOINT_URL", "KINESIS_ENDPOINT_URL", "AWS_ENDPOINT_URL"
+        ),
+    )
+    """Kinesis/DynamoDB endpoint (the emulator), from the first of DEPLOY_STREAM_ENDPOINT_URL,
+    KINESIS_ENDPOINT_URL (the course's) and AWS_ENDPOINT_URL that is set; unset: real AWS."""
 
     consumer_name: str = "default"
     """Name of this consumer; each name keeps its own checkpoints (fan-out)."""

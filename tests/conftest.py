@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-from deploy_modes.cli.emulator import EMULATOR_CREDENTIALS, Emulator, ensure_emulator
-from deploy_modes.cli.processes import free_port
 from deploy_modes.core.artifact import LoadedModel, load_model
 from deploy_modes.core.data import generate_month, month_file, write_month
 from deploy_modes.core.scoring import ModelService
 from deploy_modes.core.training import train_model
+from deploy_modes.launch.emulator import EMULATOR_CREDENTIALS, Emulator, ensure_emulator
+from deploy_modes.launch.processes import free_port
 
 # Never let a test reach real AWS: dummy credentials, a region, no shared config.
 for _key, _value in EMULATOR_CREDENTIALS.items():

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-from typing import Literal, TypeVar
+from typing import Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from deploy_modes.core.errors import DeployError
 from deploy_modes.core.schema import MAX_BATCH_RIDES
+from deploy_modes.core.settings import load_settings  # re-exported: one definition
 
 __all__ = [
     "DEFAULT_PORT",
@@ -23,7 +23,6 @@ __all__ = [
 
 DEFAULT_PORT = 9696  # the course's port
 MAX_BODY_BYTES = 1024 * 1024
-_S = TypeVar("_S", bound=BaseSettings)
 # prometheus-client's own variable (not ours): it picks its storage from it when imported, so
 # it is named here, where nothing imports prometheus-client, for the gunicorn config to set.
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -84,16 +83,3 @@ class WebSettings(BaseSettings):
 
     log_level: str = "info"
     """gunicorn's error-log level."""
-
-
-def load_settings(kind: type[_S]) -> _S:
-    """Read ``kind`` from the environment; a bad variable is a DeployError naming it."""
-    try:
-        return kind()
-    except ValidationError as exc:
-        prefix = str(kind.model_config.get("env_prefix", ""))
-        problems = "; ".join(
-            f"{prefix}{'.'.join(map(str, e['loc'])).upper()}={e.get('input')!r}: {e['msg']}"
-            for e in exc.errors()
-        )
-        raise DeployError(f"invalid setting: {problems}") from None

@@ -29,11 +29,12 @@ from pathlib import Path
 import numpy as np
 import requests
 
-from deploy_modes.cli.compose import Stack
-from deploy_modes.cli.processes import ManagedProcess, free_port, wait_http
-from deploy_modes.cli.runtime import compose_run, docker_engine_answers
+from deploy_modes.compose.runtime import docker_engine_answers
+from deploy_modes.compose.stack import Stack
+from deploy_modes.compose.stacks import WebStack, up_web
 from deploy_modes.core.demo import ensure_model
 from deploy_modes.core.settings import CoreSettings
+from deploy_modes.launch.processes import ManagedProcess, free_port, wait_http
 
 WORKERS = 2
 CLIENT_THREADS = 8
@@ -126,7 +127,7 @@ def main() -> int:
     print(f"{why}; {args.requests:,} requests, {WORKERS} gunicorn workers, rides seeded 42")
 
     print("building the web image (not timed)", flush=True)
-    compose_run("web", port=free_port(), workers=WORKERS, model=model)
+    up_web(WebStack(port=free_port(), workers=WORKERS, model=model))
     Stack("web").down()
 
     local_process: list[ManagedProcess] = []
@@ -141,7 +142,7 @@ def main() -> int:
 
     def start_compose() -> str:
         port = free_port()
-        compose_run("web", port=port, workers=WORKERS, model=model)
+        up_web(WebStack(port=port, workers=WORKERS, model=model))
         return f"http://127.0.0.1:{port}"
 
     try:

@@ -31,8 +31,6 @@ from typing import Any
 
 import numpy as np
 
-from deploy_modes.cli.emulator import EMULATOR_CREDENTIALS, ensure_emulator
-from deploy_modes.cli.processes import free_port
 from deploy_modes.core import MODEL_NAME
 from deploy_modes.core.artifact import load_model
 from deploy_modes.core.demo import ensure_model
@@ -40,6 +38,8 @@ from deploy_modes.core.features import ride_features
 from deploy_modes.core.scoring import ModelService
 from deploy_modes.core.settings import CoreSettings
 from deploy_modes.core.storage import aws_client
+from deploy_modes.launch.emulator import EMULATOR_CREDENTIALS, ensure_emulator
+from deploy_modes.launch.processes import free_port
 from deploy_modes.stream.checkpoints import SQLiteCheckpoints
 from deploy_modes.stream.consumer import Consumer
 from deploy_modes.stream.kinesis import ShardReader, ensure_streams, list_shard_ids, read_all

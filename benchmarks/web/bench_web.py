@@ -27,10 +27,10 @@ from pathlib import Path
 
 import psutil
 
-from deploy_modes.cli.processes import ManagedProcess, free_port, wait_http
 from deploy_modes.core.artifact import load_model
 from deploy_modes.core.demo import ensure_model
 from deploy_modes.core.settings import CoreSettings
+from deploy_modes.launch.processes import ManagedProcess, free_port, wait_http
 from deploy_modes.web.settings import WebSettings
 
 HERE = Path(__file__).resolve().parent

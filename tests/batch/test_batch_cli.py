@@ -202,7 +202,6 @@ def test_truncated_parquet_is_a_clean_error_and_writes_nothing(
         (["--month", "2021-03", "--output", "out/preds.csv"], [".parquet file or a database URL"]),
         (["--month", "2021-03", "--input", ""], ["empty location"]),
         (["--month", "2021-03", "--input", "s3://"], ["S3"]),
-        (["--month", "2021-03", "--runtime", "cloud"], ["--runtime must be one of"]),
         (["--from", "2021-01", "--to", "2021-02", "--output", "o.parquet"], ["lacks {year}"]),
         (["--run-date", "2021-04-01", "--window", "1h"], ["needs a database input"]),
         (["--month", "2021-03", "--chunk-rows", "0"], ["chunk rows must be at least 1"]),

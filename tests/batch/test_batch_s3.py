@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from deploy_modes.cli.emulator import Emulator
 from deploy_modes.core.storage import aws_client
+from deploy_modes.launch.emulator import Emulator
 
 pytestmark = pytest.mark.integration
 

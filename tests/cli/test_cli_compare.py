@@ -16,22 +16,13 @@ import psutil
 import pytest
 from typer.testing import CliRunner
 
-from deploy_modes.cli.comparison import (
-    MAX_RIDES,
-    Agreement,
-    ModeResult,
-    PeakMemory,
-    agreement,
-    prepare_rides,
-)
 from deploy_modes.cli.main import app
-from deploy_modes.cli.report import (
-    Report,
-    choose_paragraph,
-    ratios_line,
-    to_json,
-    write_report,
-)
+from deploy_modes.compare.agreement import Agreement, agreement
+from deploy_modes.compare.markdown import choose_paragraph
+from deploy_modes.compare.memory import PeakMemory
+from deploy_modes.compare.report import Report, ratios_line, to_json, write_report
+from deploy_modes.compare.result import ModeResult
+from deploy_modes.compare.rides import MAX_RIDES, prepare_rides
 from deploy_modes.core.data import generate_month, read_trips, write_month
 from deploy_modes.core.errors import DeployError
 from deploy_modes.core.features import MAX_DURATION_MIN, MIN_DURATION_MIN
@@ -234,11 +225,25 @@ def _error(args: list[str], cwd: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     return result.output
 
 
-def test_unknown_runtime_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("command", [["compare"], ["web"], ["batch"], ["stream"]])
+def test_unknown_runtime_is_a_usage_error_listing_the_choices(
+    command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
-    result = runner.invoke(app, ["compare", "--runtime", "kubernetes"])
+    result = runner.invoke(app, [*command, "--runtime", "kubernetes"])
+    assert result.exit_code == 2
+    assert "'kubernetes' is not one of" in result.output
+    assert "auto" in result.output and "local" in result.output and "compose" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_bad_runtime_in_the_environment_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["compare"], env={"DEPLOY_RUNTIME": "kubernetes"})
     assert result.exit_code == 1
-    assert "--runtime must be one of" in result.output
+    assert "invalid setting: DEPLOY_RUNTIME='kubernetes'" in result.output
     assert "Traceback" not in result.output
 
 
@@ -421,8 +426,10 @@ def test_agreement_caps_the_list(tmp_path: Path) -> None:
     rides = prepare_rides(120, 1, tmp_path)
     web = {r: 1.0 for r in rides.ride_ids}
     result = agreement(rides, [_result("batch", {}), _result("web", web)], limit=10)
-    assert len(result.mismatches) == 11
-    assert result.mismatches[-1]["reason"] == "... and 110 more"
+    assert result.mismatch_count == 120  # every ride, not the length of the capped list
+    assert len(result.mismatches) == 10
+    assert all(m["ride_id"] in rides.ride_ids for m in result.mismatches)  # no summary row
+    assert not result.ok
 
 
 def test_report_files_from_figures(tmp_path: Path) -> None:
@@ -441,6 +448,7 @@ def test_report_files_from_figures(tmp_path: Path) -> None:
     assert data["modes"]["stream"]["latency_ms"] == {"p50": None, "p95": None, "p99": None}
     assert data["agreement"]["ok"] is False
     assert len(data["agreement"]["mismatches"]) == 3
+    assert data["agreement"]["mismatch_count"] == 3
     markdown = paths["md"].read_text()
     assert "## Mismatches" in markdown and "missing in stream" in markdown
     assert paths["png"].read_bytes().startswith(PNG_MAGIC)
@@ -479,5 +487,5 @@ def test_peak_memory_sees_children(tmp_path: Path) -> None:
 
 
 def test_agreement_is_a_plain_value() -> None:
-    assert Agreement(compared=0, max_diff=0.0, mismatches=[]).ok
-    assert not Agreement(compared=1, max_diff=1.0, mismatches=[{"ride_id": "x"}]).ok
+    assert Agreement(compared=0, max_diff=0.0).ok
+    assert not Agreement(compared=1, max_diff=1.0, mismatch_count=1, mismatches=[]).ok

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from deploy_modes.cli.compose import Stack, compose_command
-from deploy_modes.cli.runtime import docker_engine_answers
+from deploy_modes.compose.runtime import docker_engine_answers
+from deploy_modes.compose.stack import Stack, compose_command
 
 DEPLOY = str(Path(sys.executable).parent / "deploy")
 

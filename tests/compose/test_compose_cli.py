@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deploy_modes.cli.compose import COMPOSE_DIR, Stack, compose_command
-from deploy_modes.cli.emulator import Emulator
-from deploy_modes.cli.runtime import _bake_file, _model_env, compose_run
+from deploy_modes.compose.model import bake_file, stage_model
+from deploy_modes.compose.stack import COMPOSE_DIR, Stack, compose_command
+from deploy_modes.compose.stacks import BatchStack, StreamStack, WebStack
 from deploy_modes.core.errors import DeployError, ModelLoadError
+from deploy_modes.launch.emulator import Emulator
 
 DEPLOY = str(Path(sys.executable).parent / "deploy")
 INIT = COMPOSE_DIR / "init" / "init_aws.py"
@@ -88,9 +89,10 @@ def test_help_shows_an_example(command: str, tmp_path: Path) -> None:
     assert result.returncode == 0 and "Example: deploy" in result.stdout
 
 
-def test_compose_run_rejects_an_unknown_mode() -> None:
-    with pytest.raises(DeployError, match="unknown mode 'lambda'"):
-        compose_run("lambda", port=1)
+@pytest.mark.parametrize("options", [WebStack, BatchStack, StreamStack])
+def test_a_misspelt_stack_option_fails_instead_of_being_ignored(options: type) -> None:
+    with pytest.raises(TypeError, match="prot"):
+        options(prot=1)
 
 
 @pytest.fixture
@@ -141,7 +143,7 @@ def test_the_model_is_staged_readable_for_the_non_root_user(
     monkeypatch.chdir(tmp_path)
     for path in model_dir.iterdir():
         path.chmod(0o600)  # what an atomic write (mkstemp) leaves behind
-    env = _model_env("web", {"model": str(model_dir)})
+    env = stage_model("web", str(model_dir))
     staged = Path(env["DEPLOY_COMPOSE_MODEL_DIR"])
     assert env["DEPLOY_COMPOSE_MODEL_PATH"] == "/model"
     assert sorted(p.name for p in staged.iterdir()) == sorted(p.name for p in model_dir.iterdir())
@@ -161,7 +163,7 @@ def test_a_bare_pickle_is_staged_and_pointed_at(
     pipeline = load_model(model_dir).pipeline
     bare = tmp_path / "lin_reg.bin"
     bare.write_bytes(pickle.dumps((pipeline.steps[0][1], pipeline.steps[-1][1])))
-    env = _model_env("web", {"model_location": str(bare)})
+    env = stage_model("web", str(bare))
     assert env["DEPLOY_COMPOSE_MODEL_PATH"] == "/model/lin_reg.bin"
     assert (Path(env["DEPLOY_COMPOSE_MODEL_DIR"]) / "lin_reg.bin").is_file()
 
@@ -175,12 +177,12 @@ def test_a_broken_model_fails_before_anything_is_built(
     (broken / "model.pkl").write_bytes(b"not a pickle")
     (broken / "manifest.json").write_text("{}")
     with pytest.raises(ModelLoadError):
-        _model_env("web", {"model": str(broken)})
+        stage_model("web", str(broken))
 
 
 def test_an_s3_model_is_refused_with_a_way_out(tmp_path: Path) -> None:
     with pytest.raises(DeployError, match="mounts a local model"):
-        _model_env("web", {"model": "s3://bucket/models/ride-duration"})
+        stage_model("web", "s3://bucket/models/ride-duration")
 
 
 @pytest.mark.parametrize("mode", ["web", "batch", "stream"])
@@ -188,7 +190,7 @@ def test_bake_swaps_the_model_mount_for_a_build(mode: str, tmp_path: Path) -> No
     model = tmp_path / "bake" / "model"
     model.mkdir(parents=True)
     stack = Stack(mode, env={"DEPLOY_COMPOSE_MODEL_DIR": str(model)})
-    baked = yaml.safe_load(_bake_file(stack).read_text())
+    baked = yaml.safe_load(bake_file(stack).read_text())
     original = yaml.safe_load((COMPOSE_DIR / f"{mode}.yml").read_text())
     assert (tmp_path / "bake" / "Dockerfile").read_text().count("COPY model /model") == 1
     changed = 0
@@ -266,16 +268,14 @@ def test_init_rejects_bad_arguments_clearly(
 def test_batch_options_the_stack_cannot_honour_fail_before_anything_starts(
     options: dict[str, str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from deploy_modes.cli.runtime import _run_batch
-
     monkeypatch.chdir(tmp_path)
     with pytest.raises(DeployError, match=message):
-        _run_batch(options)
+        BatchStack(**options)
     assert not (tmp_path / ".deploy").exists()
 
 
 def test_a_missing_socket_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from deploy_modes.cli.compose import connect_engine
+    from deploy_modes.compose.stack import connect_engine
 
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/docker.sock")
     client, why = connect_engine(timeout=1)
@@ -289,7 +289,7 @@ def test_a_refused_engine_is_reported_without_leaking_its_socket(
     import gc
     import socket
 
-    from deploy_modes.cli.compose import connect_engine
+    from deploy_modes.compose.stack import connect_engine
 
     # A stale socket file (a dockerd that died): connecting is refused. docker-py leaves the
     # refused socket open, which would warn at some later garbage collection.

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from deploy_modes.cli.compose import MODES, Stack
+from deploy_modes.compose.stack import MODES, Stack, docker_client
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("docker_engine")]
 
@@ -50,6 +50,8 @@ def test_compare_in_the_compose_runtime(
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
     assert "Traceback" not in result.stdout + result.stderr
     report = json.loads((out / "compare.json").read_text())
+    with contextlib.closing(docker_client()) as client:
+        native = "Docker Desktop" not in str(client.info().get("OperatingSystem", ""))
     assert report["runtime"] == "compose"
     assert report["agreement"]["ok"] is True
     for mode in ("batch", "web", "stream"):
@@ -58,8 +60,12 @@ def test_compare_in_the_compose_runtime(
         for key in ("startup_s", "wall_s", "throughput_rides_per_s"):
             assert figures[key] > 0, (mode, key)
         assert figures["latency_ms"]["p50"] > 0, mode
-        # Container processes are visible from the host on a native engine only.
-        assert figures["peak_rss_mb"] >= 0, mode
+        # Container processes are visible from the host on a native engine only: there the
+        # peak must be real; in a VM (Docker Desktop) the host sees none of them.
+        if native:
+            assert figures["peak_rss_mb"] > 0, mode
+        else:
+            assert figures["peak_rss_mb"] == 0, mode
     png = (out / "compare.png").read_bytes()
     assert png.startswith(PNG_MAGIC) and len(png) > 10_000
     for mode in MODES:
@@ -69,10 +75,10 @@ def test_compare_in_the_compose_runtime(
 def test_compare_refuses_to_mix_with_a_running_stack(
     model_dir: Path, tmp_path: Path, no_stacks: None, deploy_cli: Callable[..., Any]
 ) -> None:
-    from deploy_modes.cli.processes import free_port
-    from deploy_modes.cli.runtime import compose_run
+    from deploy_modes.compose.stacks import WebStack, up_web
+    from deploy_modes.launch.processes import free_port
 
-    compose_run("web", port=free_port(), model=str(model_dir))
+    up_web(WebStack(port=free_port(), model=str(model_dir)))
     result = deploy_cli(
         ["compare", "--rides", "10", "--runtime", "compose", "--model", str(model_dir)],
         cwd=tmp_path,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import subprocess
 import sys
 import tomllib
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deploy_modes.cli.compose import COMPOSE_DIR, MODES, Stack
+from deploy_modes.compose.stack import COMPOSE_DIR, MODES, Stack
 from deploy_modes.core.errors import DeployError
 
 REPO = COMPOSE_DIR.parent
@@ -103,6 +104,40 @@ def test_dockerignore_sends_only_sources_and_pins() -> None:
     for needed in ("!pyproject.toml", "!constraints.txt", "!core/", "!web/", "!batch/"):
         assert needed in lines
     assert not any(line.startswith(("!.venv", "!data", "!models")) for line in lines)
+
+
+def _sent_to_the_daemon(path: str, patterns: list[str]) -> bool:
+    """Return whether .dockerignore ``patterns`` send ``path`` (the last matching one wins)."""
+    sent = True
+    for pattern in patterns:
+        keep = pattern.startswith("!")
+        glob = pattern.removeprefix("!").rstrip("/")
+        parts = path.split("/")
+        prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+        if any(fnmatch.fnmatchcase(prefix, glob) for prefix in prefixes):
+            sent = keep
+    return sent
+
+
+def test_every_package_the_image_installs_reaches_the_build() -> None:
+    # `pip install .` in every image builds every package of pyproject: a folder the
+    # .dockerignore holds back would break the image build, not any test run here.
+    patterns = [
+        line.strip()
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    folders = pyproject["tool"]["setuptools"]["package-dir"].values()
+    for folder in folders:
+        modules = sorted((REPO / folder).glob("*.py"))
+        assert modules, folder
+        for module in modules:
+            name = module.relative_to(REPO).as_posix()
+            assert _sent_to_the_daemon(name, patterns), f"{name} is not sent to the build"
+    assert _sent_to_the_daemon("compose/init/init_aws.py", patterns)
+    assert not _sent_to_the_daemon("compose/web.yml", patterns)
+    assert not _sent_to_the_daemon(".venv/bin/python", patterns)
 
 
 def test_requirements_expand_self_references_from_pyproject() -> None:

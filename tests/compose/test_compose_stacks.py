@@ -19,12 +19,12 @@ import pyarrow.parquet as pq
 import pytest
 import requests
 
-from deploy_modes.cli.compose import Stack, docker_client
-from deploy_modes.cli.processes import free_port
-from deploy_modes.cli.runtime import compose_run
+from deploy_modes.compose.stack import Stack, docker_client
+from deploy_modes.compose.stacks import StreamStack, WebStack, up_stream, up_web
 from deploy_modes.core.data import read_trips
 from deploy_modes.core.scoring import ModelService
 from deploy_modes.core.storage import aws_client
+from deploy_modes.launch.processes import free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("docker_engine")]
 
@@ -188,7 +188,7 @@ def test_stream_stack_turns_200_rides_into_200_prediction_events(
 ) -> None:
     stack_teardown.append("stream")
     monkeypatch.chdir(tmp_path)
-    compose_run("stream", model=str(model_dir), shards=2, count=20)  # the producer sends 20
+    up_stream(StreamStack(model=str(model_dir), shards=2, count=20))  # the producer sends 20
 
     kinesis = aws_client("kinesis", endpoint=_emulator("stream"))
     rng = np.random.default_rng(7)
@@ -287,7 +287,7 @@ def test_bake_builds_the_model_into_the_image_instead_of_mounting_it(
     stack_teardown.append("web")
     monkeypatch.chdir(tmp_path)
     port = free_port()
-    compose_run("web", port=port, model=str(model_dir), bake=True)
+    up_web(WebStack(port=port, model=str(model_dir), bake=True))
 
     client = docker_client()
     (container,) = client.containers.list(

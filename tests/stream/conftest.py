@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from deploy_modes.cli.emulator import Emulator
 from deploy_modes.core.scoring import ModelService
 from deploy_modes.core.storage import aws_client
+from deploy_modes.launch.emulator import Emulator
 from deploy_modes.stream.kinesis import ensure_streams
 from deploy_modes.stream.service import StreamService
 from deploy_modes.stream.settings import StreamSettings

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from deploy_modes.cli.emulator import Emulator
 from deploy_modes.core.errors import DeployError
 from deploy_modes.core.storage import aws_client
+from deploy_modes.launch.emulator import Emulator
 from deploy_modes.stream.checkpoints import CheckpointStore, DynamoCheckpoints, SQLiteCheckpoints
 
 

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from stream_helpers import predictions_by_id
 
-from deploy_modes.cli.emulator import Emulator
-from deploy_modes.cli.processes import ManagedProcess
+from deploy_modes.launch.emulator import Emulator
+from deploy_modes.launch.processes import ManagedProcess
 from deploy_modes.stream.rides import generated_rides, send_rides
 from deploy_modes.stream.settings import StreamSettings
 

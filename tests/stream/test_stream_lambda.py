@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from stream_helpers import COURSE_EVENT, predictions_by_id
 
-from deploy_modes.cli.emulator import Emulator
 from deploy_modes.core.errors import ModelLoadError
 from deploy_modes.core.scoring import ModelService
+from deploy_modes.launch.emulator import Emulator
 from deploy_modes.stream import lambda_function
 from deploy_modes.stream.settings import StreamSettings
 

@@ -10,8 +10,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from deploy_modes.cli.processes import ManagedProcess, free_port, wait_http
 from deploy_modes.core.scoring import ModelService
+from deploy_modes.launch.processes import ManagedProcess, free_port, wait_http
 from deploy_modes.web.app import create_app
 from deploy_modes.web.settings import WebSettings
 

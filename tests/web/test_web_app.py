@@ -6,6 +6,7 @@ import copy
 import json
 import logging
 import math
+import time
 
 import pytest
 from flask import Flask
@@ -211,14 +212,17 @@ def test_every_request_writes_one_json_access_line(
     client: FlaskClient, caplog: pytest.LogCaptureFixture
 ):
     with caplog.at_level(logging.INFO, logger=ACCESS_LOGGER):
+        started = time.perf_counter()
         _post(client, "/predict", RIDE, headers={REQUEST_ID_HEADER: "trace-1"})
+        elapsed_ms = (time.perf_counter() - started) * 1000
         client.get("/missing/\u00e9\npath")
     lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == ACCESS_LOGGER]
     assert len(lines) == 2
     first, second = lines
     assert first["method"] == "POST" and first["path"] == "/predict"
     assert first["status"] == 200 and first["request_id"] == "trace-1"
-    assert first["latency_ms"] >= 0
+    # Measured inside the request: positive, and within the time the whole call took.
+    assert 0 < first["latency_ms"] <= elapsed_ms
     assert second["status"] == 404
     assert all("\n" not in r.getMessage() for r in caplog.records)
 

@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from deploy_modes.cli.main import app
-from deploy_modes.cli.processes import free_port
 from deploy_modes.core.scoring import ModelService
+from deploy_modes.launch.processes import free_port
 
 if TYPE_CHECKING:  # tests/web/conftest.py; "conftest" is only unique during collection
     from conftest import WebServer
@@ -63,7 +63,7 @@ def test_a_corrupt_model_is_one_clear_line(model_dir: Path, tmp_path: Path):
 @pytest.mark.parametrize(
     ("args", "message", "code"),
     [
-        (["--runtime", "kubernetes"], "--runtime must be one of", 1),
+        (["--runtime", "kubernetes"], "is not one of", 2),
         (["--port", "0"], "Invalid value", 2),
         (["--port", "http"], "Invalid value", 2),
         (["--workers", "0"], "Invalid value", 2),

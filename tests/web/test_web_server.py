@@ -18,8 +18,8 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from deploy_modes.cli.processes import free_port, wait_http
 from deploy_modes.core.scoring import ModelService
+from deploy_modes.launch.processes import free_port, wait_http
 
 if TYPE_CHECKING:  # tests/web/conftest.py; "conftest" is only unique during collection
     from conftest import WebServer

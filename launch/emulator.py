@@ -2,22 +2,59 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
+import urllib.request
 from pathlib import Path
+from typing import Any
 
-from deploy_modes.cli.processes import ManagedProcess, http_ok, port_in_use, wait_http
 from deploy_modes.core.errors import DeployError
+from deploy_modes.launch.processes import ManagedProcess, port_in_use, wait_http
 
-__all__ = ["DEFAULT_EMULATOR_PORT", "EMULATOR_CREDENTIALS", "Emulator", "ensure_emulator"]
+__all__ = [
+    "DEFAULT_EMULATOR_PORT",
+    "EMULATOR_CREDENTIALS",
+    "Emulator",
+    "emulator_client",
+    "ensure_emulator",
+    "is_emulator",
+]
 
 DEFAULT_EMULATOR_PORT = 4566
-# moto accepts any credentials; setting dummy ones keeps boto3 from looking for real ones.
+# moto accepts any credentials; passing dummy ones keeps boto3 from looking for real ones.
 EMULATOR_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_DEFAULT_REGION": "eu-west-1",
 }
+# moto's state dump: a JSON object on a moto server, a 404 or HTML on any other HTTP server.
+_PROBE_PATH = "/moto-api/data.json"
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def is_emulator(url: str, timeout: float = 1.0) -> bool:
+    """Return whether a moto server (not just any HTTP server) answers at ``url``."""
+    try:
+        with _DIRECT.open(url.rstrip("/") + _PROBE_PATH, timeout=timeout) as response:
+            if response.status != 200:
+                return False
+            return isinstance(json.loads(response.read()), dict)
+    except (OSError, ValueError):  # HTTPError is an OSError
+        return False
+
+
+def emulator_client(service: str, url: str) -> Any:
+    """Return a boto3 client for ``service`` at the emulator ``url``, with its dummy keys."""
+    from deploy_modes.core.storage import aws_client
+
+    return aws_client(
+        service,
+        url,
+        aws_access_key_id=EMULATOR_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=EMULATOR_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        region_name=EMULATOR_CREDENTIALS["AWS_DEFAULT_REGION"],
+    )
 
 
 class Emulator:
@@ -33,8 +70,12 @@ class Emulator:
         return self.process is not None
 
     def env(self) -> dict[str, str]:
-        """Return the environment that points boto3 at this emulator."""
+        """Return the environment that points a child's boto3 at this emulator."""
         return {"AWS_ENDPOINT_URL": self.url, **EMULATOR_CREDENTIALS}
+
+    def client(self, service: str) -> Any:
+        """Return a boto3 client for ``service`` on this emulator."""
+        return emulator_client(service, self.url)
 
     def stop(self) -> None:
         """Stop the emulator if we started it."""
@@ -48,7 +89,7 @@ def ensure_emulator(
 ) -> Emulator:
     """Return an emulator at ``host:port``: the one already answering, or a new moto server."""
     url = f"http://{host}:{port}"
-    if http_ok(f"{url}/moto-api/"):
+    if is_emulator(url):
         return Emulator(url)
     if port_in_use(port, host):
         raise DeployError(
@@ -69,7 +110,7 @@ def ensure_emulator(
     log = (log_dir or Path(".deploy/logs")) / f"moto-{port}.log"
     process = ManagedProcess("moto server", [*args, "-H", host, "-p", str(port)], log_path=log)
     try:
-        wait_http(f"{url}/moto-api/", timeout=30, process=process)
+        wait_http(f"{url}{_PROBE_PATH}", timeout=30, process=process)
     except BaseException:  # never leave a half-started server behind
         process.stop(timeout=5)
         raise

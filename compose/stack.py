@@ -9,20 +9,19 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import gc
 import os
 import shutil
+import socket
 import subprocess
 import time
-import warnings
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deploy_modes.cli.console import console, err_console, isatty
 from deploy_modes.core.errors import DeployError
+from deploy_modes.launch.terminal import console, err_console, isatty
 
 __all__ = [
     "COMPOSE_DIR",
@@ -34,8 +33,8 @@ __all__ = [
     "docker_client",
 ]
 
-# compose/ sits next to cli/ in a checkout (the editable install points here).
-COMPOSE_DIR = Path(__file__).resolve().parents[1] / "compose"
+# The YAML and Dockerfiles sit beside this module in a checkout (the editable install points here).
+COMPOSE_DIR = Path(__file__).resolve().parent
 MODES = ("web", "batch", "stream")
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
@@ -66,13 +65,23 @@ def compose_command() -> tuple[str, ...]:
     )
 
 
-def _missing_socket() -> str | None:
-    """Return the unix socket path the SDK would use when no such socket exists."""
+def _unix_socket_problem() -> str | None:
+    """Return why the engine's unix socket cannot answer (missing, refused), or None."""
     host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
     if not host.startswith("unix://"):
         return None
     path = host.removeprefix("unix://")
-    return None if os.path.exists(path) else path
+    if not os.path.exists(path):
+        return f"no socket at {path}"
+    # Probed with a socket we close ourselves: docker-py leaves the socket of a refused connect
+    # open (a ResourceWarning at some later collection), and closing its client does not close it.
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(2.0)
+        try:
+            probe.connect(path)
+        except OSError as exc:
+            return type(exc).__name__
+    return None
 
 
 def connect_engine(timeout: float = 10.0) -> tuple[Any | None, str]:
@@ -81,23 +90,17 @@ def connect_engine(timeout: float = 10.0) -> tuple[Any | None, str]:
         import docker
     except ImportError:
         return None, "the docker SDK is not installed (pip install 'deploy-modes[compose]')"
-    missing = _missing_socket()
-    if missing:
-        return None, f"no Docker engine answers (no socket at {missing})"
+    problem = _unix_socket_problem()
+    if problem:
+        return None, f"no Docker engine answers ({problem})"
     client = None
-    # docker-py leaves the socket of a failed connect open; its ResourceWarning would surface
-    # somewhere unrelated later, so it is collected here, quietly.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        try:
-            client = docker.from_env(timeout=timeout)
-            version = str(client.version().get("Version", "?"))
-        except Exception as exc:  # any failure to reach the engine means "no engine"
-            if client is not None:
-                client.close()
-            client, version = None, f"no Docker engine answers ({type(exc).__name__})"
-        finally:
-            gc.collect()
+    try:
+        client = docker.from_env(timeout=timeout)
+        version = str(client.version().get("Version", "?"))
+    except Exception as exc:  # any failure to reach the engine means "no engine"
+        if client is not None:
+            client.close()
+        return None, f"no Docker engine answers ({type(exc).__name__})"
     return client, version
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from deploy_modes.cli import console as console_module
-from deploy_modes.cli.emulator import ensure_emulator
-from deploy_modes.cli.processes import ManagedProcess, free_port, http_ok, port_in_use, wait_http
 from deploy_modes.core.errors import DeployError
+from deploy_modes.launch.emulator import emulator_client, ensure_emulator, is_emulator
+from deploy_modes.launch.processes import ManagedProcess, free_port, http_ok, port_in_use, wait_http
 
 
 @pytest.fixture
@@ -110,8 +110,37 @@ def test_ensure_emulator_reuses_one_that_answers(moto_server) -> None:
     assert found.url == moto_server.url
     assert not found.started_here
     found.stop()  # not ours: must leave it running
-    assert http_ok(f"{moto_server.url}/moto-api/")
+    assert is_emulator(moto_server.url)
     assert found.env()["AWS_ENDPOINT_URL"] == moto_server.url
+
+
+@pytest.mark.integration
+def test_an_http_server_that_is_not_moto_is_not_an_emulator(tmp_path: Path) -> None:
+    port = free_port()
+    server = ManagedProcess.python(
+        "http server",
+        ["-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(tmp_path)],
+        log_path=tmp_path / "http.log",
+    )
+    with server:
+        wait_http(f"http://127.0.0.1:{port}/", timeout=20, process=server)
+        assert not is_emulator(f"http://127.0.0.1:{port}")  # it answers (404), but is not moto
+        with pytest.raises(DeployError, match=f"port {port} is taken"):
+            ensure_emulator(port=port)
+
+
+@pytest.mark.integration
+def test_emulator_client_carries_its_own_dummy_keys(
+    moto_server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(key, raising=False)
+    s3 = emulator_client("s3", moto_server.url)
+    s3.create_bucket(
+        Bucket="keys-test", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+    )
+    names = [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    assert "keys-test" in names
 
 
 def test_ensure_emulator_refuses_a_port_taken_by_something_else(listener: int) -> None:

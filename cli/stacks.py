@@ -1,0 +1,66 @@
+"""``deploy status``, ``deploy logs`` and ``deploy down``: what runs, and taking stacks down."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from deploy_modes.cli.console import console, say
+from deploy_modes.compose import status as stacks
+
+__all__ = ["down", "logs", "register", "status"]
+
+
+def status() -> None:
+    """Show what runs, in which runtime, and whether it is healthy.
+
+    Example: deploy status
+    """
+    found = stacks.overview()
+    if found.rows:
+        table = Table(title="deploy-modes")
+        for column in ("mode", "runtime", "service", "state", "health", "ports"):
+            table.add_column(column)
+        for row in found.rows:
+            table.add_row(row.mode, row.runtime, row.service, row.state, row.health, row.ports)
+        console.print(table)
+    else:
+        console.print("nothing runs (start a mode: deploy web, deploy batch, deploy stream)")
+    if found.engine_note:
+        say(f"{found.engine_note}: only local services were checked")
+
+
+def logs(
+    mode: Annotated[str, typer.Argument(help="web, batch or stream.")],
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new lines.")
+    ] = False,
+    tail: Annotated[int, typer.Option(min=1, max=100_000, help="Lines per container.")] = 200,
+) -> None:
+    """Print the logs of a mode's compose stack.
+
+    Example: deploy logs web -f
+    """
+    code = stacks.logs(mode, follow, tail)
+    if code not in (0, 130):
+        raise typer.Exit(code)
+
+
+def down(
+    mode: Annotated[str | None, typer.Argument(help="web, batch or stream.")] = None,
+    every: Annotated[bool, typer.Option("--all", help="Tear down all three stacks.")] = False,
+) -> None:
+    """Stop and remove a mode's compose stack (containers, network, volumes).
+
+    Example: deploy down web   (or: deploy down --all)
+    """
+    stacks.down(stacks.pick_modes(mode, every))
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``status``, ``logs`` and ``down`` to the top-level app."""
+    app.command("status")(status)
+    app.command("logs")(logs)
+    app.command("down")(down)

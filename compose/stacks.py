@@ -1,0 +1,272 @@
+"""Bring a mode's compose stack up (or run the batch job in it): one typed options class each.
+
+Every entry point builds the images, starts what the mode needs, waits until it is healthy
+and, when anything fails (Ctrl-C too), prints the containers' logs and tears the stack down
+before the error propagates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from deploy_modes.compose.model import stage_model
+from deploy_modes.compose.settings import ComposeSettings
+from deploy_modes.compose.stack import Stack, compose_command, docker_client
+from deploy_modes.core.errors import DeployError
+from deploy_modes.launch.emulator import DEFAULT_EMULATOR_PORT, emulator_client
+from deploy_modes.launch.terminal import say
+from deploy_modes.web.settings import DEFAULT_PORT
+
+__all__ = [
+    "BATCH_BUCKET",
+    "BATCH_MONTH",
+    "BATCH_OUTPUT",
+    "BATCH_ROWS",
+    "HEALTH_TIMEOUT",
+    "BatchDone",
+    "BatchStack",
+    "StreamStack",
+    "WebStack",
+    "build_stack",
+    "check_compose",
+    "list_objects",
+    "run_batch",
+    "torn_down_on_failure",
+    "up",
+    "up_stream",
+    "up_web",
+]
+
+BATCH_MONTH = "2021-03"
+BATCH_ROWS = 20_000
+BATCH_BUCKET = "deploy-modes"
+BATCH_OUTPUT = (
+    "s3://{bucket}/predictions/taxi_type={{taxi_type}}/year={{year:04d}}/"
+    "month={{month:02d}}/{{model_version}}.parquet"
+)
+HEALTH_TIMEOUT = 180.0
+_LOOPBACK = (None, "127.0.0.1", "localhost")
+
+
+@dataclass(frozen=True)
+class WebStack:
+    """Options of the web stack (``deploy web --runtime compose``)."""
+
+    port: int = DEFAULT_PORT
+    workers: int | None = None
+    model: str | None = None
+    bake: bool | None = None  # None: DEPLOY_COMPOSE_BAKE decides
+    host: str | None = None
+
+
+@dataclass(frozen=True)
+class BatchStack:
+    """Options of the batch stack; it scores one month against the emulated S3."""
+
+    month: str | None = None
+    rows: int | None = None
+    input: str | None = None
+    output: str | None = None
+    model: str | None = None
+    bake: bool | None = None
+    emulator_port: int | None = None
+    # What the local runtime honours and this stack cannot: refused, never silently dropped.
+    run_date: str | None = None
+    first: str | None = None
+    last: str | None = None
+    window: str | None = None
+
+    def __post_init__(self) -> None:
+        from deploy_modes.core.data import parse_month
+
+        if any((self.run_date, self.first, self.last, self.window)):
+            raise DeployError(
+                "the compose batch stack scores one --month: use --runtime local for "
+                "--run-date, --from/--to and --window"
+            )
+        parse_month(self.month or BATCH_MONTH)
+
+
+@dataclass(frozen=True)
+class StreamStack:
+    """Options of the stream stack (emulator, streams, consumer, optional producer run)."""
+
+    shards: int = 2
+    count: int = 0
+    model: str | None = None
+    bake: bool | None = None
+    emulator_port: int | None = None
+
+
+@dataclass(frozen=True)
+class BatchDone:
+    """Where a batch stack run left its predictions."""
+
+    prefix: str
+    endpoint: str
+    project: str
+
+
+def check_compose() -> None:
+    """Fail now when compose or the engine is missing: before training or building anything."""
+    compose_command()
+    docker_client().close()
+
+
+def _bake(requested: bool | None) -> bool:
+    return ComposeSettings().bake if requested is None else requested
+
+
+def build_stack(mode: str, env: dict[str, str], bake: bool | None = None) -> Stack:
+    """Build ``mode``'s images (and the baked variant with ``bake``); return the stack to run."""
+    from deploy_modes.compose.model import bake_file
+
+    stack = Stack(mode, env=env)
+    if stack.run("build", label=f"building the {mode} images") != 0:
+        raise DeployError(
+            f"building the {mode} images failed (output above): check the network to the "
+            "package index and the Dockerfile, then retry"
+        )
+    if _bake(bake):
+        stack = Stack(mode, env=env, files=(bake_file(stack),))
+        if stack.run("build", label=f"baking the model into the {mode} image") != 0:
+            raise DeployError(f"baking the model into the {mode} image failed (output above)")
+        say("model baked into the image (no mount)")
+    return stack
+
+
+@contextlib.contextmanager
+def torn_down_on_failure(stack: Stack) -> Iterator[None]:
+    """Print the logs and remove the stack when anything in the block fails (Ctrl-C too)."""
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(Exception):
+            stack.print_logs()
+        say(f"tearing {stack.project} down")
+        stack.down()
+        raise
+
+
+def up(stack: Stack, services: list[str], wait_for: list[str]) -> None:
+    """``up -d`` the services and wait until they are healthy."""
+    code = stack.run("up", "-d", "--no-build", *services, label=f"starting {stack.project}")
+    if code != 0:
+        raise DeployError(f"starting {stack.project} failed (output above)")
+    say(f"waiting for {', '.join(wait_for)} to be healthy")
+    stack.wait_healthy(wait_for, timeout=HEALTH_TIMEOUT)
+
+
+def _free_or_ours(stack: Stack, port: int, service: str) -> None:
+    """Fail clearly when ``port`` is taken by anything but this stack's own ``service``."""
+    from deploy_modes.launch.processes import port_in_use
+
+    if not port_in_use(port):
+        return
+    ours = any(
+        s.service == service and f":{port}->" in s.ports for s in stack.containers() if s.healthy
+    )
+    if not ours:
+        raise DeployError(
+            f"port {port} is already taken: stop what listens there (deploy status shows our "
+            "stacks) or pass another --port"
+        )
+
+
+def up_web(options: WebStack) -> Stack:
+    """Bring the web stack up on ``127.0.0.1:port`` and wait until it is healthy."""
+    check_compose()
+    env = stage_model("web", options.model)
+    env["DEPLOY_COMPOSE_WEB_PORT"] = str(options.port)
+    if options.workers:
+        env["DEPLOY_COMPOSE_WEB_WORKERS"] = str(options.workers)
+    if options.host not in _LOOPBACK:
+        say("the compose stack publishes on 127.0.0.1 only")
+    _free_or_ours(Stack("web", env=env), options.port, "web")
+    stack = build_stack("web", env, options.bake)
+    with torn_down_on_failure(stack):
+        up(stack, ["web"], ["web"])
+    return stack
+
+
+def _emulator_env(port: int | None) -> dict[str, str]:
+    return {"DEPLOY_COMPOSE_EMULATOR_PORT": str(port) if port else ""}
+
+
+def run_batch(options: BatchStack) -> BatchDone:
+    """Prepare the emulated S3 and run the batch job for one month in the batch stack."""
+    from deploy_modes.core.storage import is_s3, parse_s3
+
+    check_compose()
+    month = options.month or BATCH_MONTH
+    given_input, given_output = options.input, options.output
+    source = (
+        given_input
+        if given_input and is_s3(given_input)
+        else f"s3://{BATCH_BUCKET}/input/green_tripdata_{month}.parquet"
+    )
+    target = (
+        given_output
+        if given_output and is_s3(given_output)
+        else BATCH_OUTPUT.format(bucket=BATCH_BUCKET)
+    )
+    for given, used in ((given_input, source), (given_output, target)):
+        if given and given != used:
+            say(f"{given} is not in S3; in the compose stack the job uses {used}")
+    env = stage_model("batch", options.model)
+    env.update(
+        DEPLOY_COMPOSE_MONTH=month,
+        DEPLOY_COMPOSE_ROWS=str(int(options.rows or BATCH_ROWS)),
+        DEPLOY_COMPOSE_INPUT=source,
+        DEPLOY_COMPOSE_OUTPUT_BUCKET=parse_s3(target).bucket,
+        **_emulator_env(options.emulator_port),
+    )
+    stack = build_stack("batch", env, options.bake)
+    with torn_down_on_failure(stack):
+        up(stack, ["emulator"], ["emulator"])
+        say(f"putting {month} into the emulated S3 at {source}")
+        # --no-deps: the emulator is up; `run` would otherwise start (and re-run) dependencies
+        if stack.run("run", "--rm", "--no-deps", "-T", "init", label="preparing S3") != 0:
+            raise DeployError("preparing the emulated S3 failed (output above)")
+        say(f"running the batch job for {month}")
+        job = ["run", "--rm", "--no-deps", "-T", "-e", f"DEPLOY_BATCH_OUTPUT={target}", "batch"]
+        if stack.run(*job, label="scoring") != 0:
+            raise DeployError("the batch job failed (its output is above)")
+        port = stack.published_port("emulator", DEFAULT_EMULATOR_PORT)
+    prefix = target.split("{", 1)[0].rsplit("/", 1)[0] + "/"
+    return BatchDone(prefix=prefix, endpoint=f"http://127.0.0.1:{port}", project=stack.project)
+
+
+def list_objects(prefix: str, endpoint: str) -> list[tuple[str, int]]:
+    """Return the ``(s3://uri, size)`` of the objects under ``prefix`` in the emulated S3."""
+    from deploy_modes.core.storage import parse_s3
+
+    location = parse_s3(prefix)
+    listing = emulator_client("s3", endpoint).list_objects_v2(
+        Bucket=location.bucket, Prefix=location.key
+    )
+    return [
+        (f"s3://{location.bucket}/{item['Key']}", int(item["Size"]))
+        for item in listing.get("Contents", [])
+    ]
+
+
+def up_stream(options: StreamStack) -> tuple[Stack, str]:
+    """Bring the stream stack up (and send ``count`` rides); return it and its Kinesis URL."""
+    check_compose()
+    env = stage_model("stream", options.model)
+    env["DEPLOY_COMPOSE_SHARDS"] = str(int(options.shards))
+    env.update(_emulator_env(options.emulator_port))
+    stack = build_stack("stream", env, options.bake)
+    with torn_down_on_failure(stack):
+        up(stack, ["consumer"], ["emulator", "consumer"])
+        if options.count:
+            stack.env = {**env, "DEPLOY_COMPOSE_SEND_COUNT": str(int(options.count))}
+            say(f"sending {int(options.count):,} rides with the producer")
+            producer = ["run", "--rm", "--no-deps", "-T", "producer"]
+            if stack.run(*producer, label="sending rides") != 0:
+                raise DeployError("the producer failed (its output is above)")
+        port = stack.published_port("emulator", DEFAULT_EMULATOR_PORT)
+    return stack, f"http://127.0.0.1:{port}"

@@ -1,0 +1,123 @@
+"""What runs where (``deploy status``), a stack's logs, and tearing stacks down."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from deploy_modes.compose.runtime import docker_engine_answers
+from deploy_modes.compose.stack import MODES, Stack, docker_client
+from deploy_modes.core.errors import DeployError
+from deploy_modes.launch.emulator import DEFAULT_EMULATOR_PORT, is_emulator
+from deploy_modes.launch.processes import http_ok
+from deploy_modes.launch.terminal import say
+from deploy_modes.web.settings import DEFAULT_PORT
+
+__all__ = ["LOCAL_PROBES", "Overview", "ServiceRow", "down", "logs", "overview", "pick_modes"]
+
+# What `deploy status` probes for services started without compose (`deploy web`, moto).
+LOCAL_PROBES = {
+    "web": f"http://127.0.0.1:{DEFAULT_PORT}/health",
+    "emulator": f"http://127.0.0.1:{DEFAULT_EMULATOR_PORT}",
+}
+
+
+@dataclass(frozen=True)
+class ServiceRow:
+    """One line of ``deploy status``."""
+
+    mode: str
+    runtime: str
+    service: str
+    state: str
+    health: str
+    ports: str
+
+
+@dataclass(frozen=True)
+class Overview:
+    """Every service found, and why only local ones were checked (no engine), if so."""
+
+    rows: list[ServiceRow]
+    engine_note: str | None
+
+
+def pick_modes(mode: str | None, every: bool) -> list[str]:
+    """Return the modes a command names (one, or all with ``--all``), refusing anything else."""
+    if mode and every:
+        raise DeployError("name a mode or pass --all, not both")
+    if every:
+        return list(MODES)
+    if not mode:
+        raise DeployError(f"name a mode ({', '.join(MODES)}) or pass --all")
+    if mode not in MODES:
+        raise DeployError(f"unknown mode {mode!r}: choose one of {', '.join(MODES)}")
+    return [mode]
+
+
+def _answers(service: str, url: str) -> bool:
+    return is_emulator(url) if service == "emulator" else http_ok(url)
+
+
+def overview() -> Overview:
+    """Return the compose containers of every mode and the local services that answer."""
+    rows: list[ServiceRow] = []
+    answers, why = docker_engine_answers()
+    published: set[str] = set()
+    if answers:
+        client = docker_client()
+        try:
+            for mode in MODES:
+                for state in Stack(mode).containers(client):
+                    if state.oneoff:
+                        continue
+                    published.update(
+                        p.split("->")[0].rsplit(":", 1)[-1] for p in state.ports.split(", ")
+                    )
+                    health = state.health or ("-" if state.status == "running" else "")
+                    if state.status == "exited":
+                        health = f"exit {state.exit_code}"
+                    rows.append(
+                        ServiceRow(
+                            mode, "compose", state.service, state.status, health, state.ports
+                        )
+                    )
+        finally:
+            client.close()
+    for service, url in LOCAL_PROBES.items():
+        port = str(urlsplit(url).port)
+        if port not in published and _answers(service, url):
+            mode = "web" if service == "web" else "batch/stream"
+            rows.append(
+                ServiceRow(mode, "local", service, "running", "answers", f"127.0.0.1:{port}")
+            )
+    return Overview(rows=rows, engine_note=None if answers else why)
+
+
+def logs(mode: str, follow: bool = False, tail: int = 200) -> int:
+    """Print a mode's stack logs on this terminal; return compose's exit code."""
+    stack = Stack(pick_modes(mode, False)[0])
+    if not stack.containers():
+        raise DeployError(f"no {mode} stack exists: start it with deploy {mode} --runtime compose")
+    args = ["logs", "--no-color", "--tail", str(tail)]
+    return stack.passthrough(*args, *(["--follow"] if follow else []))
+
+
+def down(modes: list[str]) -> None:
+    """Remove the named modes' stacks (containers, network, volumes), saying what happened."""
+    answers, why = docker_engine_answers()
+    if not answers:
+        say(f"{why}: no compose stack can be running")
+        return
+    failed = []
+    for name in modes:
+        stack = Stack(name)
+        if not stack.containers():
+            say(f"{stack.project}: nothing to remove")
+            continue
+        if stack.down() == 0:
+            say(f"{stack.project}: removed")
+        else:
+            failed.append(stack.project)
+    if failed:
+        raise DeployError(f"could not remove {', '.join(failed)} (output above)")

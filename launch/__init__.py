@@ -1,0 +1,1 @@
+"""Launching things locally: child processes, readiness waits, the AWS emulator, the terminal."""

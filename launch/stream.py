@@ -1,0 +1,131 @@
+"""Run the stream mode locally: create the streams, run the consumer in this process."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from deploy_modes.core.errors import DeployError
+from deploy_modes.launch.emulator import DEFAULT_EMULATOR_PORT
+from deploy_modes.launch.terminal import console, say
+
+__all__ = [
+    "LOCAL_ENDPOINT",
+    "REAL_AWS",
+    "aws_errors",
+    "consume",
+    "init_streams",
+    "kinesis",
+    "run_local",
+]
+
+LOCAL_ENDPOINT = f"http://127.0.0.1:{DEFAULT_EMULATOR_PORT}"
+REAL_AWS = "aws"  # --endpoint-url aws: real AWS endpoints and the usual credential chain
+_LOOPBACK = {"127.0.0.1", "localhost"}
+
+
+@contextlib.contextmanager
+def aws_errors(settings: Any) -> Iterator[None]:
+    """Turn an unreachable endpoint or a refused call into one clear line."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        yield
+    except (BotoCoreError, ClientError) as exc:
+        where = settings.endpoint_url or "AWS"
+        raise DeployError(f"Kinesis at {where}: {exc}") from None
+
+
+def kinesis(settings: Any) -> Any:
+    """Return the Kinesis client the settings describe."""
+    from deploy_modes.stream.bootstrap import kinesis_client
+
+    return kinesis_client(settings)
+
+
+def init_streams(settings: Any) -> None:
+    """Create the input, output and dead-letter streams and wait until they are ACTIVE."""
+    from deploy_modes.stream.kinesis import ensure_streams
+
+    names = [settings.input_stream, settings.output_stream, settings.dlq_stream]
+    try:
+        ensure_streams(kinesis(settings), names, settings.shards, say)
+    except DeployError:
+        raise
+    except Exception as exc:  # an endpoint that does not answer, bad credentials, ...
+        raise DeployError(
+            f"cannot reach Kinesis at {settings.endpoint_url or 'AWS'}: {exc}"
+        ) from exc
+    say(f"streams ready: {', '.join(names)}")
+
+
+def consume(model: str, settings: Any, announce: str | None = None, demo_rides: int = 0) -> None:
+    """Build the consumer, take over SIGTERM/SIGINT, say ``announce``, run until stopped."""
+    from deploy_modes.stream.bootstrap import build_consumer
+    from deploy_modes.stream.consumer import stop_on_signals
+
+    consumer = build_consumer(model, settings, say)
+    stop = threading.Event()
+    stop_on_signals(stop)  # from here a signal means: finish the batch, checkpoint, exit
+    if announce:
+        console.print(announce, highlight=False)
+    if demo_rides:
+        sender = threading.Thread(
+            target=_send_demo_rides, args=(settings, demo_rides, stop), daemon=True
+        )
+        sender.start()
+    consumer.run(stop)
+
+
+def _send_demo_rides(settings: Any, count: int, stop: threading.Event) -> None:
+    """Put ``count`` generated rides while the consumer runs (``deploy stream --count``)."""
+    from deploy_modes.stream.rides import ride_source, send_rides
+
+    try:
+        _, rides = ride_source(count)
+        sent = send_rides(kinesis(settings), settings.input_stream, rides, stop=stop)
+        say(f"sent {sent:,} demo rides to {settings.input_stream}")
+    except DeployError as exc:  # the consumer keeps running; the user sees why
+        say(f"could not send the demo rides: {exc}")
+
+
+def run_local(settings: Any, location: str, count: int = 0) -> None:
+    """Start the emulator a loopback endpoint needs, create the streams, consume until stopped."""
+    from urllib.parse import urlparse
+
+    from deploy_modes.launch.emulator import ensure_emulator
+
+    endpoint = settings.endpoint_url
+    emulator = None
+    parsed = urlparse(endpoint or "")
+    if endpoint is not None and parsed.hostname in _LOOPBACK and parsed.port:
+        emulator = ensure_emulator(host="127.0.0.1", port=parsed.port)
+        say(
+            f"AWS emulator {'started' if emulator.started_here else 'already running'} "
+            f"at {emulator.url}"
+        )
+    try:
+        init_streams(settings)
+        aws_opt = f"--endpoint-url {endpoint} " if endpoint else ""
+        shown = endpoint or REAL_AWS
+        opt = "" if shown == LOCAL_ENDPOINT else f" --endpoint-url {shown}"
+        announce = (
+            "\n[bold]stream mode running[/bold]: "
+            f"{settings.input_stream} -> {settings.output_stream} "
+            f"(dead letters: {settings.dlq_stream})\n"
+            "next, in another terminal:\n"
+            f"  deploy stream send --count 1000 --rate 200{opt}   # put rides\n"
+            f"  deploy stream tail{opt}   # watch predictions\n"
+            f"  aws {aws_opt}kinesis put-record --stream-name {settings.input_stream} "
+            "--partition-key 256 --cli-binary-format raw-in-base64-out --data "
+            '\'{"ride": {"PULocationID": 130, "DOLocationID": 205, "trip_distance": 3.66}, '
+            '"ride_id": 256}\'\n'
+            "stop with Ctrl-C: the batch in flight is finished and checkpointed.\n"
+        )
+        consume(location, settings, announce, count)
+    finally:
+        if emulator is not None and emulator.started_here:
+            say("stopping the AWS emulator we started (its streams go with it)")
+            emulator.stop()
