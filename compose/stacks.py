@@ -79,7 +79,7 @@ class BatchStack:
     window: str | None = None
 
     def __post_init__(self) -> None:
-        from deploy_modes.core.data import parse_month
+        from deploy_modes.core.tlc import parse_month
 
         if any((self.run_date, self.first, self.last, self.window)):
             raise DeployError(
@@ -198,6 +198,7 @@ def _emulator_env(port: int | None) -> dict[str, str]:
 def run_batch(options: BatchStack) -> BatchDone:
     """Prepare the emulated S3 and run the batch job for one month in the batch stack."""
     from deploy_modes.core.storage import is_s3, parse_s3
+    from deploy_modes.core.tlc import month_file, parse_month
 
     check_compose()
     month = options.month or BATCH_MONTH
@@ -205,7 +206,7 @@ def run_batch(options: BatchStack) -> BatchDone:
     source = (
         given_input
         if given_input and is_s3(given_input)
-        else f"s3://{BATCH_BUCKET}/input/green_tripdata_{month}.parquet"
+        else f"s3://{BATCH_BUCKET}/input/{month_file(*parse_month(month))}"
     )
     target = (
         given_output
