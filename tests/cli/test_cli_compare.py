@@ -126,7 +126,7 @@ def test_a_fresh_checkout_trains_the_demo_model_first(
     assert result.returncode == 0, result.stdout + result.stderr
     assert "training a demo model" in result.stdout
     assert "runtime: local" in result.stdout  # auto resolved to local without an engine
-    report = json.loads((tmp_path / "compare" / "compare.json").read_text())
+    report = json.loads((tmp_path / "compare-out" / "compare.json").read_text())
     assert report["agreement"]["ok"] and report["rides"]["count"] == 40
     assert (tmp_path / "models" / "ride-duration").is_dir()
 
@@ -261,7 +261,7 @@ def test_compose_runtime_without_an_engine_is_one_line(tmp_path: Path) -> None:
     assert result.returncode == 1, result.stdout + result.stderr
     assert "--runtime compose needs Docker" in result.stderr
     assert "Traceback" not in result.stdout + result.stderr
-    assert not (tmp_path / "compare" / "compare.json").exists()
+    assert not (tmp_path / "compare-out" / "compare.json").exists()
     assert not (tmp_path / "models").exists()  # nothing trained before the runtime check
 
 
@@ -343,7 +343,7 @@ def test_model_that_is_not_a_model(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     (tmp_path / "model.pkl").write_bytes(b"\x80\x04 certainly not a pickle")
     output = _error(["--model", "model.pkl"], tmp_path, monkeypatch)
     assert "model.pkl" in output
-    assert not (tmp_path / "compare" / "compare.json").exists()
+    assert not (tmp_path / "compare-out" / "compare.json").exists()
 
 
 def test_missing_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
