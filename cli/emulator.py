@@ -6,7 +6,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from deploy_modes.cli.processes import ManagedProcess, http_ok, port_in_use, wait_http
+from deploy_modes.cli.processes import ManagedProcess, port_in_use, wait_http
 from deploy_modes.core.errors import DeployError
 
 __all__ = ["DEFAULT_EMULATOR_PORT", "EMULATOR_CREDENTIALS", "Emulator", "ensure_emulator"]
@@ -47,8 +47,10 @@ def ensure_emulator(
     host: str = "127.0.0.1", port: int = DEFAULT_EMULATOR_PORT, log_dir: Path | None = None
 ) -> Emulator:
     """Return an emulator at ``host:port``: the one already answering, or a new moto server."""
+    from deploy_modes.stream.kinesis import answers_kinesis
+
     url = f"http://{host}:{port}"
-    if http_ok(f"{url}/moto-api/"):
+    if answers_kinesis(url):  # a Kinesis API, not just any HTTP server on the port
         return Emulator(url)
     if port_in_use(port, host):
         raise DeployError(

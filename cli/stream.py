@@ -129,12 +129,15 @@ def _consume(model: str, settings: Any, announce: str | None = None, demo_rides:
     stop_on_signals(stop)  # from here a signal means: finish the batch, checkpoint, exit
     if announce:
         console.print(announce, highlight=False)
+    consumer.start(stop)  # at most settings.startup_timeout, then one clear error
     if demo_rides:
         sender = threading.Thread(
             target=_send_demo_rides, args=(settings, demo_rides, stop), daemon=True
         )
         sender.start()
     consumer.run(stop)
+    if consumer.failing:  # stopped during an outage: a supervisor must see it was not clean
+        raise DeployError(f"stopped while failing: {consumer.failing}")
 
 
 def _send_demo_rides(settings: Any, count: int, stop: threading.Event) -> None:
@@ -225,6 +228,15 @@ def consume(
     consumer_name: ConsumerOption = "default",
     endpoint_url: EndpointOption = LOCAL_ENDPOINT,
     model: ModelOption = None,
+    startup_timeout: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            max=3600,
+            envvar="DEPLOY_STREAM_STARTUP_TIMEOUT",
+            help="Seconds to wait at start for Kinesis to answer before failing [default: 30].",
+        ),
+    ] = None,
 ) -> None:
     """Run only the consumer against the configured endpoint (what the container runs).
 
@@ -232,7 +244,11 @@ def consume(
     """
     from deploy_modes.core.settings import CoreSettings
 
-    settings = _settings(consumer_name=consumer_name, endpoint_url=_endpoint(endpoint_url))
+    settings = _settings(
+        consumer_name=consumer_name,
+        endpoint_url=_endpoint(endpoint_url),
+        startup_timeout=startup_timeout,
+    )
     _consume(model or CoreSettings().model_location, settings)
 
 

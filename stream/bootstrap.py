@@ -10,6 +10,7 @@ from deploy_modes.core.scoring import ModelService
 from deploy_modes.core.storage import aws_client
 from deploy_modes.stream.checkpoints import CheckpointStore, DynamoCheckpoints, SQLiteCheckpoints
 from deploy_modes.stream.consumer import Consumer
+from deploy_modes.stream.kinesis import client_config
 from deploy_modes.stream.service import StreamService
 from deploy_modes.stream.settings import StreamSettings
 
@@ -17,8 +18,8 @@ __all__ = ["build_consumer", "checkpoint_store", "kinesis_client", "stream_servi
 
 
 def kinesis_client(settings: StreamSettings) -> Any:
-    """Return a Kinesis client for the configured endpoint."""
-    return aws_client("kinesis", settings.endpoint_url)
+    """Return a Kinesis client for the configured endpoint (botocore ``standard`` retries)."""
+    return aws_client("kinesis", settings.endpoint_url, config=client_config())
 
 
 def stream_service(model_location: str, settings: StreamSettings) -> StreamService:
@@ -30,7 +31,8 @@ def checkpoint_store(settings: StreamSettings) -> CheckpointStore:
     """Return the configured checkpoint store (SQLite file or DynamoDB table)."""
     if settings.checkpoint_store == "dynamodb":
         return DynamoCheckpoints(
-            aws_client("dynamodb", settings.endpoint_url), settings.checkpoint_table
+            aws_client("dynamodb", settings.endpoint_url, config=client_config()),
+            settings.checkpoint_table,
         )
     return SQLiteCheckpoints(settings.checkpoint_path)
 
