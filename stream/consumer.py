@@ -59,8 +59,14 @@ class ConsumerStats:
         )
 
 
-def _reason(exc: Exception) -> str:
-    """Return what kind of failure ``exc`` is, without the parts that change every time."""
+def _reason(exc: BaseException) -> str:
+    """Return what kind of failure ``exc`` is (its root cause), without what changes each time.
+
+    An unreachable endpoint fails the listing, every shard's read and the put alike: that
+    is one state, reported once.
+    """
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
     code = getattr(exc, "response", {}).get("Error", {}).get("Code")
     return f"{type(exc).__name__}:{code}" if code else type(exc).__name__
 
@@ -111,6 +117,13 @@ class Consumer:
         stream = self.settings.input_stream
         shards = list_shards(self.kinesis, stream)
         incarnation = stream_incarnation(self.kinesis, stream)
+        stale = [s for s, bound in self._bound.items() if bound.incarnation != incarnation]
+        if stale:
+            # Open iterators may still "work" on the new stream, positioned after old
+            # sequence numbers; reopen every shard from its (now foreign) checkpoint instead.
+            self._say(f"{stream} was created again ({incarnation}); reopening its shards")
+            for shard_id in stale:
+                self._rewind(shard_id)
         for shard in shards:
             if shard.shard_id not in self.readers:
                 self._open(shard, incarnation)
@@ -186,7 +199,7 @@ class Consumer:
         self._failures_in_row += 1
         for shard_id in shard_ids:
             self._rewind(shard_id)
-        key = f"{what}:{_reason(exc)}"
+        key = _reason(exc)
         if key != self._failing_key:
             if self._failing_key is None:
                 self._failing_since = time.monotonic()
