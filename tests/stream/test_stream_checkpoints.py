@@ -5,10 +5,12 @@ from __future__ import annotations
 import sqlite3
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from deploy_modes.cli.emulator import Emulator
+from deploy_modes.cli.processes import free_port
 from deploy_modes.core.errors import DeployError
 from deploy_modes.core.storage import aws_client
 from deploy_modes.stream.checkpoints import (
@@ -18,7 +20,7 @@ from deploy_modes.stream.checkpoints import (
     SQLiteCheckpoints,
     resume_after,
 )
-from deploy_modes.stream.kinesis import Shard
+from deploy_modes.stream.kinesis import Shard, client_config
 
 
 def _cp(sequence: str) -> Checkpoint:
@@ -110,3 +112,75 @@ def test_a_checkpoint_is_used_only_on_its_own_stream_incarnation_and_shard_range
         assert reason is None
     else:
         assert reason is not None and why in reason and "checkpoint" in reason
+
+
+class Wire:
+    """Record the DynamoDB calls a real client makes to moto; answer CREATING a few times.
+
+    Moto makes every table ACTIVE at once and has no eventual consistency, so what AWS does
+    (a new table stays CREATING for seconds; reads may be stale unless consistent) is
+    observed on the wire: the first ``creating`` DescribeTable answers from moto get their
+    TableStatus rewritten to CREATING, and every call's parameters are kept.
+    """
+
+    def __init__(self, client: Any, creating: int = 0) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.creating = creating
+        client.meta.events.register("provide-client-params.dynamodb.*", self._params)
+        client.meta.events.register("after-call.dynamodb.DescribeTable", self._describe)
+
+    def _params(self, params: dict[str, Any], model: Any, **kwargs: Any) -> None:
+        self.calls.append((model.name, dict(params)))
+
+    def _describe(self, parsed: dict[str, Any], **kwargs: Any) -> None:
+        if self.creating and "Table" in parsed:
+            self.creating -= 1
+            parsed["Table"]["TableStatus"] = "CREATING"
+
+    def names(self) -> list[str]:
+        return [name for name, _ in self.calls]
+
+
+@pytest.mark.integration
+def test_dynamodb_store_waits_while_the_table_is_creating(moto_server: Emulator) -> None:
+    client = aws_client("dynamodb", moto_server.url)
+    wire = Wire(client, creating=2)
+    store = DynamoCheckpoints(client, f"checkpoints_{uuid.uuid4().hex[:8]}")
+    assert store.get("c", "s", "shard-0") is None
+    names = wire.names()
+    assert names[0] == "CreateTable"
+    first_read = names.index("GetItem")
+    # Two CREATING answers, then ACTIVE: at least three looks before the first read.
+    assert names[1:first_read].count("DescribeTable") >= 3
+    assert wire.creating == 0
+
+
+@pytest.mark.integration
+def test_dynamodb_reads_are_consistent(moto_server: Emulator) -> None:
+    client = aws_client("dynamodb", moto_server.url)
+    store = DynamoCheckpoints(client, f"checkpoints_{uuid.uuid4().hex[:8]}")
+    wire = Wire(client)
+    store.save("c", "s", "shard-0", _cp("5"))
+    assert store.get("c", "s", "shard-0") == _cp("5")
+    reads = [params for name, params in wire.calls if name == "GetItem"]
+    assert reads and all(params.get("ConsistentRead") is True for params in reads)
+
+
+@pytest.mark.integration
+def test_a_checkpoint_table_that_cannot_be_created_is_a_clear_error(
+    moto_server: Emulator,
+) -> None:
+    # Moto accepts any table name, so the create is made to fail where nothing listens.
+    nowhere = aws_client("dynamodb", f"http://127.0.0.1:{free_port()}", config=client_config())
+    with pytest.raises(DeployError, match="cannot create checkpoint table 'cp': Could not connect"):
+        DynamoCheckpoints(nowhere, "cp")
+    client = aws_client("dynamodb", moto_server.url)
+    other = f"other_{uuid.uuid4().hex[:8]}"
+    client.create_table(
+        TableName=other,
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    with pytest.raises(DeployError, match="is not a checkpoint table"):
+        DynamoCheckpoints(client, other)  # exists, but someone else's
