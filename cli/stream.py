@@ -237,6 +237,23 @@ def consume(
             help="Seconds to wait at start for Kinesis to answer before failing [default: 30].",
         ),
     ] = None,
+    group: Annotated[
+        bool | None,
+        typer.Option(
+            "--group/--no-group",
+            envvar="DEPLOY_STREAM_GROUP",
+            help="Share the shards with the other consumers of this name through leases.",
+        ),
+    ] = None,
+    lease_timeout: Annotated[
+        float | None,
+        typer.Option(
+            min=1,
+            max=600,
+            envvar="DEPLOY_STREAM_LEASE_TIMEOUT",
+            help="Seconds before an unrenewed lease is taken over (--group) [default: 10].",
+        ),
+    ] = None,
 ) -> None:
     """Run only the consumer against the configured endpoint (what the container runs).
 
@@ -248,6 +265,8 @@ def consume(
         consumer_name=consumer_name,
         endpoint_url=_endpoint(endpoint_url),
         startup_timeout=startup_timeout,
+        group=group,
+        lease_timeout=lease_timeout,
     )
     _consume(model or CoreSettings().model_location, settings)
 

@@ -30,6 +30,7 @@ from deploy_modes.stream.kinesis import (
     put_records,
     stream_incarnation,
 )
+from deploy_modes.stream.leases import LeaseCoordinator
 from deploy_modes.stream.service import InputRecord, StreamService
 from deploy_modes.stream.settings import StreamSettings
 
@@ -89,8 +90,10 @@ class Consumer:
         checkpoints: CheckpointStore,
         settings: StreamSettings,
         log: Callable[[str], None] | None = None,
+        leases: LeaseCoordinator | None = None,
     ) -> None:
         self.service = service
+        self.leases = leases  # None: this consumer reads every shard
         self.kinesis = kinesis
         self.checkpoints = checkpoints
         self.settings = settings
@@ -102,6 +105,8 @@ class Consumer:
         self._failing_since = 0.0
         self._failures_in_row = 0
         self._bound: dict[str, _Bound] = {}
+        self._shards: list[Shard] = []
+        self._incarnation = ""
         self._refreshed_at = float("-inf")
 
     @property
@@ -124,14 +129,44 @@ class Consumer:
             self._say(f"{stream} was created again ({incarnation}); reopening its shards")
             for shard_id in stale:
                 self._rewind(shard_id)
-        for shard in shards:
-            if shard.shard_id not in self.readers:
-                self._open(shard, incarnation)
+        self._shards, self._incarnation = shards, incarnation
+        if self.leases is None:
+            for shard in shards:
+                if shard.shard_id not in self.readers:
+                    self._open(shard, incarnation)
+        else:
+            self._sync_leases()
         self._refreshed_at = time.monotonic()
+
+    def _sync_leases(self) -> None:
+        """Read exactly the shards whose leases this consumer holds (a consumer group)."""
+        assert self.leases is not None
+        held = self.leases.sync(
+            [
+                (s.shard_id, tuple(p for p in (s.parent_shard_id, s.adjacent_parent_shard_id) if p))
+                for s in self._shards
+            ]
+        )
+        for shard_id in list(self.readers):
+            if shard_id not in held:
+                self._drop(shard_id)
+        for shard in self._shards:
+            if shard.shard_id in held and shard.shard_id not in self.readers:
+                self._open(shard, self._incarnation)
+
+    def _drop(self, shard_id: str) -> None:
+        """Stop reading a shard another consumer now holds (it resumes from the checkpoint)."""
+        self.readers.pop(shard_id, None)
+        self._bound.pop(shard_id, None)
 
     def _open(self, shard: Shard, incarnation: str) -> None:
         stream = self.settings.input_stream
         checkpoint = self.checkpoints.get(self.name, stream, shard.shard_id)
+        if checkpoint is not None and checkpoint.shard_start != shard.starting_sequence:
+            # The listing may predate the shard's first record (moto then reports start 0):
+            # look again before calling the checkpoint foreign and re-reading the shard.
+            fresh = {s.shard_id: s for s in list_shards(self.kinesis, stream)}
+            shard = fresh.get(shard.shard_id, shard)
         after, why = resume_after(checkpoint, incarnation, shard)
         start = "TRIM_HORIZON" if why else self.settings.start_position
         self.readers[shard.shard_id] = ShardReader(
@@ -176,6 +211,11 @@ class Consumer:
         put_records(self.kinesis, self.settings.dlq_stream, result.dead_letters, attempts)
         self._bind([shard_id for shard_id, _ in batch])
         for shard_id, shard_records in batch:
+            if self.leases is not None and not self.leases.confirm(shard_id):
+                # Taken over while this batch was in flight: its new owner re-reads from the
+                # last checkpoint, so these rides repeat (at most one batch), none is lost.
+                self._drop(shard_id)
+                continue
             sequence = shard_records[-1].sequence
             bound = self._bound[shard_id]
             if sequence is not None:
@@ -234,6 +274,12 @@ class Consumer:
             except Exception as exc:  # the endpoint or the stream may come back
                 self._failed(f"listing {self.settings.input_stream}", exc, [])
                 return 0
+        elif self.leases is not None:
+            try:  # every poll: a released or expired lease is taken within one poll
+                self._sync_leases()
+            except Exception as exc:
+                self._failed("syncing leases", exc, [])
+                return 0
         per_shard = max(1, self.settings.batch_size // max(1, len(self.readers)))
         batch: list[tuple[str, list[InputRecord]]] = []
         read_failed = False
@@ -251,6 +297,9 @@ class Consumer:
                 self._failed(f"reading {shard_id}", exc, [shard_id])
                 read_failed = True
                 continue
+            if reader.closed and not records and self.leases is not None:
+                self.leases.finish(shard_id)  # its last batch is checkpointed: children may start
+                self._drop(shard_id)
             if records:
                 batch.append((shard_id, records))
         if not batch:
@@ -303,6 +352,11 @@ class Consumer:
                 stop.wait(self.backoff())
             elif handled == 0:
                 stop.wait(self.settings.poll_interval)
+        if self.leases is not None:
+            try:  # hand the shards over at once instead of after the lease timeout
+                self.leases.release_all()
+            except Exception as exc:
+                self._say(f"could not release the leases (they expire instead): {exc}")
         self.log(f"consumer {self.name} stopped: {self.stats.line()}")
         return self.stats
 

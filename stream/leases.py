@@ -29,6 +29,7 @@ __all__ = [
     "SHARD_END",
     "DynamoLeases",
     "Lease",
+    "LeaseCoordinator",
     "LeaseTable",
     "LeaseTaker",
     "SQLiteLeases",
@@ -288,3 +289,88 @@ class LeaseTaker:
     def taken(lease: Lease, me: str) -> Lease:
         """Return the lease as it reads once ``me`` took it."""
         return replace(lease, owner=me, counter=lease.counter + 1)
+
+
+class LeaseCoordinator:
+    """Hold this consumer's leases: create, renew, take, confirm before checkpoints, release."""
+
+    def __init__(
+        self,
+        table: LeaseTable,
+        me: str,
+        timeout: float,
+        log: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.table = table
+        self.me = me
+        self.timeout = timeout
+        self.log = log or (lambda message: None)
+        self.clock = clock
+        self.taker = LeaseTaker(me, timeout, clock)
+        self.held: dict[str, Lease] = {}
+        self.lost = 0  # leases taken from us while we held them
+        self._renewed_at = float("-inf")
+
+    def _lose(self, shard_id: str, why: str) -> None:
+        self.held.pop(shard_id, None)
+        self.lost += 1
+        self.log(f"lost the lease of {shard_id} ({why})")
+
+    def sync(self, shards: list[tuple[str, tuple[str, ...]]]) -> set[str]:
+        """Create missing leases, renew ours when due, take the fair share; return held ids."""
+        leases = self.table.list()
+        known = {lease.shard_id for lease in leases}
+        missing = [(shard_id, parents) for shard_id, parents in shards if shard_id not in known]
+        for shard_id, parents in missing:
+            self.table.create(shard_id, parents)
+        if missing:
+            leases = self.table.list()
+        stored = {lease.shard_id: lease for lease in leases}
+        for shard_id, mine in list(self.held.items()):
+            if stored.get(shard_id) != mine:
+                self._lose(shard_id, "taken over")
+        if self.clock() - self._renewed_at >= self.timeout / 3:
+            for shard_id, mine in list(self.held.items()):
+                if not self._advance(mine, replace(mine, counter=mine.counter + 1)):
+                    self._lose(shard_id, "renewal refused")
+            self._renewed_at = self.clock()
+            leases = self.table.list()
+        for lease in self.taker.to_take(leases):
+            taken = LeaseTaker.taken(lease, self.me)
+            if self.table.write(lease, taken):
+                self.held[lease.shard_id] = taken
+                former = f" from {lease.owner}" if lease.owner else ""
+                self.log(f"took the lease of {lease.shard_id}{former}")
+        return set(self.held)
+
+    def _advance(self, mine: Lease, new: Lease) -> bool:
+        if not self.table.write(mine, new):
+            return False
+        self.held[mine.shard_id] = new
+        return True
+
+    def confirm(self, shard_id: str) -> bool:
+        """Renew a lease before its checkpoint is saved; False (and dropped) if it was lost."""
+        mine = self.held.get(shard_id)
+        if mine is None:
+            return False
+        if self._advance(mine, replace(mine, counter=mine.counter + 1)):
+            return True
+        self._lose(shard_id, "checkpoint refused")
+        return False
+
+    def finish(self, shard_id: str) -> None:
+        """Mark a shard read to its end (SHARD_END) and let it go, so its children may start."""
+        mine = self.held.pop(shard_id, None)
+        if mine is not None:
+            done = replace(mine, owner=None, counter=mine.counter + 1, checkpoint=SHARD_END)
+            if self.table.write(mine, done):
+                self.log(f"{shard_id} read to its end (SHARD_END)")
+
+    def release_all(self) -> None:
+        """Give every lease back at once (a graceful stop), so others take them next poll."""
+        for shard_id, mine in list(self.held.items()):
+            if self.table.write(mine, replace(mine, owner=None, counter=mine.counter + 1)):
+                self.log(f"released the lease of {shard_id}")
+            self.held.pop(shard_id, None)
