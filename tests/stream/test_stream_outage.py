@@ -155,7 +155,7 @@ def test_emulator_killed_and_restarted_fresh_every_new_ride_is_predicted(
         _wait_for(lambda: len(predictions_by_id(kinesis, names[1])) >= 300, "300", consumer)
 
         emulator.process.kill()  # type: ignore[union-attr]  # SIGKILL: its streams are gone
-        _wait_for(lambda: "failed" in log.read_text(), "the failure line", consumer)
+        _wait_for(lambda: " failed: " in log.read_text(), "the failure line", consumer)
         time.sleep(3)  # several retries while it is down
         emulator = own_emulator()  # fresh state on the same port
         kinesis = aws_client("kinesis", emulator.url)
@@ -168,7 +168,8 @@ def test_emulator_killed_and_restarted_fresh_every_new_ride_is_predicted(
         assert all(len(durations) == 1 for durations in found.values())
 
         emulator.process.kill()  # type: ignore[union-attr]
-        _wait_for(lambda: log.read_text().count("failed") >= 2, "the second outage", consumer)
+        # "failed: " is the failure-state line; "recovered ... (5 failed attempts)" is not.
+        _wait_for(lambda: log.read_text().count(" failed: ") >= 2, "the second outage", consumer)
         code = consumer.stop(sig=signal.SIGINT)  # Ctrl-C while failing
     finally:
         consumer.stop()
