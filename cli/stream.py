@@ -117,6 +117,35 @@ def consume(
     consumer_name: ConsumerOption = None,
     endpoint_url: EndpointOption = None,
     model: ModelOption = None,
+    startup_timeout: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            max=3600,
+            help="Seconds to wait at start for Kinesis to answer before failing "
+            "(env DEPLOY_STREAM_STARTUP_TIMEOUT; default: 30).",
+            show_default=False,
+        ),
+    ] = None,
+    group: Annotated[
+        bool | None,
+        typer.Option(
+            "--group/--no-group",
+            help="Share the shards with the other consumers of this name through leases "
+            "(env DEPLOY_STREAM_GROUP; default: off).",
+            show_default=False,
+        ),
+    ] = None,
+    lease_timeout: Annotated[
+        float | None,
+        typer.Option(
+            min=1,
+            max=600,
+            help="Seconds before an unrenewed lease is taken over, with --group "
+            "(env DEPLOY_STREAM_LEASE_TIMEOUT; default: 10).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run only the consumer against the configured endpoint (what the container runs).
 
@@ -124,7 +153,13 @@ def consume(
     """
     from deploy_modes.core.settings import CoreSettings
 
-    settings = _settings(consumer_name=consumer_name, endpoint_url=endpoint_url)
+    settings = _settings(
+        consumer_name=consumer_name,
+        endpoint_url=endpoint_url,
+        startup_timeout=startup_timeout,
+        group=group,
+        lease_timeout=lease_timeout,
+    )
     local.consume(load_settings(CoreSettings, model_location=model).model_location, settings)
 
 

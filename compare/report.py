@@ -39,7 +39,6 @@ PACKAGES = ("numpy", "scikit-learn", "pandas", "pyarrow", "flask", "gunicorn", "
 MB = 1024 * 1024
 
 
-
 @dataclass
 class Report:
     """Everything one ``deploy compare`` run measured."""

@@ -88,8 +88,10 @@ def ensure_emulator(
     host: str = "127.0.0.1", port: int = DEFAULT_EMULATOR_PORT, log_dir: Path | None = None
 ) -> Emulator:
     """Return an emulator at ``host:port``: the one already answering, or a new moto server."""
+    from deploy_modes.stream.kinesis import answers_kinesis
+
     url = f"http://{host}:{port}"
-    if is_emulator(url):
+    if answers_kinesis(url):  # a Kinesis API, not just any HTTP server on the port
         return Emulator(url)
     if port_in_use(port, host):
         raise DeployError(

@@ -71,12 +71,15 @@ def consume(model: str, settings: Any, announce: str | None = None, demo_rides: 
     stop_on_signals(stop)  # from here a signal means: finish the batch, checkpoint, exit
     if announce:
         console.print(announce, highlight=False)
+    consumer.start(stop)  # at most settings.startup_timeout, then one clear error
     if demo_rides:
         sender = threading.Thread(
             target=_send_demo_rides, args=(settings, demo_rides, stop), daemon=True
         )
         sender.start()
     consumer.run(stop)
+    if consumer.failing:  # stopped during an outage: a supervisor must see it was not clean
+        raise DeployError(f"stopped while failing: {consumer.failing}")
 
 
 def _send_demo_rides(settings: Any, count: int, stop: threading.Event) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -10,15 +12,23 @@ from deploy_modes.core.scoring import ModelService
 from deploy_modes.core.storage import aws_client
 from deploy_modes.stream.checkpoints import CheckpointStore, DynamoCheckpoints, SQLiteCheckpoints
 from deploy_modes.stream.consumer import Consumer
+from deploy_modes.stream.kinesis import client_config
+from deploy_modes.stream.leases import DynamoLeases, LeaseCoordinator, LeaseTable, SQLiteLeases
 from deploy_modes.stream.service import StreamService
 from deploy_modes.stream.settings import StreamSettings
 
-__all__ = ["build_consumer", "checkpoint_store", "kinesis_client", "stream_service"]
+__all__ = [
+    "build_consumer",
+    "checkpoint_store",
+    "kinesis_client",
+    "lease_coordinator",
+    "stream_service",
+]
 
 
 def kinesis_client(settings: StreamSettings) -> Any:
-    """Return a Kinesis client for the configured endpoint."""
-    return aws_client("kinesis", settings.endpoint_url)
+    """Return a Kinesis client for the configured endpoint (botocore ``standard`` retries)."""
+    return aws_client("kinesis", settings.endpoint_url, config=client_config())
 
 
 def stream_service(model_location: str, settings: StreamSettings) -> StreamService:
@@ -30,9 +40,28 @@ def checkpoint_store(settings: StreamSettings) -> CheckpointStore:
     """Return the configured checkpoint store (SQLite file or DynamoDB table)."""
     if settings.checkpoint_store == "dynamodb":
         return DynamoCheckpoints(
-            aws_client("dynamodb", settings.endpoint_url), settings.checkpoint_table
+            aws_client("dynamodb", settings.endpoint_url, config=client_config()),
+            settings.checkpoint_table,
         )
     return SQLiteCheckpoints(settings.checkpoint_path)
+
+
+def lease_coordinator(
+    settings: StreamSettings, log: Callable[[str], None] | None = None
+) -> LeaseCoordinator:
+    """Return this process's lease holder in the group named by the consumer name."""
+    table: LeaseTable
+    group, stream = settings.consumer_name, settings.input_stream
+    if settings.checkpoint_store == "dynamodb":
+        client = aws_client("dynamodb", settings.endpoint_url, config=client_config())
+        table = DynamoLeases(client, settings.lease_table, group, stream)
+    else:
+        table = SQLiteLeases(settings.lease_path, group, stream)
+    me = f"{socket.gethostname()}-{os.getpid()}"
+    say = log or (lambda message: None)
+    return LeaseCoordinator(
+        table, me, settings.lease_timeout, lambda message: say(f"consumer {me}: {message}")
+    )
 
 
 def build_consumer(
@@ -45,4 +74,5 @@ def build_consumer(
         checkpoint_store(settings),
         settings,
         log,
+        lease_coordinator(settings, log) if settings.group else None,
     )

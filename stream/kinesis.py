@@ -1,4 +1,9 @@
-"""Kinesis adapters: put with partial-failure retry, stream creation, shard discovery, reads."""
+"""Kinesis adapters: put with partial-failure re-put, stream creation, shard discovery, reads.
+
+Throttling and connection errors are retried by botocore itself (``standard`` retry mode, see
+:func:`client_config`); this module re-puts only the entries a PutRecords call reported as
+failed, so the two never multiply.
+"""
 
 from __future__ import annotations
 
@@ -13,12 +18,19 @@ from deploy_modes.stream.service import InputRecord, OutputRecord
 __all__ = [
     "MAX_PUT_BYTES",
     "MAX_PUT_RECORDS",
+    "CheckpointOutOfRange",
+    "Shard",
     "ShardReader",
     "StreamError",
+    "answers_kinesis",
+    "client_config",
     "ensure_streams",
     "list_shard_ids",
+    "list_shards",
     "put_records",
+    "put_records_reporting",
     "read_all",
+    "stream_incarnation",
 ]
 
 MAX_PUT_RECORDS = 500  # PutRecords' per-call limits
@@ -30,6 +42,49 @@ _BACKOFF_MAX = 5.0
 
 class StreamError(DeployError):
     """A stream is missing or a put could not be acknowledged."""
+
+
+class CheckpointOutOfRange(StreamError):
+    """Kinesis refused to resume a shard after a sequence number that is not in it."""
+
+
+def client_config(connect_timeout: float = 5.0, read_timeout: float = 10.0) -> Any:
+    """Return the botocore config every Kinesis client uses: ``standard`` retries, short timeouts.
+
+    ``standard`` retries throttling and connection errors with backoff (``AWS_MAX_ATTEMPTS``,
+    default 3); the short connect timeout keeps an endpoint that does not answer from hanging
+    a call for botocore's default 60 s.
+    """
+    from botocore.config import Config
+
+    return Config(
+        retries={"mode": "standard"}, connect_timeout=connect_timeout, read_timeout=read_timeout
+    )
+
+
+def answers_kinesis(url: str, timeout: float = 2.0) -> bool:
+    """Return whether a Kinesis API (not just any HTTP server) answers at ``url``."""
+    from botocore.config import Config
+
+    from deploy_modes.core.storage import aws_client
+
+    config = Config(
+        retries={"mode": "standard", "max_attempts": 1},
+        connect_timeout=timeout,
+        read_timeout=timeout,
+    )
+    # Any credentials do for an emulator; without some boto3 refuses to sign the probe.
+    client = aws_client(
+        "kinesis",
+        url,
+        config=config,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    try:
+        return isinstance(client.list_streams(Limit=1).get("StreamNames"), list)
+    except Exception:  # refused, timed out, or an HTTP server that does not speak Kinesis
+        return False
 
 
 def _code(exc: Exception) -> str:
@@ -55,6 +110,56 @@ def _chunks(records: Sequence[OutputRecord]) -> Iterator[list[OutputRecord]]:
         yield chunk
 
 
+def _put_chunk(
+    client: Any,
+    stream: str,
+    chunk: list[OutputRecord],
+    attempts: int,
+    sleep: Callable[[float], None],
+) -> list[OutputRecord]:
+    """Put one chunk, re-putting only failed entries; return the entries that stayed failed."""
+    pending = chunk
+    for attempt in range(attempts):
+        try:
+            response = client.put_records(
+                StreamName=stream,
+                Records=[{"Data": r.data, "PartitionKey": r.partition_key} for r in pending],
+            )
+        except Exception as exc:  # botocore already retried throttling and connection errors
+            if _code(exc) == "ResourceNotFoundException":
+                raise StreamError(f"stream {stream!r} does not exist") from exc
+            raise StreamError(f"PutRecords to {stream!r} failed: {_why(exc)}") from exc
+        if not response.get("FailedRecordCount"):
+            return []
+        # Only the entries with an ErrorCode failed; the rest are stored and must not repeat.
+        pending = [
+            record
+            for record, entry in zip(pending, response["Records"], strict=True)
+            if entry.get("ErrorCode")
+        ]
+        if attempt < attempts - 1:
+            sleep(min(_BACKOFF_MAX, _BACKOFF_BASE * 2**attempt))
+    return pending
+
+
+def put_records_reporting(
+    client: Any,
+    stream: str,
+    records: Sequence[OutputRecord],
+    attempts: int = 8,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[OutputRecord]:
+    """Put every record; return those whose entries still failed after ``attempts`` puts.
+
+    A call that fails as a whole (missing stream, access denied, endpoint down after
+    botocore's retries) raises :class:`StreamError`.
+    """
+    failed: list[OutputRecord] = []
+    for chunk in _chunks(records):
+        failed.extend(_put_chunk(client, stream, chunk, attempts, sleep))
+    return failed
+
+
 def put_records(
     client: Any,
     stream: str,
@@ -62,58 +167,81 @@ def put_records(
     attempts: int = 8,
     sleep: Callable[[float], None] = time.sleep,
 ) -> None:
-    """Put every record, retrying only the failed entries with backoff; raise if any stay failed."""
+    """Put every record, re-putting only the failed entries; raise if any stay failed."""
     for chunk in _chunks(records):
-        pending = chunk
-        for attempt in range(attempts):
-            try:
-                response = client.put_records(
-                    StreamName=stream,
-                    Records=[{"Data": r.data, "PartitionKey": r.partition_key} for r in pending],
-                )
-            except Exception as exc:
-                code = _code(exc)
-                if code == "ResourceNotFoundException":
-                    raise StreamError(f"stream {stream!r} does not exist") from exc
-                if code not in _THROTTLED or attempt == attempts - 1:
-                    raise StreamError(f"PutRecords to {stream!r} failed: {_why(exc)}") from exc
-                sleep(min(_BACKOFF_MAX, _BACKOFF_BASE * 2**attempt))
-                continue
-            if not response.get("FailedRecordCount"):
-                break
-            # Only the entries with an ErrorCode failed; the rest are stored and must not repeat.
-            pending = [
-                record
-                for record, entry in zip(pending, response["Records"], strict=True)
-                if entry.get("ErrorCode")
-            ]
-            if attempt < attempts - 1:
-                sleep(min(_BACKOFF_MAX, _BACKOFF_BASE * 2**attempt))
-        else:
+        if failed := _put_chunk(client, stream, chunk, attempts, sleep):
             raise StreamError(
-                f"PutRecords to {stream!r}: {len(pending)} records still failed "
+                f"PutRecords to {stream!r}: {len(failed)} records still failed "
                 f"after {attempts} attempts"
             )
 
 
-def list_shard_ids(client: Any, stream: str) -> list[str]:
-    """Return the ids of every shard of ``stream`` (following ListShards pages)."""
-    shard_ids: list[str] = []
+@dataclass(frozen=True)
+class Shard:
+    """One shard as ListShards describes it: its id, parents and sequence number range."""
+
+    shard_id: str
+    starting_sequence: str
+    ending_sequence: str | None = None
+    parent_shard_id: str | None = None
+    adjacent_parent_shard_id: str | None = None
+
+    @property
+    def closed(self) -> bool:
+        """Return whether a reshard closed this shard (it has an ending sequence number)."""
+        return self.ending_sequence is not None
+
+
+def _not_found(stream: str, exc: Exception) -> StreamError:
+    if _code(exc) == "ResourceNotFoundException":
+        return StreamError(f"stream {stream!r} does not exist: run `deploy stream init` first")
+    return StreamError(f"cannot list the shards of {stream!r}: {_why(exc)}")
+
+
+def list_shards(client: Any, stream: str) -> list[Shard]:
+    """Return every shard of ``stream`` (following ListShards pages)."""
+    shards: list[Shard] = []
     kwargs: dict[str, Any] = {"StreamName": stream}
     try:
         while True:
             page = client.list_shards(**kwargs)
-            shard_ids.extend(shard["ShardId"] for shard in page.get("Shards", []))
+            for raw in page.get("Shards", []):
+                numbers = raw.get("SequenceNumberRange", {})
+                shards.append(
+                    Shard(
+                        raw["ShardId"],
+                        str(numbers.get("StartingSequenceNumber", "")),
+                        numbers.get("EndingSequenceNumber"),
+                        raw.get("ParentShardId"),
+                        raw.get("AdjacentParentShardId"),
+                    )
+                )
             token = page.get("NextToken")
             if not token:
-                return shard_ids
+                return shards
             kwargs = {"NextToken": token}
     except Exception as exc:
-        if _code(exc) == "ResourceNotFoundException":
-            raise StreamError(
-                f"stream {stream!r} does not exist: run `deploy stream init` first"
-            ) from exc
-        raise StreamError(f"cannot list the shards of {stream!r}: {_why(exc)}") from exc
+        raise _not_found(stream, exc) from exc
+
+
+def list_shard_ids(client: Any, stream: str) -> list[str]:
+    """Return the ids of every shard of ``stream``."""
+    return [shard.shard_id for shard in list_shards(client, stream)]
+
+
+def stream_incarnation(client: Any, stream: str) -> str:
+    """Return what names this incarnation of ``stream``: its ARN and creation time.
+
+    A stream deleted and created again under the same name (or on an emulator restarted
+    with fresh state) has the same ARN but a new creation time, and sequence numbers that
+    start over, so a checkpoint of the old one must not be applied to it.
+    """
+    try:
+        summary = client.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"]
+    except Exception as exc:
+        raise _not_found(stream, exc) from exc
+    created = summary["StreamCreationTimestamp"]
+    return f"{summary['StreamARN']}@{created.timestamp():.3f}"
 
 
 def ensure_streams(
@@ -149,14 +277,21 @@ class ShardReader:
 
     def _new_iterator(self) -> str:
         kwargs: dict[str, Any] = {"StreamName": self.stream, "ShardId": self.shard_id}
-        if self.after is not None:
-            kwargs |= {
-                "ShardIteratorType": "AFTER_SEQUENCE_NUMBER",
-                "StartingSequenceNumber": self.after,
-            }
-        else:
+        if self.after is None:
             kwargs["ShardIteratorType"] = self.start_position
-        return str(self.client.get_shard_iterator(**kwargs)["ShardIterator"])
+            return str(self.client.get_shard_iterator(**kwargs)["ShardIterator"])
+        kwargs |= {
+            "ShardIteratorType": "AFTER_SEQUENCE_NUMBER",
+            "StartingSequenceNumber": self.after,
+        }
+        try:
+            return str(self.client.get_shard_iterator(**kwargs)["ShardIterator"])
+        except Exception as exc:
+            if _code(exc) == "InvalidArgumentException":  # not a sequence number of this shard
+                raise CheckpointOutOfRange(
+                    f"{self.shard_id}: Kinesis refused to resume after {self.after}: {_why(exc)}"
+                ) from exc
+            raise
 
     def read(self, limit: int) -> list[InputRecord]:
         """Return the next records (possibly none); the position advances past them."""

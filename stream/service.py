@@ -1,14 +1,12 @@
 """The stream service: raw Kinesis records in, prediction events and dead letters out.
 
 Both runners (the Lambda handler and the long-running consumer) call this one class; it
-never talks to AWS itself: the Lambda's put is a callback passed in, so a test run has none.
+never talks to AWS itself (the runners put what it returns), so a test run has no puts.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,10 +37,11 @@ class InputRecord:
 
 @dataclass(frozen=True, slots=True)
 class OutputRecord:
-    """One record to put: JSON bytes and the partition key."""
+    """One record to put: JSON bytes, the partition key, and the input it came from."""
 
     data: bytes
     partition_key: str
+    source_sequence: str | None = None
 
 
 @dataclass
@@ -66,15 +65,17 @@ class StreamService:
         """Decode, validate and predict a batch; poison records become dead letters."""
         result = BatchResult()
         good: list[RideEvent] = []
+        sources: list[str | None] = []
         for record in records:
             decoded = decode_ride_event(record.data, self.max_record_bytes)
             if isinstance(decoded, Poison):
                 result.poison.append(record)
                 letter = dead_letter(record.data, decoded, record.shard_id, record.sequence)
                 key = record.sequence or record.shard_id or "poison"
-                result.dead_letters.append(OutputRecord(encode(letter), key))
+                result.dead_letters.append(OutputRecord(encode(letter), key, record.sequence))
             else:
                 good.append(decoded)
+                sources.append(record.sequence)
         if not good:
             return result
         durations = self.model.predict_arrays(
@@ -83,39 +84,8 @@ class StreamService:
             np.fromiter((e.ride.distance for e in good), dtype="float64", count=len(good)),
         ).tolist()
         name, version = self.model.name, self.model.version
-        for event, duration in zip(good, durations, strict=True):
+        for event, duration, source in zip(good, durations, sources, strict=True):
             prediction = prediction_event(name, version, duration, event.ride_id)
             result.predictions.append(prediction)
-            result.outputs.append(OutputRecord(encode(prediction), str(event.ride_id)))
+            result.outputs.append(OutputRecord(encode(prediction), str(event.ride_id), source))
         return result
-
-    def handle_lambda_event(
-        self, event: object, put: Callable[[list[OutputRecord]], None] | None = None
-    ) -> dict[str, Any]:
-        """Handle a Lambda Kinesis event: predictions, plus poison records as item failures."""
-        records: list[InputRecord] = []
-        undecodable: list[str] = []
-        raw_records = event.get("Records") if isinstance(event, dict) else None
-        for raw in raw_records if isinstance(raw_records, list) else []:
-            kinesis = raw.get("kinesis") if isinstance(raw, dict) else None
-            kinesis = kinesis if isinstance(kinesis, dict) else {}
-            sequence = kinesis.get("sequenceNumber")
-            sequence = sequence if isinstance(sequence, str) else None
-            data = kinesis.get("data")
-            try:
-                payload = base64.b64decode(data, validate=True) if isinstance(data, str) else None
-            except (binascii.Error, ValueError):
-                payload = None
-            if payload is None:
-                if sequence is not None:
-                    undecodable.append(sequence)
-                continue
-            records.append(InputRecord(payload, sequence))
-        result = self.process(records)
-        if put is not None and result.outputs:
-            put(result.outputs)
-        failures = undecodable + [r.sequence for r in result.poison if r.sequence is not None]
-        return {
-            "predictions": result.predictions,
-            "batchItemFailures": [{"itemIdentifier": sequence} for sequence in failures],
-        }

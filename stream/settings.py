@@ -64,7 +64,25 @@ class StreamSettings(BaseSettings):
     """Seconds between shard discoveries (picks up resharding)."""
 
     put_attempts: int = Field(8, ge=1, le=100)
-    """PutRecords attempts (failed entries only) before the consumer gives up on a batch."""
+    """PutRecords attempts for the entries a call reported as failed (throttling and connection
+    errors are retried by botocore itself) before the consumer gives up on a batch."""
 
     max_record_bytes: int = Field(64 * 1024, ge=256, le=1024 * 1024)
     """Largest input record accepted; bigger ones are poison (a ride is ~100 bytes)."""
+
+    startup_timeout: float = Field(30.0, ge=0.0, le=3600.0)
+    """Seconds ``consume`` waits at start for the input stream to answer before it gives up
+    with an error; once running, outages are retried with backoff for as long as they last."""
+
+    group: bool = False
+    """Share the shards with every other consumer of the same name through leases (a
+    consumer group); off: this consumer reads every shard."""
+
+    lease_timeout: float = Field(10.0, ge=1.0, le=600.0)
+    """Seconds after which a lease its owner stopped renewing is taken over (group only)."""
+
+    lease_path: Path = Path(".deploy/stream/leases.sqlite")
+    """SQLite lease file shared by the consumers of one host (group, checkpoint_store=sqlite)."""
+
+    lease_table: str = "deploy_stream_leases"
+    """DynamoDB lease table, created on first use (group, checkpoint_store=dynamodb)."""

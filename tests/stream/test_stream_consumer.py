@@ -102,7 +102,8 @@ def test_poison_records_go_to_the_dlq_and_the_rides_around_them_are_predicted(
     # The shard is not stalled: its checkpoint is past the last record.
     (reader,) = [r for r in consumer.readers.values() if r.after]
     store = SQLiteCheckpoints(streams.checkpoint_path)
-    assert store.get("default", streams.input_stream, reader.shard_id) == reader.after
+    checkpoint = store.get("default", streams.input_stream, reader.shard_id)
+    assert checkpoint is not None and checkpoint.sequence == reader.after
 
 
 def test_two_consumer_names_each_see_every_record(
@@ -151,8 +152,8 @@ def test_run_stops_between_batches_and_has_checkpointed(
     assert consumer.stats.records == 400
     store = SQLiteCheckpoints(streams.checkpoint_path)
     for shard_id in list_shard_ids(kinesis, streams.input_stream):
-        reader = consumer.readers[shard_id]
-        assert store.get("default", streams.input_stream, shard_id) == reader.after
+        checkpoint = store.get("default", streams.input_stream, shard_id)
+        assert checkpoint is not None and checkpoint.sequence == consumer.readers[shard_id].after
 
 
 def test_a_missing_output_stream_keeps_the_records_for_later(

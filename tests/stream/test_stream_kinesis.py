@@ -6,17 +6,26 @@ rules are checked on a small scripted client that answers like Kinesis does.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
+from deploy_modes.core.storage import aws_client
+from deploy_modes.launch.emulator import Emulator
+from deploy_modes.launch.processes import ManagedProcess, free_port, wait_http
+from deploy_modes.stream.bootstrap import kinesis_client
 from deploy_modes.stream.kinesis import (
     ShardReader,
     StreamError,
+    answers_kinesis,
+    client_config,
     ensure_streams,
     list_shard_ids,
     put_records,
+    put_records_reporting,
     read_all,
 )
 from deploy_modes.stream.service import OutputRecord
@@ -65,12 +74,28 @@ def test_only_failed_entries_are_retried() -> None:
     assert sleeps == [0.1, 0.2]
 
 
-def test_throttling_backs_off_and_retries_the_whole_call() -> None:
-    client = ScriptedKinesis([_throttled(), _throttled(), set()])
-    sleeps: list[float] = []
-    put_records(client, "s", _records(3), sleep=sleeps.append)
-    assert len(client.calls) == 3
-    assert sleeps == [0.1, 0.2]
+def test_a_failed_call_is_not_retried_on_top_of_botocore() -> None:
+    # botocore's standard mode already retried the throttled call: retrying again here
+    # would multiply the attempts (8 x 5 before), so the error goes straight to the caller.
+    client = ScriptedKinesis([_throttled(), set()])
+    with pytest.raises(StreamError, match="ProvisionedThroughputExceededException"):
+        put_records(client, "s", _records(3), sleep=lambda s: None)
+    assert len(client.calls) == 1
+
+
+def test_clients_use_botocore_standard_retries(streams: StreamSettings) -> None:
+    for client in (kinesis_client(streams), aws_client("dynamodb", config=client_config())):
+        assert client.meta.config.retries["mode"] == "standard"
+        assert client.meta.config.connect_timeout == 5
+
+
+def test_failed_entries_are_returned_not_raised_by_the_reporting_put() -> None:
+    client = ScriptedKinesis([{1, 3}, {1}, {0}])
+    records = _records(5)
+    assert put_records_reporting(client, "s", records, attempts=3, sleep=lambda s: None) == [
+        records[3]
+    ]
+    assert client.calls == [[b"r0", b"r1", b"r2", b"r3", b"r4"], [b"r1", b"r3"], [b"r3"]]
 
 
 def test_entries_that_keep_failing_raise_after_the_attempts() -> None:
@@ -153,3 +178,16 @@ def test_throttled_get_records_is_an_empty_poll_not_an_error() -> None:
     assert reader.read(10) == []
     assert [r.sequence for r in reader.read(10)] == ["9"]
     assert reader.after == "9"
+
+
+@pytest.mark.integration
+def test_only_a_kinesis_endpoint_counts_as_the_emulator(
+    moto_server: Emulator, tmp_path: Path
+) -> None:
+    assert answers_kinesis(moto_server.url)
+    assert not answers_kinesis(f"http://127.0.0.1:{free_port()}")  # nothing listens
+    port = free_port()
+    args = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"]
+    with ManagedProcess("http server", args, log_path=tmp_path / "http.log") as server:
+        wait_http(f"http://127.0.0.1:{port}/", timeout=20, process=server)
+        assert not answers_kinesis(f"http://127.0.0.1:{port}")  # HTTP, but not Kinesis

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from stream_helpers import COURSE_EVENT, predictions_by_id
+from stream_helpers import COURSE_EVENT, dead_letters, predictions_by_id
 
 from deploy_modes.core.errors import ModelLoadError
 from deploy_modes.core.scoring import ModelService
@@ -24,7 +24,12 @@ _COURSE_RIDE = {"PULocationID": 130, "DOLocationID": 205, "trip_distance": 3.66}
 def cold_start(monkeypatch: pytest.MonkeyPatch, model_dir: Path) -> Iterator[pytest.MonkeyPatch]:
     """Give every test a fresh cold start with MODEL_LOCATION pointing at the test model."""
     monkeypatch.setenv("MODEL_LOCATION", str(model_dir))
-    for name in ("TEST_RUN", "PREDICTIONS_STREAM_NAME", "KINESIS_ENDPOINT_URL"):
+    for name in (
+        "TEST_RUN",
+        "PREDICTIONS_STREAM_NAME",
+        "DEAD_LETTER_STREAM_NAME",
+        "KINESIS_ENDPOINT_URL",
+    ):
         monkeypatch.delenv(name, raising=False)
     lambda_function.reset()
     yield monkeypatch
@@ -71,10 +76,11 @@ def test_course_event_puts_the_prediction_on_the_output_stream(
 
 
 @pytest.mark.integration
-def test_poison_record_is_reported_and_the_good_one_still_put(
+def test_poison_record_goes_to_the_dead_letter_stream_and_the_good_one_is_put(
     cold_start: pytest.MonkeyPatch, moto_server: Emulator, streams: StreamSettings, kinesis: Any
 ) -> None:
     cold_start.setenv("PREDICTIONS_STREAM_NAME", streams.output_stream)
+    cold_start.setenv("DEAD_LETTER_STREAM_NAME", streams.dlq_stream)
     cold_start.setenv("KINESIS_ENDPOINT_URL", moto_server.url)
     event = copy.deepcopy(COURSE_EVENT)
     poison = copy.deepcopy(event["Records"][0])
@@ -82,8 +88,11 @@ def test_poison_record_is_reported_and_the_good_one_still_put(
     poison["kinesis"]["data"] = "bm90IGpzb24="  # "not json"
     event["Records"].insert(0, poison)
     response = lambda_function.lambda_handler(event, None)
-    assert response["batchItemFailures"] == [{"itemIdentifier": "7"}]
+    assert response["batchItemFailures"] == []  # Lambda must not retry poison forever
     assert list(predictions_by_id(kinesis, streams.output_stream)) == [256]
+    (letter,) = dead_letters(kinesis, streams.dlq_stream)
+    assert letter["payload"] == "not json"
+    assert letter["source"]["sequence_number"] == "7"
 
 
 def test_missing_model_fails_the_cold_start_clearly(

@@ -1,0 +1,104 @@
+"""Checkpoints bound to the stream incarnation, on the real moto server.
+
+A stream deleted and created again (or an emulator restarted with fresh state) reuses the
+names, and its sequence numbers start over: a consumer that resumed "after" its old
+checkpoints skipped every new ride. These tests fail when it does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from stream_helpers import predictions_by_id
+
+from deploy_modes.core.storage import aws_client
+from deploy_modes.stream.checkpoints import SQLiteCheckpoints
+from deploy_modes.stream.consumer import Consumer
+from deploy_modes.stream.kinesis import ensure_streams, list_shard_ids
+from deploy_modes.stream.rides import generated_rides, send_rides
+from deploy_modes.stream.service import StreamService
+from deploy_modes.stream.settings import StreamSettings
+
+pytestmark = pytest.mark.integration
+
+
+def _consumer(service: StreamService, settings: StreamSettings, lines: list[str]) -> Consumer:
+    return Consumer(
+        service,
+        aws_client("kinesis", settings.endpoint_url),
+        SQLiteCheckpoints(settings.checkpoint_path),
+        settings,
+        lines.append,
+    )
+
+
+def _drain(consumer: Consumer) -> int:
+    total = 0
+    while handled := consumer.poll_once():
+        total += handled
+    assert consumer.failing is None
+    return total
+
+
+def _recreate(kinesis: Any, stream: str, shards: int) -> None:
+    kinesis.delete_stream(StreamName=stream)
+    kinesis.get_waiter("stream_not_exists").wait(
+        StreamName=stream, WaiterConfig={"Delay": 1, "MaxAttempts": 30}
+    )
+    ensure_streams(kinesis, [stream], shards, say=lambda message: None)
+
+
+def test_a_recreated_input_stream_is_read_from_trim_horizon_after_a_restart(
+    kinesis: Any, make_streams: Any, stream_service: StreamService
+) -> None:
+    settings: StreamSettings = make_streams(2)
+    send_rides(kinesis, settings.input_stream, generated_rides(300, seed=11))
+    first_lines: list[str] = []
+    assert _drain(_consumer(stream_service, settings, first_lines)) == 300
+    # Far fewer new rides than old: every new sequence number is below the old checkpoints.
+    _recreate(kinesis, settings.input_stream, 2)
+    send_rides(kinesis, settings.input_stream, generated_rides(40, seed=12, first_id=1001))
+
+    lines: list[str] = []
+    restarted = _consumer(stream_service, settings, lines)
+    assert _drain(restarted) == 40
+    found = predictions_by_id(kinesis, settings.output_stream)
+    assert sorted(k for k in found if k > 1000) == list(range(1001, 1041))
+    assert all(len(durations) == 1 for durations in found.values())
+    notices = [line for line in lines if "earlier incarnation" in line]
+    assert len(notices) == 2  # one line per shard that had a checkpoint
+    assert all("reading it from TRIM_HORIZON" in line for line in notices)
+
+
+def test_a_running_consumer_notices_the_stream_was_created_again(
+    kinesis: Any, make_streams: Any, stream_service: StreamService
+) -> None:
+    settings: StreamSettings = make_streams(1)
+    send_rides(kinesis, settings.input_stream, generated_rides(100, seed=13))
+    lines: list[str] = []
+    consumer = _consumer(stream_service, settings, lines)
+    assert _drain(consumer) == 100
+    _recreate(kinesis, settings.input_stream, 1)
+    send_rides(kinesis, settings.input_stream, generated_rides(30, seed=14, first_id=2001))
+    consumer.refresh_shards()  # what the periodic shard refresh does
+    assert _drain(consumer) == 30
+    found = predictions_by_id(kinesis, settings.output_stream)
+    assert sorted(k for k in found if k > 2000) == list(range(2001, 2031))
+    assert any("was created again" in line for line in lines)
+    assert any("earlier incarnation" in line for line in lines)
+
+
+def test_a_valid_checkpoint_still_resumes_without_repeating(
+    kinesis: Any, make_streams: Any, stream_service: StreamService
+) -> None:
+    settings: StreamSettings = make_streams(2)
+    send_rides(kinesis, settings.input_stream, generated_rides(120, seed=15))
+    assert _drain(_consumer(stream_service, settings, [])) == 120
+    send_rides(kinesis, settings.input_stream, generated_rides(10, seed=15, first_id=501))
+    lines: list[str] = []
+    assert _drain(_consumer(stream_service, settings, lines)) == 10
+    assert not any("TRIM_HORIZON" in line for line in lines)
+    assert sum(line.count("reading shardId") for line in lines) == len(
+        list_shard_ids(kinesis, settings.input_stream)
+    )
