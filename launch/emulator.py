@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -28,20 +26,14 @@ EMULATOR_CREDENTIALS = {
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_DEFAULT_REGION": "eu-west-1",
 }
+
+
 # moto's state dump: a JSON object on a moto server, a 404 or HTML on any other HTTP server.
-_PROBE_PATH = "/moto-api/data.json"
-_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+def is_emulator(url: str, timeout: float = 2.0) -> bool:
+    """Return whether a Kinesis API (moto's, or any other) answers at ``url``, not any server."""
+    from deploy_modes.stream.kinesis import answers_kinesis
 
-
-def is_emulator(url: str, timeout: float = 1.0) -> bool:
-    """Return whether a moto server (not just any HTTP server) answers at ``url``."""
-    try:
-        with _DIRECT.open(url.rstrip("/") + _PROBE_PATH, timeout=timeout) as response:
-            if response.status != 200:
-                return False
-            return isinstance(json.loads(response.read()), dict)
-    except (OSError, ValueError):  # HTTPError is an OSError
-        return False
+    return answers_kinesis(url, timeout=timeout)
 
 
 def emulator_client(service: str, url: str) -> Any:
@@ -88,10 +80,8 @@ def ensure_emulator(
     host: str = "127.0.0.1", port: int = DEFAULT_EMULATOR_PORT, log_dir: Path | None = None
 ) -> Emulator:
     """Return an emulator at ``host:port``: the one already answering, or a new moto server."""
-    from deploy_modes.stream.kinesis import answers_kinesis
-
     url = f"http://{host}:{port}"
-    if answers_kinesis(url):  # a Kinesis API, not just any HTTP server on the port
+    if is_emulator(url):  # a Kinesis API, not just any HTTP server on the port
         return Emulator(url)
     if port_in_use(port, host):
         raise DeployError(
@@ -112,7 +102,7 @@ def ensure_emulator(
     log = (log_dir or Path(".deploy/logs")) / f"moto-{port}.log"
     process = ManagedProcess("moto server", [*args, "-H", host, "-p", str(port)], log_path=log)
     try:
-        wait_http(f"{url}{_PROBE_PATH}", timeout=30, process=process)
+        wait_http(f"{url}/moto-api/", timeout=30, process=process)  # moto's own page
     except BaseException:  # never leave a half-started server behind
         process.stop(timeout=5)
         raise
