@@ -54,6 +54,7 @@ class FeatureScheme:
     # zone_ids: columns holding the zone numbers themselves.
     pu_value_column: int | None = None
     do_value_column: int | None = None
+    # Pairs for which a ride has no feature in the vocabulary: its answer is the intercept.
     unknown_pairs: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
     @property
@@ -134,6 +135,13 @@ def _columns(tokens: dict[int, int], size: int = TABLE_SIZE) -> np.ndarray:
     return lookup
 
 
+def _all_unknown(zones_unknown: np.ndarray, distance: int | None) -> np.ndarray:
+    """Return the pairs for which a ride has no feature the model knows at all."""
+    # With trip_distance in the vocabulary a ride always has one known feature; an unseen
+    # pair is then the model's own answer for it, as in the course, not a silent constant.
+    return zones_unknown if distance is None else np.zeros_like(zones_unknown)
+
+
 def _refuse(vocabulary: Mapping[str, int], source: str) -> ModelLoadError:
     names = sorted({name.partition("=")[0] + ("=…" if "=" in name else "") for name in vocabulary})
     shown = ", ".join(names[:_SAMPLE]) + (", …" if len(names) > _SAMPLE else "")
@@ -173,7 +181,11 @@ def scheme_for(vocabulary: Mapping[str, int], source: str = "") -> FeatureScheme
     if kinds == {"pu_do"} and pairs:
         lookup = _columns(pairs, TABLE_SIZE * TABLE_SIZE)
         return FeatureScheme(
-            "pu_do", vocabulary, distance, pair_columns=lookup, unknown_pairs=lookup < 0
+            "pu_do",
+            vocabulary,
+            distance,
+            pair_columns=lookup,
+            unknown_pairs=_all_unknown(lookup < 0, distance),
         )
     if kinds == {"zone_tokens"} and (pus or dos):
         pu_cols, do_cols = _columns(pus), _columns(dos)
@@ -184,7 +196,7 @@ def scheme_for(vocabulary: Mapping[str, int], source: str = "") -> FeatureScheme
             distance,
             pu_columns=pu_cols,
             do_columns=do_cols,
-            unknown_pairs=unknown.ravel(),
+            unknown_pairs=_all_unknown(unknown.ravel(), distance),
         )
     if kinds <= {"zone_ids"} and vocabulary:
         return FeatureScheme(

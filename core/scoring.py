@@ -63,7 +63,7 @@ class ModelService:
         self._any_unknown = bool(self._unknown.any())
         self._unknown_lock = threading.Lock()
         self.unknown_rides = 0
-        """Rides scored with none of their zone features known to the model (flagged, logged)."""
+        """Rides scored with no feature the model knows, i.e. its intercept (flagged, logged)."""
         self._table: np.ndarray | None = None
         self._flat = np.zeros(0)
         self._w_distance = 0.0
@@ -180,8 +180,8 @@ class ModelService:
             self.unknown_rides = before + count
         if (self.unknown_rides).bit_length() > before.bit_length():
             log.warning(
-                "%d ride(s) so far had zone features the model never saw (e.g. PU %d, DO %d): "
-                "their predictions use none of the zone terms",
+                "%d ride(s) so far had no feature the model knows (e.g. PU %d, DO %d): "
+                "each was answered with the model's default, its intercept",
                 self.unknown_rides,
                 pu,
                 do,

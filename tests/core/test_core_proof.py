@@ -240,7 +240,7 @@ def test_homework_without_distance_flags_rides_it_knows_nothing_of(
     assert intercept == pytest.approx(float(service.estimator.intercept_), abs=TOLERANCE)
     assert known != intercept
     assert service.unknown_rides == 4
-    assert "never saw" in caplog.text and f"PU {unseen[0]}" in caplog.text
+    assert "no feature the model knows" in caplog.text and f"PU {unseen[0]}" in caplog.text
 
 
 @pytest.mark.parametrize(
@@ -261,6 +261,14 @@ def test_a_vocabulary_of_no_known_scheme_is_refused_naming_its_features(
     message = str(info.value)
     assert message.startswith("odd-model expects features " + named)
     assert "\n" not in message
+
+
+def test_with_distance_a_ride_of_unseen_zones_is_not_flagged() -> None:
+    service = _service(LinearRegression(), "homework")
+    unseen = sorted(set(range(1, 266)) - set(TRAIN["PULocationID"]) - set(TRAIN["DOLocationID"]))
+    got = service.predict_arrays(unseen[:2], unseen[2:4], [0.0, 3.0])
+    assert got[1] - got[0] == pytest.approx(3 * service.estimator.coef_[-1], abs=TOLERANCE)
+    assert service.unknown_rides == 0
 
 
 def test_the_default_model_proof_is_recorded(model_service: ModelService) -> None:
