@@ -29,3 +29,17 @@ class CoreSettings(BaseSettings):
 
     seed: int = 42
     """Seed for generated data, so every run sees the same rides."""
+
+    trust_pickle: bool = False
+    """Load pickle models (``DEPLOY_TRUST_PICKLE=1``): a pickle runs any code inside it."""
+
+    trusted_types: str = ""
+    """Comma-separated extra types a skops model may hold, e.g. ``sklearn.tree._tree.Tree``."""
+
+    model_sha256: str = ""
+    """The model file's expected sha256, given from outside the artifact; empty: unchecked."""
+
+    @property
+    def trusted_type_list(self) -> tuple[str, ...]:
+        """Return ``trusted_types`` as a tuple of names."""
+        return tuple(name.strip() for name in self.trusted_types.split(",") if name.strip())
