@@ -90,7 +90,8 @@ def score_in_separate_process(
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         lines = [line for line in done.stderr.splitlines() if line.strip()]
-        raise DeployError(f"the reference scorer failed: {lines[-1] if lines else done.returncode}")
+        last = lines[-1].removeprefix("error: ") if lines else f"exit code {done.returncode}"
+        raise DeployError(f"the reference scorer failed: {last}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
