@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from deploy_modes.core.artifact import load_model
+from deploy_modes.core.notices import show_warnings_as_lines
 from deploy_modes.core.scoring import ModelService
 from deploy_modes.core.storage import aws_client
 from deploy_modes.stream.kinesis import put_records
@@ -30,6 +31,7 @@ def _set_up() -> tuple[StreamService, Callable[[list[OutputRecord]], None] | Non
     global _service, _put
     if _service is None:
         location = os.environ.get("MODEL_LOCATION", _DEFAULT_MODEL_LOCATION)
+        show_warnings_as_lines()  # CloudWatch gets one `warning:` line, not Python's format
         service = StreamService(ModelService(load_model(location)))
         put = None
         if os.environ.get("TEST_RUN", "False") != "True":
