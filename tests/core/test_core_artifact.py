@@ -238,6 +238,7 @@ def test_bare_course_tuple_pickle(course_pickle: Path) -> None:
     blob = course_pickle.read_bytes()
     assert loaded.manifest["format"] == "pickle"
     assert loaded.manifest["sha256"] == hashlib.sha256(blob).hexdigest()
+    assert loaded.manifest["version"] == loaded.manifest["sha256"][:12]
     assert loaded.manifest["sklearn_version"] == sklearn.__version__
     dv, model = pickle.loads(blob)
     expected = model.predict(dv.transform([{"PU_DO": "74_75", "trip_distance": 2.5}]))[0]
@@ -516,3 +517,15 @@ def test_a_corrupt_skops_file_is_one_clear_error(artifact: Path) -> None:
     _write_manifest(artifact, manifest)
     with pytest.raises(ModelLoadError, match="not a readable skops file"):
         load_model(artifact)
+
+
+def test_an_unreadable_model_file_keeps_its_error(artifact: Path, tmp_path: Path) -> None:
+    # /proc/self/mem is a regular file whose plain read fails (EIO), even for root.
+    (artifact / MODEL_FILE).unlink()
+    (artifact / MODEL_FILE).symlink_to("/proc/self/mem")
+    with pytest.raises(ModelLoadError, match=f"cannot read {artifact / MODEL_FILE}: Input/output"):
+        load_model(artifact)
+    bare = tmp_path / "lin_reg.bin"
+    bare.symlink_to("/proc/self/mem")
+    with pytest.raises(ModelLoadError, match=f"cannot read {bare}: Input/output"):
+        inspect_model(bare)
