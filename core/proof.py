@@ -122,7 +122,9 @@ def is_identity_linear(estimator: Any) -> bool:
     )
 
 
-def probe_rides(scheme: FeatureScheme, pipeline: Pipeline, seed: int = 0) -> Probe:
+def probe_rides(
+    scheme: FeatureScheme, pipeline: Pipeline, seed: int = 0, chunk_rows: int = 100_000
+) -> Probe:
     """Return the probe set: every token once, seeded random rides and edge values."""
     rng = np.random.default_rng(seed)
     token_pu, token_do = scheme.token_rides()
@@ -153,7 +155,13 @@ def probe_rides(scheme: FeatureScheme, pipeline: Pipeline, seed: int = 0) -> Pro
         scheme.ride_features(p, d, x)
         for p, d, x in zip(pu.tolist(), do.tolist(), distance.tolist(), strict=True)
     ]
-    truth = np.asarray(pipeline.predict(dicts), dtype="float64")
+    # In chunks: a dense vectorizer would otherwise build a rides x vocabulary matrix at once.
+    truth = np.concatenate(
+        [
+            np.asarray(pipeline.predict(dicts[i : i + chunk_rows]), dtype="float64")
+            for i in range(0, len(dicts), chunk_rows)
+        ]
+    )
     return Probe(pu, do, distance, truth)
 
 

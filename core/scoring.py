@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +34,7 @@ from deploy_modes.core.validation import MAX_ZONE, MIN_ZONE, Ride, validate_ride
 __all__ = ["ModelService", "Prediction"]
 
 log = logging.getLogger(__name__)
+_Score = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 _SPARSE_CHUNK_ROWS = 262_144
 _DENSE_CHUNK_CELLS = 8_000_000  # a dense chunk stays under ~64 MB of float64
@@ -95,7 +96,7 @@ class ModelService:
     # -- the proof -------------------------------------------------------------------------
     def _choose_path(self) -> tuple[str, str, list[Proof]]:
         """Prove each shortcut on the probe set; return the path taken, why, and the proofs."""
-        probe = probe_rides(self.scheme, self.pipeline)
+        probe = probe_rides(self.scheme, self.pipeline, chunk_rows=self._chunk_rows)
         proofs: list[Proof] = []
         estimator = type(self.estimator).__name__
         linear = len(self.pipeline.steps) == 2 and is_identity_linear(self.estimator)
@@ -107,7 +108,7 @@ class ModelService:
                 return "linear-table", self._agrees(table, probe, f"{estimator} is linear"), proofs
             self._table = None
             log.warning("the linear table disagrees with predict (max |diff| %g)", table.max_diff)
-        sparse = prove("sparse", self._sparse_arrays, probe)
+        sparse = prove("sparse", self._chunked(self._sparse_arrays), probe)
         proofs.append(sparse)
         why_not = (
             "its table disagreed with predict"
@@ -265,12 +266,20 @@ class ModelService:
         distance = np.asarray(distance, dtype="float64")
         if self._table is not None:
             return self._table_arrays(pu, do, distance)
-        # Other models score in chunks, so a dense vectorizer (or the dict path) never builds
-        # a rows x vocabulary matrix for a whole month at once.
         score = self._sparse_arrays if self.scoring_path == "sparse" else self._dict_arrays
+        return self._chunked(score)(pu, do, distance)
+
+    def _chunked(self, score: _Score) -> _Score:
+        """Return ``score`` applied in chunks of ``_chunk_rows`` rides."""
+        # A dense vectorizer (or the dict path) must never build a rows x vocabulary matrix
+        # for a whole month at once.
         chunk = self._chunk_rows
-        parts = [
-            score(pu[i : i + chunk], do[i : i + chunk], distance[i : i + chunk])
-            for i in range(0, len(pu), chunk)
-        ]
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+        def chunked(pu: np.ndarray, do: np.ndarray, distance: np.ndarray) -> np.ndarray:
+            parts = [
+                score(pu[i : i + chunk], do[i : i + chunk], distance[i : i + chunk])
+                for i in range(0, len(pu), chunk)
+            ]
+            return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+        return chunked
