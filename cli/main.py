@@ -42,4 +42,7 @@ _register_modes()
 
 def main() -> None:
     """Run the ``deploy`` console script."""
+    from deploy_modes.core.notices import show_warnings_as_lines
+
+    show_warnings_as_lines()  # e.g. ModelVersionWarning: one `warning:` line, said once
     app()

@@ -13,7 +13,7 @@ from rich.table import Table
 from deploy_modes.cli.console import console, say, typer_app, warnings_as_lines
 from deploy_modes.core.settings import CoreSettings, load_settings
 
-__all__ = ["MAX_ROWS", "data", "model_app", "show", "train"]
+__all__ = ["MAX_ROWS", "convert", "data", "model_app", "show", "train"]
 
 # About 10x the biggest real TLC month (yellow); more would need several GB of memory.
 MAX_ROWS = 10_000_000
@@ -159,21 +159,60 @@ def train(
     )
 
 
+TrustPickleOption = Annotated[
+    bool,
+    typer.Option(
+        "--trust-pickle",
+        envvar="DEPLOY_TRUST_PICKLE",
+        help="Load pickle models. Loading a pickle runs any code inside it: only for files "
+        "you trust.",
+    ),
+]
+TrustTypeOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--trust-type",
+        help="Allow this type in a skops model (repeatable), e.g. sklearn.tree._tree.Tree "
+        "for forests; env DEPLOY_TRUSTED_TYPES takes a comma-separated list.",
+    ),
+]
+ModelSha256Option = Annotated[
+    str,
+    typer.Option(
+        "--model-sha256",
+        envvar="DEPLOY_MODEL_SHA256",
+        help="Expected sha256 of the model file, from outside the artifact: a mismatch refuses.",
+    ),
+]
+
+
+def _trust(trust_pickle: bool, trust_types: list[str] | None, sha256: str) -> Any:
+    from deploy_modes.core.artifact import Trust
+
+    from_env = Trust.from_settings()
+    return Trust(trust_pickle, (*from_env.types, *(trust_types or ())), sha256)
+
+
 @model_app.command("show")
 def show(
     location: Annotated[str, typer.Argument(help="Artifact dir, pickle, MLflow dir or s3:// URI.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the raw manifest JSON.")] = False,
+    trust_pickle: TrustPickleOption = False,
+    trust_type: TrustTypeOption = None,
+    model_sha256: ModelSha256Option = "",
 ) -> None:
-    """Load a model (verifying it) and print its manifest.
+    """Verify a model's hash, print its manifest and how it will be scored.
+
+    The manifest and hash are read without deserializing the model; a pickle is then loaded
+    (to show its scoring path) only with --trust-pickle.
 
     Example: deploy model show models/ride-duration
     """
-    from deploy_modes.core.artifact import load_model
+    from deploy_modes.core.artifact import inspect_model, load_model
     from deploy_modes.core.scoring import ModelService
 
-    with warnings_as_lines():  # a version mismatch is one clear line, not Python's format
-        loaded = load_model(location)
-    manifest = loaded.manifest
+    trust = _trust(trust_pickle, trust_type, model_sha256)
+    manifest = inspect_model(location, trust.sha256)
     if as_json:
         typer.echo(json.dumps(manifest, indent=2))
         return
@@ -181,14 +220,58 @@ def show(
         (key, json.dumps(value) if isinstance(value, dict | list) else str(value))
         for key, value in manifest.items()
     ]
-    rows.append(("prediction path", ModelService(loaded).fast_path))
+    if manifest["format"] != "skops" and not trust.pickle:
+        rows.append(("prediction path", "not checked: a pickle is loaded only with --trust-pickle"))
+    else:
+        with warnings_as_lines():  # a version mismatch is one clear line, not Python's format
+            service = ModelService(load_model(location, trust))
+        rows.append(("prediction path", service.scoring_path))
+        rows.append(("why", service.scoring_reason))
+        rows.append(("feature scheme", service.scheme.name))
+    title = f"{manifest.get('name', 'model')} @ {location}"
+    _print_rows(title, rows)
+
+
+def _print_rows(title: str, rows: list[tuple[str, str]]) -> None:
     if not console.is_terminal:  # pipes and logs get whole lines, never a wrapped hash
         for key, text in rows:
             console.print(f"{key}: {text}", highlight=False, markup=False)
         return
-    table = Table(title=f"{loaded.name} @ {location}", show_header=False)
+    table = Table(title=title, show_header=False)
     table.add_column("field", style="bold")
     table.add_column("value", overflow="fold")
     for key, text in rows:
         table.add_row(key, text)
     console.print(table)
+
+
+@model_app.command("convert")
+def convert(
+    source: Annotated[str, typer.Argument(help="Pickle, MLflow dir or artifact to convert.")],
+    out: Annotated[str, typer.Option(help="Artifact directory or s3:// prefix to write.")],
+    trust_pickle: TrustPickleOption = False,
+    trust_type: TrustTypeOption = None,
+    model_sha256: ModelSha256Option = "",
+) -> None:
+    """Turn a pickle model into a skops artifact, checking its predictions are unchanged.
+
+    Example: deploy model convert lin_reg.bin --out models/course --trust-pickle
+    """
+    from deploy_modes.core.conversion import convert_model
+
+    with warnings_as_lines():
+        result = convert_model(source, out, _trust(trust_pickle, trust_type, model_sha256))
+    manifest = result.manifest
+    console.print(
+        f"[bold green]converted[/bold green] {source} -> {out}: skops version "
+        f"{manifest['version']}; predictions equal on {result.proof.rides:,} probe rides "
+        f"(max |diff| {result.proof.max_diff:g})",
+        highlight=False,
+    )
+    if result.trusted_types:
+        names = ",".join(result.trusted_types)
+        console.print(
+            f"loading it needs these types trusted: DEPLOY_TRUSTED_TYPES={names}",
+            highlight=False,
+            markup=False,
+        )

@@ -1,18 +1,25 @@
-"""The model artifact: a directory with the pickled pipeline and a JSON manifest.
+"""The model artifact: a directory with the pipeline in ``skops`` format and a JSON manifest.
 
-:func:`load_model` is the one loader every mode uses. Besides our own artifact directory it
-accepts what users bring from the course: a bare pickle of ``(DictVectorizer, estimator)``
-(``lin_reg.bin``) and an MLflow sklearn model directory (``MLmodel`` + ``model.pkl``), without
-needing mlflow installed.
+:func:`load_model` is the one loader every mode uses. Our artifacts are written with
+``skops.io``, whose loader checks every type in the file against a list of trusted ones and
+refuses the rest by name, so loading one never runs code. It also accepts what users bring
+from the course: a bare pickle of ``(DictVectorizer, estimator)`` (``lin_reg.bin``), an old
+artifact's ``model.pkl`` and an MLflow sklearn model directory (``MLmodel`` + ``model.pkl``),
+without mlflow installed. Loading a pickle runs any code inside it, so pickles are refused
+unless the caller trusts them (``trust_pickle`` / ``DEPLOY_TRUST_PICKLE=1``).
+
+:func:`inspect_model` reads the manifest and checks the hash without deserializing anything.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import pickle
 import platform
 import warnings
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,6 +27,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import sklearn
+import skops.io as sio
 import yaml
 from sklearn.exceptions import InconsistentVersionWarning, NotFittedError
 from sklearn.feature_extraction import DictVectorizer
@@ -28,21 +36,36 @@ from sklearn.utils.validation import check_is_fitted
 
 from deploy_modes.core.errors import DeployError, ModelLoadError
 from deploy_modes.core.naming import MODEL_NAME
+from deploy_modes.core.settings import CoreSettings
 from deploy_modes.core.storage import is_s3, list_s3, read_bytes, write_bytes
 
 __all__ = [
     "MANIFEST_FILE",
     "MODEL_FILE",
+    "PICKLE_FILE",
+    "TREE_TYPES",
     "LoadedModel",
     "ModelVersionWarning",
+    "Trust",
     "artifact_exists",
+    "inspect_model",
     "load_model",
     "save_model",
 ]
 
 MANIFEST_FILE = "manifest.json"
-MODEL_FILE = "model.pkl"
+MODEL_FILE = "model.skops"
+PICKLE_FILE = "model.pkl"  # artifacts written before skops, and MLflow's default
+SKOPS_SUFFIX = ".skops"
+_SKOPS_SCHEMA = "schema.json"
+_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest date a zip entry can hold
 MLMODEL_FILE = "MLmodel"
+# Types skops will not trust by default: their node indices are not bounds-checked, so a
+# crafted file can crash or read memory at predict. Allow them only for files you trust.
+TREE_TYPES = (
+    "sklearn.tree._tree.Tree",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+)
 _PICKLE_SUFFIXES = (".pkl", ".pickle", ".bin", ".joblib")
 
 
@@ -69,6 +92,39 @@ class LoadedModel:
         return str(self.manifest.get("name", MODEL_NAME))
 
 
+@dataclass(frozen=True)
+class Trust:
+    """What the caller allows a load to do beyond reading a checked skops file."""
+
+    pickle: bool = False
+    """Unpickle pickles (a pickle runs any code inside it when loaded)."""
+    types: tuple[str, ...] = ()
+    """Extra types to allow in a skops file (e.g. ``sklearn.tree._tree.Tree`` for forests)."""
+    sha256: str = ""
+    """The model file's expected sha256, from outside the artifact; empty: not checked."""
+
+    @classmethod
+    def from_settings(cls, settings: CoreSettings | None = None) -> Trust:
+        """Return the trust the environment grants (``DEPLOY_TRUST_PICKLE`` and friends)."""
+        settings = settings or CoreSettings()
+        return cls(settings.trust_pickle, settings.trusted_type_list, settings.model_sha256)
+
+
+@dataclass(frozen=True)
+class _Blob:
+    """A model file's bytes, checked against its manifest but not yet deserialized."""
+
+    data: bytes
+    source: str  # the model file, for messages
+    where: str  # the location the user gave
+    manifest: dict[str, Any]
+    trained_with: str | None
+
+    @property
+    def is_skops(self) -> bool:
+        return self.source.endswith(SKOPS_SUFFIX)
+
+
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -76,12 +132,12 @@ def _sha256(data: bytes) -> str:
 def save_model(
     pipeline: Pipeline, directory: str | Path, metadata: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """Write ``model.pkl`` and ``manifest.json`` into ``directory`` and return the manifest.
+    """Write ``model.skops`` and ``manifest.json`` into ``directory`` and return the manifest.
 
     The version is derived from the model file's content hash, so retraining on the same data
     with the same code gives the same version.
     """
-    blob = pickle.dumps(pipeline, protocol=pickle.HIGHEST_PROTOCOL)
+    blob = _canonical_skops(sio.dumps(pipeline))
     digest = _sha256(blob)
     manifest: dict[str, Any] = {
         "name": MODEL_NAME,
@@ -89,6 +145,7 @@ def save_model(
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         **(metadata or {}),
         # Integrity fields come last so metadata can never contradict the file.
+        "format": "skops",
         "model_file": MODEL_FILE,
         "sha256": digest,
         "size_bytes": len(blob),
@@ -102,6 +159,47 @@ def save_model(
     return manifest
 
 
+def _canonical_skops(blob: bytes) -> bytes:
+    """Return the skops file with stable names, ids and dates, so equal models hash equal.
+
+    skops names objects by their memory address and stamps the current time; renumbering
+    both in order of appearance keeps every shared reference and makes the bytes (and so the
+    version) a function of the model alone.
+    """
+    with zipfile.ZipFile(io.BytesIO(blob)) as source:
+        schema = json.loads(source.read(_SKOPS_SCHEMA))
+        ids: dict[int, int] = {}
+        files: dict[str, str] = {}
+
+        def renumber(node: Any) -> Any:
+            if isinstance(node, dict):
+                out = {}
+                for key, value in node.items():
+                    if key == "__id__" and isinstance(value, int) and not isinstance(value, bool):
+                        out[key] = ids.setdefault(value, len(ids))
+                    elif key == "file" and isinstance(value, str) and value in names:
+                        out[key] = files.setdefault(value, f"{len(files)}{Path(value).suffix}")
+                    else:
+                        out[key] = renumber(value)
+                return out
+            if isinstance(node, list):
+                return [renumber(item) for item in node]
+            return node
+
+        names = set(source.namelist()) - {_SKOPS_SCHEMA}
+        schema = renumber(schema)
+        if set(files) != names:  # a file the schema does not name: keep the original bytes
+            return blob
+        sink = io.BytesIO()
+        with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED) as target:
+            for old, new in sorted(files.items(), key=lambda item: int(Path(item[1]).stem)):
+                target.writestr(zipfile.ZipInfo(new, _EPOCH), source.read(old))
+            target.writestr(
+                zipfile.ZipInfo(_SKOPS_SCHEMA, _EPOCH), json.dumps(schema, indent=2).encode()
+            )
+    return sink.getvalue()
+
+
 def artifact_exists(location: str | Path) -> bool:
     """Return whether a local model artifact (any accepted kind) exists at ``location``."""
     path = Path(location)
@@ -110,19 +208,113 @@ def artifact_exists(location: str | Path) -> bool:
     return path.is_file()
 
 
-def load_model(location: str | Path) -> LoadedModel:
-    """Load a model from a local path or ``s3://`` URI, checking its hash and sklearn version."""
-    where = str(location)
+def load_model(location: str | Path, trust: Trust | None = None) -> LoadedModel:
+    """Load a model from a local path or ``s3://`` URI, checking its hash, types and version.
+
+    ``trust`` defaults to what the environment grants (:meth:`Trust.from_settings`), so every
+    mode, image and the Lambda honour ``DEPLOY_TRUST_PICKLE=1`` without more wiring.
+    """
+    trust = trust if trust is not None else Trust.from_settings()
+    blob = _locate(str(location))
+    _check_expected_digest(blob, trust.sha256)
+    if blob.is_skops:
+        _check_version(blob.trained_with, blob.source)
+        pipeline = _as_pipeline(_load_skops(blob, trust.types), blob.source)
+        return LoadedModel(pipeline, blob.manifest, blob.where)
+    if not trust.pickle:
+        raise ModelLoadError(_pickle_refusal(blob.source, str(location)))
+    obj, pickled_with = _unpickle(blob.data, blob.source, blob.trained_with)
+    manifest = blob.manifest
+    if manifest.get("format") == "pickle" and manifest.get("sklearn_version") is None:
+        # A bare pickle records its sklearn version only inside; without one it is ours.
+        trained_with = pickled_with or sklearn.__version__
+        _check_version(trained_with, blob.source)
+        manifest = {**manifest, "sklearn_version": trained_with}
+    return LoadedModel(_as_pipeline(obj, blob.source), manifest, blob.where)
+
+
+def inspect_model(location: str | Path, expected_sha256: str = "") -> dict[str, Any]:
+    """Return a model's manifest after checking its hash, without deserializing the model."""
+    blob = _locate(str(location))
+    _check_expected_digest(blob, expected_sha256)
+    return {**blob.manifest, "format": blob.manifest.get("format") or _format(blob)}
+
+
+def _format(blob: _Blob) -> str:
+    return "skops" if blob.is_skops else "pickle"
+
+
+def _pickle_refusal(source: str, location: str) -> str:
+    return (
+        f"{source} is a pickle, and loading a pickle runs any code inside it: refused. "
+        "If you trust where it comes from, pass --trust-pickle (or set DEPLOY_TRUST_PICKLE=1), "
+        f"or convert it once: deploy model convert {location} --out DIR --trust-pickle"
+    )
+
+
+def _check_expected_digest(blob: _Blob, expected: str) -> None:
+    """Refuse the model unless its file hashes to a digest given from outside the artifact."""
+    if not expected:
+        return
+    wanted = expected.strip().lower()
+    if len(wanted) != 64 or any(c not in "0123456789abcdef" for c in wanted):
+        raise ModelLoadError(f"expected model sha256 {expected!r} is not 64 hex digits")
+    actual = _sha256(blob.data)
+    if actual != wanted:
+        raise ModelLoadError(
+            f"{blob.source} has sha256 {actual}, not the expected {wanted} "
+            "(DEPLOY_MODEL_SHA256 / --model-sha256): refusing to load it"
+        )
+
+
+def _load_skops(blob: _Blob, allowed: tuple[str, ...]) -> Any:
+    """Return the object in a skops file, refusing (by name) every type not trusted."""
+    try:
+        untrusted = sio.get_untrusted_types(data=blob.data)
+    except Exception as exc:  # not a zip, a truncated zip, or a broken schema
+        raise ModelLoadError(
+            f"{blob.source} is not a readable skops file ({type(exc).__name__}: {exc}): "
+            "the file is corrupt, truncated or not a model"
+        ) from exc
+    refused = [name for name in untrusted if name not in allowed]
+    if refused:
+        names = ",".join(refused)
+        raise ModelLoadError(
+            f"{blob.source} holds types skops does not trust by default: {names}; if you "
+            f"trust this file, allow them with --trust-type or DEPLOY_TRUSTED_TYPES={names}"
+        )
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            obj = sio.loads(blob.data, trusted=untrusted)
+    except Exception as exc:
+        hint = _unpickle_hint(exc, blob.trained_with)
+        raise ModelLoadError(f"cannot load {blob.source}: {exc}.{hint}") from exc
+    if blob.trained_with is None:
+        recorded = next(
+            (
+                w.message.original_sklearn_version
+                for w in caught
+                if isinstance(w.message, InconsistentVersionWarning)
+            ),
+            None,
+        )
+        _check_version(recorded, blob.source)
+    return obj
+
+
+def _locate(where: str) -> _Blob:
+    """Return the model file at ``where`` with its manifest, the hash checked."""
     if is_s3(where):
-        return _load_s3(where)
+        return _locate_s3(where)
     path = Path(where)
     if path.is_dir():
         files = _Files(
             where, lambda name: _read_local(path / name), lambda name: (path / name).is_file()
         )
-        return _load_dir(files)
+        return _locate_dir(files)
     if path.is_file():
-        return _load_bare_pickle(_read_local(path), str(path))
+        return _bare_file(_read_local(path), str(path))
     raise ModelLoadError(f"no model at {path}: train one with `deploy train --out {path}`")
 
 
@@ -145,18 +337,18 @@ def _read_local(path: Path) -> bytes:
         raise ModelLoadError(f"cannot read {path}: {exc.strerror or exc}") from exc
 
 
-def _load_s3(uri: str) -> LoadedModel:
+def _locate_s3(uri: str) -> _Blob:
     try:
         keys = set(list_s3(uri))
     except DeployError as exc:
         raise ModelLoadError(str(exc)) from exc
     if not keys or keys == {""}:
-        # Not a prefix: a single object, i.e. a bare pickle.
+        # Not a prefix: a single object, i.e. a bare model file.
         try:
             blob = read_bytes(uri)
         except DeployError as exc:
             raise ModelLoadError(f"no model at {uri}: {exc}") from exc
-        return _load_bare_pickle(blob, uri)
+        return _bare_file(blob, uri)
 
     def read(name: str) -> bytes:
         try:
@@ -164,14 +356,14 @@ def _load_s3(uri: str) -> LoadedModel:
         except DeployError as exc:
             raise ModelLoadError(str(exc)) from exc
 
-    return _load_dir(_Files(uri, read, lambda name: name in keys))
+    return _locate_dir(_Files(uri, read, lambda name: name in keys))
 
 
-def _load_dir(files: _Files) -> LoadedModel:
+def _locate_dir(files: _Files) -> _Blob:
     if files.exists(MANIFEST_FILE):
-        return _load_artifact_dir(files)
+        return _artifact_dir(files)
     if files.exists(MLMODEL_FILE):
-        return _load_mlflow_dir(files)
+        return _mlflow_dir(files)
     raise ModelLoadError(
         f"{files.where} holds neither {MANIFEST_FILE} (a deploy-modes artifact) "
         f"nor {MLMODEL_FILE} (an MLflow model): train one with `deploy train`"
@@ -186,7 +378,7 @@ def _file_name(value: object, default: str, source: str) -> str:
     return name
 
 
-def _load_artifact_dir(files: _Files) -> LoadedModel:
+def _artifact_dir(files: _Files) -> _Blob:
     source = files.label(MANIFEST_FILE)
     try:
         manifest = json.loads(files.read(MANIFEST_FILE))
@@ -194,7 +386,8 @@ def _load_artifact_dir(files: _Files) -> LoadedModel:
         raise ModelLoadError(f"{source} is not valid JSON: {exc}") from exc
     if not isinstance(manifest, dict) or not isinstance(manifest.get("sha256"), str):
         raise ModelLoadError(f"{source} is not a deploy-modes manifest (no sha256)")
-    name = _file_name(manifest.get("model_file"), MODEL_FILE, source)
+    # Artifacts written before skops name no file and hold model.pkl.
+    name = _file_name(manifest.get("model_file"), PICKLE_FILE, source)
     model_source = files.label(name)
     if not files.exists(name):
         raise ModelLoadError(f"{model_source} is missing: the artifact is incomplete")
@@ -206,11 +399,10 @@ def _load_artifact_dir(files: _Files) -> LoadedModel:
             "the file was modified or truncated; refusing to load it"
         )
     trained_with = manifest.get("sklearn_version")
-    pipeline, _ = _unpickle(blob, model_source, str(trained_with) if trained_with else None)
-    return LoadedModel(pipeline, manifest, files.where)
+    return _Blob(blob, model_source, files.where, manifest, str(trained_with or "") or None)
 
 
-def _load_mlflow_dir(files: _Files) -> LoadedModel:
+def _mlflow_dir(files: _Files) -> _Blob:
     source = files.label(MLMODEL_FILE)
     try:
         mlmodel = yaml.safe_load(files.read(MLMODEL_FILE)) or {}
@@ -220,24 +412,21 @@ def _load_mlflow_dir(files: _Files) -> LoadedModel:
     flavor = flavors.get("sklearn") if isinstance(flavors, dict) else None
     if not isinstance(flavor, dict):
         raise ModelLoadError(f"{source} has no sklearn flavor: not an sklearn model")
-    name = _file_name(flavor.get("pickled_model"), MODEL_FILE, source)
+    name = _file_name(flavor.get("pickled_model"), PICKLE_FILE, source)
     model_source = files.label(name)
     if not files.exists(name):
         raise ModelLoadError(f"MLflow model file {model_source} is missing")
     blob = files.read(name)
     trained_with = flavor.get("sklearn_version")
-    pipeline, _ = _unpickle(blob, model_source, str(trained_with) if trained_with else None)
     manifest = _derived_manifest(blob, trained_with, "mlflow")
     if mlmodel.get("run_id"):
         manifest["run_id"] = mlmodel["run_id"]
-    return LoadedModel(pipeline, manifest, files.where)
+    return _Blob(blob, model_source, files.where, manifest, str(trained_with or "") or None)
 
 
-def _load_bare_pickle(blob: bytes, source: str) -> LoadedModel:
-    pipeline, pickled_with = _unpickle(blob, source, None)
-    trained_with = pickled_with or sklearn.__version__
-    _check_version(trained_with, source)
-    return LoadedModel(pipeline, _derived_manifest(blob, trained_with, "pickle"), source)
+def _bare_file(blob: bytes, source: str) -> _Blob:
+    kind = "skops" if source.endswith(SKOPS_SUFFIX) else "pickle"
+    return _Blob(blob, source, source, _derived_manifest(blob, None, kind), None)
 
 
 def _derived_manifest(blob: bytes, trained_with: str | None, kind: str) -> dict[str, Any]:
@@ -279,8 +468,8 @@ def _unpickle_hint(exc: Exception, trained_with: str | None) -> str:
     )
 
 
-def _unpickle(blob: bytes, source: str, trained_with: str | None) -> tuple[Pipeline, str | None]:
-    """Return the pipeline and the sklearn version the pickle itself records (if another)."""
+def _unpickle(blob: bytes, source: str, trained_with: str | None) -> tuple[Any, str | None]:
+    """Return the unpickled object and the sklearn version the pickle itself records."""
     if trained_with is not None:
         _check_version(trained_with, source)
     try:
@@ -289,7 +478,7 @@ def _unpickle(blob: bytes, source: str, trained_with: str | None) -> tuple[Pipel
         # other warning from unpickling is recorded too, so none turns into a crash.
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            obj = pickle.loads(blob)  # loading a model is the point
+            obj = pickle.loads(blob)  # only reached when the caller trusts pickles
     except (AttributeError, ModuleNotFoundError, ImportError) as exc:
         hint = _unpickle_hint(exc, trained_with)
         raise ModelLoadError(f"cannot unpickle {source}: {exc}.{hint}") from exc
@@ -306,7 +495,7 @@ def _unpickle(blob: bytes, source: str, trained_with: str | None) -> tuple[Pipel
         ),
         None,
     )
-    return _as_pipeline(obj, source), pickled_with
+    return obj, pickled_with
 
 
 def _fitted(estimator: Any) -> bool:

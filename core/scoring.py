@@ -1,30 +1,41 @@
 """The model service: one ride, many rides, or whole arrays, all equal to ``pipeline.predict``.
 
-For a linear estimator behind the ``DictVectorizer`` the service precomputes a dense
-``PU x DO`` table of the ``PU_DO`` coefficients, so a prediction is one table lookup, one
-multiply and one add: no dict per row, no sparse matrix. Other estimators get a sparse matrix
-built straight from the vectorizer's vocabulary (no dicts either) and their own ``predict``.
+The features come from the model: :func:`~deploy_modes.core.schemes.scheme_for` reads the
+vectorizer's vocabulary and says how to build a ride's features. Shortcuts are proven, not
+assumed: at load the service checks each one against ``pipeline.predict`` on a probe set
+(:mod:`deploy_modes.core.proof`) and takes the fastest that agrees within 1e-9:
+
+- ``linear-table``: identity-link linear models only; a dense ``PU x DO`` table of the zone
+  terms, so a prediction is one lookup, one multiply and one add;
+- ``sparse``: the vectorizer's sparse matrix built straight from the vocabulary (no dict per
+  row), then the pipeline's remaining steps;
+- ``dict``: the pipeline's own ``predict`` on one feature dict per ride.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 from sklearn.feature_extraction import DictVectorizer
 from sklearn.pipeline import Pipeline
 
 from deploy_modes.core.artifact import LoadedModel
 from deploy_modes.core.errors import RideValidationError
-from deploy_modes.core.features import ride_features
+from deploy_modes.core.proof import TOLERANCE, Probe, Proof, is_identity_linear, probe_rides, prove
+from deploy_modes.core.schemes import TABLE_SIZE, FeatureScheme, scheme_for
 from deploy_modes.core.validation import MAX_ZONE, MIN_ZONE, Ride, validate_ride
 
 __all__ = ["ModelService", "Prediction"]
 
-_TABLE_SIZE = MAX_ZONE + 1  # zone IDs index the table directly; row/column 0 stays unused
+log = logging.getLogger(__name__)
+_Score = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
 _SPARSE_CHUNK_ROWS = 262_144
 _DENSE_CHUNK_CELLS = 8_000_000  # a dense chunk stays under ~64 MB of float64
 
@@ -47,16 +58,25 @@ class ModelService:
         self.pipeline: Pipeline = model.pipeline
         self.vectorizer: DictVectorizer = self.pipeline.steps[0][1]
         self.estimator = self.pipeline.steps[-1][1]
-        self._simple = len(self.pipeline.steps) == 2 and self._features_are_course_features()
+        self.scheme: FeatureScheme = scheme_for(self.vectorizer.vocabulary_, model.source)
+        self._rest = self.pipeline[1:]  # every step after the vectorizer
+        self._unknown = self.scheme.unknown_pairs
+        self._any_unknown = bool(self._unknown.any())
+        self._unknown_lock = threading.Lock()
+        self.unknown_rides = 0
+        """Rides scored with no feature the model knows, i.e. its intercept (flagged, logged)."""
         self._table: np.ndarray | None = None
-        width = max(len(self.vectorizer.vocabulary_), 1)
+        self._flat = np.zeros(0)
+        self._w_distance = 0.0
+        self._intercept = 0.0
         self._chunk_rows = (
-            _SPARSE_CHUNK_ROWS if self.vectorizer.sparse else max(_DENSE_CHUNK_CELLS // width, 1)
+            _SPARSE_CHUNK_ROWS
+            if self.vectorizer.sparse
+            else max(_DENSE_CHUNK_CELLS // max(self.scheme.width, 1), 1)
         )
-        if self._simple:
-            self._columns = _pudo_columns(self.vectorizer.vocabulary_)
-            if _is_linear(self.estimator):
-                self._build_linear_table()
+        started = time.perf_counter()
+        self.scoring_path, self.scoring_reason, self.proofs = self._choose_path()
+        self.proof_seconds = time.perf_counter() - started
 
     @property
     def version(self) -> str:
@@ -71,33 +91,114 @@ class ModelService:
     @property
     def fast_path(self) -> str:
         """Return the prediction path: ``linear-table``, ``sparse`` or ``dict``."""
-        if self._table is not None:
-            return "linear-table"
-        return "sparse" if self._simple else "dict"
+        return self.scoring_path
 
-    def _features_are_course_features(self) -> bool:
-        names = self.vectorizer.vocabulary_
-        return all(name == "trip_distance" or name.startswith("PU_DO=") for name in names)
+    # -- the proof -------------------------------------------------------------------------
+    def _choose_path(self) -> tuple[str, str, list[Proof]]:
+        """Prove each shortcut on the probe set; return the path taken, why, and the proofs."""
+        probe = probe_rides(self.scheme, self.pipeline, chunk_rows=self._chunk_rows)
+        proofs: list[Proof] = []
+        estimator = type(self.estimator).__name__
+        linear = len(self.pipeline.steps) == 2 and is_identity_linear(self.estimator)
+        if linear:
+            self._build_linear_table()
+            table = prove("linear-table", self._table_arrays, probe)
+            proofs.append(table)
+            if table.holds:
+                return "linear-table", self._agrees(table, probe, f"{estimator} is linear"), proofs
+            self._table = None
+            log.warning("the linear table disagrees with predict (max |diff| %g)", table.max_diff)
+        sparse = prove("sparse", self._chunked(self._sparse_arrays), probe)
+        proofs.append(sparse)
+        why_not = (
+            "its table disagreed with predict"
+            if linear
+            else (
+                f"{estimator} is not an identity-link linear model"
+                if len(self.pipeline.steps) == 2
+                else f"the pipeline has {len(self.pipeline.steps)} steps"
+            )
+        )
+        if sparse.holds:
+            return "sparse", self._agrees(sparse, probe, f"no table: {why_not}"), proofs
+        log.warning(
+            "the sparse build disagrees with predict (max |diff| %g): scoring with the "
+            "pipeline's own predict",
+            sparse.max_diff,
+        )
+        reason = (
+            f"no shortcut agreed with predict within {TOLERANCE:g} "
+            f"(sparse max |diff| {sparse.max_diff:g} on {len(probe):,} probe rides; {why_not}): "
+            "scoring with the pipeline's own predict"
+        )
+        return "dict", reason, proofs
+
+    def _agrees(self, proof: Proof, probe: Probe, why: str) -> str:
+        return (
+            f"{why}; equals predict on {len(probe):,} probe rides "
+            f"(max |diff| {proof.max_diff:.3g} <= {TOLERANCE:g}; {self.scheme.name} features)"
+        )
 
     def _build_linear_table(self) -> None:
+        """Tabulate the zone terms of every pair: coef over the pair's features at distance 0."""
         coef = np.asarray(self.estimator.coef_, dtype="float64").ravel()
-        vocab = self.vectorizer.vocabulary_
-        known = self._columns >= 0
-        self._flat = np.zeros(_TABLE_SIZE * _TABLE_SIZE, dtype="float64")
-        self._flat[known] = coef[self._columns[known]]
-        self._table = self._flat.reshape(_TABLE_SIZE, _TABLE_SIZE)
-        self._w_distance = float(coef[vocab["trip_distance"]]) if "trip_distance" in vocab else 0.0
+        zones = np.arange(TABLE_SIZE * TABLE_SIZE)
+        pu, do = zones // TABLE_SIZE, zones % TABLE_SIZE
+        distance_column = self.scheme.distance_column
+        zone_coef = coef.copy()
+        if distance_column is not None:
+            zone_coef[distance_column] = 0.0
+            self._w_distance = float(coef[distance_column])
+        # Zones 0 are no ride's zones (the range guard refuses them); clip to build the matrix.
+        grid = self.scheme.matrix(np.maximum(pu, MIN_ZONE), np.maximum(do, MIN_ZONE), pu * 0.0)
+        self._flat = np.asarray(grid @ zone_coef, dtype="float64")
+        self._table = self._flat.reshape(TABLE_SIZE, TABLE_SIZE)
         self._intercept = float(np.asarray(self.estimator.intercept_).ravel()[0])
+
+    def _table_arrays(self, pu: np.ndarray, do: np.ndarray, distance: np.ndarray) -> np.ndarray:
+        out = self._flat[pu * TABLE_SIZE + do]
+        out += self._w_distance * distance
+        out += self._intercept
+        return out
+
+    def _sparse_arrays(self, pu: np.ndarray, do: np.ndarray, distance: np.ndarray) -> np.ndarray:
+        matrix: Any = self.scheme.matrix(pu, do, distance)
+        if not self.vectorizer.sparse:  # the next step was fitted on dense input
+            matrix = matrix.toarray()
+        return np.asarray(self._rest.predict(matrix), dtype="float64")
+
+    def _dict_arrays(self, pu: np.ndarray, do: np.ndarray, distance: np.ndarray) -> np.ndarray:
+        dicts = [
+            self.scheme.ride_features(p, d, x)
+            for p, d, x in zip(pu.tolist(), do.tolist(), distance.tolist(), strict=True)
+        ]
+        return np.asarray(self.pipeline.predict(dicts), dtype="float64")
+
+    def _note_unknown(self, count: int, pu: int, do: int) -> None:
+        """Count rides the model knows nothing of; log at 1, 2, 4, 8, ... so logs stay short."""
+        with self._unknown_lock:
+            before = self.unknown_rides
+            self.unknown_rides = before + count
+        if (self.unknown_rides).bit_length() > before.bit_length():
+            log.warning(
+                "%d ride(s) so far had no feature the model knows (e.g. PU %d, DO %d): "
+                "each was answered with the model's default, its intercept",
+                self.unknown_rides,
+                pu,
+                do,
+            )
 
     # -- one ride --------------------------------------------------------------------------
     def predict_ride(self, ride: Ride) -> float:
         """Return the predicted duration in minutes of one validated ride."""
+        if self._any_unknown and self._unknown[ride.pu * TABLE_SIZE + ride.do]:
+            self._note_unknown(1, ride.pu, ride.do)
         if self._table is not None:
-            # Same order of operations as the sparse dot product: PU_DO term, distance, intercept.
+            # Same order of operations as the sparse dot product: zone terms, distance, intercept.
             return float(
                 (self._table[ride.pu, ride.do] + self._w_distance * ride.distance) + self._intercept
             )
-        return float(self.predict_arrays([ride.pu], [ride.do], [ride.distance])[0])
+        return float(self._score([ride.pu], [ride.do], [ride.distance])[0])
 
     def predict_one(self, payload: object) -> float:
         """Validate a JSON-like ride and return its duration; raises RideValidationError."""
@@ -146,70 +247,39 @@ class ModelService:
         # Cheap guard: an out-of-range zone would silently index another zone's coefficient.
         if min(pu.min(), do.min()) < MIN_ZONE or max(pu.max(), do.max()) > MAX_ZONE:
             raise ValueError(f"zone IDs must be {MIN_ZONE}..{MAX_ZONE}: validate rows first")
+        if self._any_unknown:
+            unknown = self._unknown[pu * TABLE_SIZE + do]
+            count = int(np.count_nonzero(unknown))
+            if count:
+                first = int(np.argmax(unknown))
+                self._note_unknown(count, int(pu[first]), int(do[first]))
+        return self._score(pu, do, distance)
+
+    def _score(
+        self,
+        pu: Iterable[int] | np.ndarray,
+        do: Iterable[int] | np.ndarray,
+        distance: Iterable[float] | np.ndarray,
+    ) -> np.ndarray:
+        pu = np.asarray(pu, dtype="int64")
+        do = np.asarray(do, dtype="int64")
+        distance = np.asarray(distance, dtype="float64")
         if self._table is not None:
-            out = self._flat[pu * _TABLE_SIZE + do]
-            out += self._w_distance * distance
-            out += self._intercept
-            return out
-        # Other models score in chunks, so a dense vectorizer (or the dict path) never builds
-        # a rows x vocabulary matrix for a whole month at once.
+            return self._table_arrays(pu, do, distance)
+        score = self._sparse_arrays if self.scoring_path == "sparse" else self._dict_arrays
+        return self._chunked(score)(pu, do, distance)
+
+    def _chunked(self, score: _Score) -> _Score:
+        """Return ``score`` applied in chunks of ``_chunk_rows`` rides."""
+        # A dense vectorizer (or the dict path) must never build a rows x vocabulary matrix
+        # for a whole month at once.
         chunk = self._chunk_rows
-        parts = [
-            self._predict_chunk(pu[i : i + chunk], do[i : i + chunk], distance[i : i + chunk])
-            for i in range(0, len(pu), chunk)
-        ]
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
-    def _predict_chunk(self, pu: np.ndarray, do: np.ndarray, distance: np.ndarray) -> np.ndarray:
-        if self._simple:
-            matrix: Any = self._sparse(pu, do, distance)
-            if not self.vectorizer.sparse:  # the estimator was fitted on dense input
-                matrix = matrix.toarray()
-            return np.asarray(self.estimator.predict(matrix), dtype="float64")
-        dicts = [
-            ride_features(int(p), int(d), float(x))
-            for p, d, x in zip(pu, do, distance, strict=True)
-        ]
-        return np.asarray(self.pipeline.predict(dicts), dtype="float64")
+        def chunked(pu: np.ndarray, do: np.ndarray, distance: np.ndarray) -> np.ndarray:
+            parts = [
+                score(pu[i : i + chunk], do[i : i + chunk], distance[i : i + chunk])
+                for i in range(0, len(pu), chunk)
+            ]
+            return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
-    def _sparse(self, pu: np.ndarray, do: np.ndarray, distance: np.ndarray) -> sp.csr_matrix:
-        """Build the matrix ``DictVectorizer.transform`` would, without a dict per row."""
-        vocab = self.vectorizer.vocabulary_
-        n = len(pu)
-        cat = self._columns[pu * _TABLE_SIZE + do]
-        known = cat >= 0
-        dist_col = vocab.get("trip_distance")
-        rows = [np.flatnonzero(known)]
-        cols = [cat[known]]
-        vals = [np.ones(int(known.sum()))]
-        if dist_col is not None:
-            rows.append(np.arange(n))
-            cols.append(np.full(n, dist_col))
-            vals.append(distance)
-        matrix = sp.csr_matrix(
-            (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-            shape=(n, len(vocab)),
-        )
-        matrix.sort_indices()
-        return matrix
-
-
-def _pudo_columns(vocab: Mapping[str, int]) -> np.ndarray:
-    """Map each ``pu * 266 + do`` to its ``PU_DO=pu_do`` column, or -1 if never seen."""
-    lookup = np.full(_TABLE_SIZE * _TABLE_SIZE, -1, dtype="int64")
-    for name, column in vocab.items():
-        if name.startswith("PU_DO="):
-            pu, _, do = name[len("PU_DO=") :].partition("_")
-            if pu.isdigit() and do.isdigit() and int(pu) < _TABLE_SIZE and int(do) < _TABLE_SIZE:
-                lookup[int(pu) * _TABLE_SIZE + int(do)] = column
-    return lookup
-
-
-def _is_linear(estimator: Any) -> bool:
-    coef = getattr(estimator, "coef_", None)
-    return (
-        type(estimator).__module__.startswith("sklearn.linear_model")
-        and coef is not None
-        and np.asarray(coef).ndim == 1
-        and hasattr(estimator, "intercept_")
-    )
+        return chunked

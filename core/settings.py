@@ -41,11 +41,25 @@ class CoreSettings(BaseSettings):
     runtime: Literal["auto", "local", "compose"] = "auto"
     """Where the mode commands run: compose when Docker answers (auto), local or compose."""
 
+    trust_pickle: bool = False
+    """Load pickle models (``DEPLOY_TRUST_PICKLE=1``): a pickle runs any code inside it."""
+
+    trusted_types: str = ""
+    """Comma-separated extra types a skops model may hold, e.g. ``sklearn.tree._tree.Tree``."""
+
+    model_sha256: str = ""
+    """The model file's expected sha256, given from outside the artifact; empty: unchecked."""
+
     @property
     def model_named(self) -> bool:
         """Return whether the model location was given (option or env), not the default."""
         # A named model must exist; only the default location gets a demo model trained.
         return "model_location" in self.model_fields_set
+
+    @property
+    def trusted_type_list(self) -> tuple[str, ...]:
+        """Return ``trusted_types`` as a tuple of names."""
+        return tuple(name.strip() for name in self.trusted_types.split(",") if name.strip())
 
 
 def load_settings(kind: type[_S], **overrides: Any) -> _S:

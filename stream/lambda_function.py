@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from deploy_modes.core.notices import show_warnings_as_lines
 from deploy_modes.stream.lambda_batch import LambdaBatch, from_environment
 
 __all__ = ["lambda_handler", "reset"]
@@ -21,6 +22,7 @@ _batch: LambdaBatch | None = None
 def _set_up() -> LambdaBatch:
     global _batch
     if _batch is None:
+        show_warnings_as_lines()  # CloudWatch gets one `warning:` line, not Python's format
         _batch = from_environment(os.environ)
     return _batch
 

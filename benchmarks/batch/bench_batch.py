@@ -74,6 +74,7 @@ def _run_child(args: list[str]) -> tuple[float, float, float]:
 
 
 def _prepare(workdir: Path, rows: int) -> tuple[Path, Path]:
+    from deploy_modes.core.artifact import MANIFEST_FILE
     from deploy_modes.core.data import generate_month, month_file, write_month
     from deploy_modes.core.training import train_model
 
@@ -83,7 +84,7 @@ def _prepare(workdir: Path, rows: int) -> tuple[Path, Path]:
         path = data / month_file(2021, month)
         if not path.is_file():
             write_month(generate_month(2021, month, rows=80_000, seed=42), path)
-    if not (model / "model.pkl").is_file():
+    if not (model / MANIFEST_FILE).is_file():
         train_model(data / month_file(2021, 1), data / month_file(2021, 2), model)
     month_path = workdir / f"green_{rows}.parquet"
     if not month_path.is_file():

@@ -14,6 +14,7 @@ import argparse
 import http.client
 import json
 import os
+import pickle
 import random
 import re
 import shutil
@@ -89,8 +90,12 @@ def main(argv: list[str] | None = None) -> int:
             model_location=str(work / "model"), data_dir=work / "data", demo_rows=DEMO_ROWS
         )
         location = ensure_model(settings, lambda msg: print(f"  {msg}"))
-        version = load_model(location).version
-        servers = {"course": _start_baseline(work, Path(location) / "model.pkl")}
+        loaded = load_model(location)
+        version = loaded.version
+        # The course's app unpickles its model: give it a pickle of the same pipeline.
+        course_pickle = work / "course-model.pkl"
+        course_pickle.write_bytes(pickle.dumps(loaded.pipeline))
+        servers = {"course": _start_baseline(work, course_pickle)}
         for name, kind in _our_servers(args).items():
             servers[name] = _start_ours(work, name, location, args.workers, kind, args.threads)
         try:

@@ -159,7 +159,9 @@ def test_model_show_missing_path(tmp_path: Path) -> None:
 def test_model_show_not_a_model(tmp_path: Path) -> None:
     path = tmp_path / "thing.pkl"
     path.write_bytes(pickle.dumps({"a": 1}))
-    assert_clean_error(deploy("model", "show", str(path)), "does not hold a model")
+    assert_clean_error(
+        deploy("model", "show", str(path), "--trust-pickle"), "does not hold a model"
+    )
 
 
 def test_model_show_tampered(model_dir: Path, tmp_path: Path) -> None:
@@ -184,3 +186,63 @@ def test_model_show_needs_a_location() -> None:
     result = deploy("model", "show")
     assert result.exit_code == 2
     assert "Missing argument" in result.output
+
+
+# -- trust: deploy model show / convert -------------------------------------------------------
+class _Payload:
+    """Unpickling this writes a file: what a malicious pickle can do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[()]]:
+        return (Path.touch.__get__(self.marker), ())  # type: ignore[attr-defined]
+
+
+def test_model_show_reads_a_pickle_without_unpickling_it(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "lin_reg.bin"
+    path.write_bytes(pickle.dumps(_Payload(marker)))
+    result = deploy("model", "show", str(path))
+    assert result.exit_code == 0, result.output
+    assert "format: pickle" in result.stdout and "sha256: " in result.stdout
+    assert "not checked: a pickle is loaded only with --trust-pickle" in result.stdout
+    assert not marker.exists()
+
+
+def test_model_show_says_which_path_and_why(model_dir: Path) -> None:
+    result = deploy("model", "show", str(model_dir))
+    assert result.exit_code == 0, result.output
+    assert "prediction path: linear-table" in result.stdout
+    assert "why: LinearRegression is linear; equals predict on" in result.stdout
+    assert "feature scheme: pu_do" in result.stdout
+
+
+def test_model_show_refuses_another_digest(model_dir: Path) -> None:
+    other = "ab" * 32
+    assert_clean_error(
+        deploy("model", "show", str(model_dir), "--model-sha256", other),
+        f"not the expected {other}",
+    )
+    env = {"DEPLOY_MODEL_SHA256": other}
+    assert_clean_error(deploy("model", "show", str(model_dir), env=env), "not the expected")
+
+
+def test_model_convert_turns_a_trusted_pickle_into_skops(model_dir: Path, tmp_path: Path) -> None:
+    pipeline = load_model(model_dir).pipeline
+    bare = tmp_path / "lin_reg.bin"
+    bare.write_bytes(pickle.dumps((pipeline.steps[0][1], pipeline.steps[-1][1])))
+    refused = deploy("model", "convert", str(bare), "--out", str(tmp_path / "no"))
+    assert_clean_error(refused, "loading a pickle runs any code inside it", "--trust-pickle")
+    assert not (tmp_path / "no").exists()
+    out = tmp_path / "course"
+    result = deploy("model", "convert", str(bare), "--out", str(out), "--trust-pickle")
+    assert result.exit_code == 0, result.output
+    assert "predictions equal on" in result.stdout and "max |diff| 0" in result.stdout
+    assert (out / MODEL_FILE).is_file() and not (out / "model.pkl").exists()
+    converted = load_model(out)  # no trust needed any more
+    manifest = converted.manifest
+    assert manifest["format"] == "skops"
+    assert manifest["converted_from"]["format"] == "pickle"
+    dicts = [{"PU_DO": "74_75", "trip_distance": 2.5}, {"PU_DO": "1_2", "trip_distance": 0.0}]
+    assert list(converted.pipeline.predict(dicts)) == list(pipeline.predict(dicts))

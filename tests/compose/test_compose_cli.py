@@ -161,6 +161,7 @@ def test_a_bare_pickle_is_staged_and_pointed_at(
     from deploy_modes.core.artifact import load_model
 
     pipeline = load_model(model_dir).pipeline
+    monkeypatch.setenv("DEPLOY_TRUST_PICKLE", "1")  # a pickle loads only when trusted
     bare = tmp_path / "lin_reg.bin"
     bare.write_bytes(pickle.dumps((pipeline.steps[0][1], pipeline.steps[-1][1])))
     env = stage_model("web", str(bare))

@@ -15,7 +15,7 @@ from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import MaxAbsScaler
 
-from deploy_modes.core.artifact import load_model, save_model
+from deploy_modes.core.artifact import TREE_TYPES, Trust, load_model, save_model
 from deploy_modes.core.data import month_file, read_trips
 from deploy_modes.core.scoring import ModelService
 from deploy_modes.core.training import prepare, train_model
@@ -47,7 +47,7 @@ def forest_service(
     """Return a service over a real random forest (a non-linear regressor)."""
     out = tmp_path_factory.mktemp("forest") / "model"
     train_model(train_month_path, val_month_path, out, regressor="random_forest")
-    return ModelService(load_model(out))
+    return ModelService(load_model(out, Trust(types=TREE_TYPES)))
 
 
 @pytest.fixture(scope="session")
@@ -76,7 +76,7 @@ def dense_service(
     pipeline.fit(dicts[:1_500], durations[:1_500])  # a small fit: it bins every PU_DO column
     out = tmp_path_factory.mktemp("dense") / "model"
     save_model(pipeline, out)
-    return ModelService(load_model(out))
+    return ModelService(load_model(out, Trust(types=TREE_TYPES)))
 
 
 @pytest.fixture(scope="session")
@@ -95,8 +95,8 @@ def course_pickle(
 
 @pytest.fixture(scope="session")
 def course_service(course_pickle: Path) -> ModelService:
-    """Return a service over the course's bare tuple pickle."""
-    return ModelService(load_model(course_pickle))
+    """Return a service over the course's bare tuple pickle (trusted: we just wrote it)."""
+    return ModelService(load_model(course_pickle, Trust(pickle=True)))
 
 
 @pytest.fixture(scope="session")

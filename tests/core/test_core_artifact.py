@@ -22,9 +22,12 @@ from deploy_modes.core import MODEL_NAME
 from deploy_modes.core.artifact import (
     MANIFEST_FILE,
     MODEL_FILE,
+    PICKLE_FILE,
     LoadedModel,
     ModelVersionWarning,
+    Trust,
     artifact_exists,
+    inspect_model,
     load_model,
     save_model,
 )
@@ -39,6 +42,7 @@ RIDE = {"PULocationID": 74, "DOLocationID": 75, "trip_distance": 2.5}
 # Pickles that reference sklearn code that no longer exists, as an old model's pickle does.
 MISSING_MODULE_PICKLE = b"\x80\x02csklearn.linear_model._gone_in_1_2\nOldRegressor\n)\x81."
 MISSING_CLASS_PICKLE = b"\x80\x02csklearn.linear_model\nRegressorRemovedLongAgo\n)\x81."
+TRUST_PICKLE = Trust(pickle=True)  # these tests load pickles on purpose
 
 
 @pytest.fixture
@@ -56,10 +60,12 @@ def _write_manifest(directory: Path, manifest: dict) -> None:
 
 
 def _with_model_bytes(directory: Path, blob: bytes, **fields: object) -> Path:
-    """Replace the model file with ``blob`` and make the manifest match it."""
-    (directory / MODEL_FILE).write_bytes(blob)
+    """Replace the model file with a pickle ``blob`` and make the manifest match it."""
+    (directory / MODEL_FILE).unlink()
+    (directory / PICKLE_FILE).write_bytes(blob)
     manifest = _manifest(directory)
     manifest.update(sha256=hashlib.sha256(blob).hexdigest(), size_bytes=len(blob), **fields)
+    manifest.update(model_file=PICKLE_FILE, format="pickle")
     _write_manifest(directory, manifest)
     return directory
 
@@ -193,7 +199,7 @@ def test_unpickling_failure_from_old_sklearn_names_the_version_to_install(artifa
         pytest.warns(ModelVersionWarning),
         pytest.raises(ModelLoadError, match=rf"install scikit-learn=={OLD_SKLEARN} to serve it"),
     ):
-        load_model(artifact)
+        load_model(artifact, TRUST_PICKLE)
 
 
 @pytest.mark.parametrize("blob", [MISSING_MODULE_PICKLE, MISSING_CLASS_PICKLE])
@@ -203,14 +209,14 @@ def test_unpickling_failure_of_an_unlabelled_pickle_blames_the_version(
     path = tmp_path / "old.bin"
     path.write_bytes(blob)
     with pytest.raises(ModelLoadError, match="another scikit-learn version than"):
-        load_model(path)
+        load_model(path, TRUST_PICKLE)
 
 
 def test_a_missing_third_party_module_is_named(tmp_path: Path) -> None:
     path = tmp_path / "xgb.bin"
     path.write_bytes(b"\x80\x02cxgboost_is_not_here.sklearn\nXGBRegressor\n)\x81.")
     with pytest.raises(ModelLoadError, match="provides 'xgboost_is_not_here'"):
-        load_model(path)
+        load_model(path, TRUST_PICKLE)
 
 
 def test_a_pickle_recording_another_sklearn_warns(tmp_path: Path, course_pickle: Path) -> None:
@@ -222,16 +228,17 @@ def test_a_pickle_recording_another_sklearn_warns(tmp_path: Path, course_pickle:
     path = tmp_path / "lin_reg.bin"
     path.write_bytes(blob.replace(current, older))
     with pytest.warns(ModelVersionWarning, match=older.decode()):
-        loaded = load_model(path)
+        loaded = load_model(path, TRUST_PICKLE)
     assert loaded.manifest["sklearn_version"] == older.decode()
 
 
 # -- what users bring from the course ---------------------------------------------------------
 def test_bare_course_tuple_pickle(course_pickle: Path) -> None:
-    loaded = load_model(course_pickle)
+    loaded = load_model(course_pickle, TRUST_PICKLE)
     blob = course_pickle.read_bytes()
     assert loaded.manifest["format"] == "pickle"
     assert loaded.manifest["sha256"] == hashlib.sha256(blob).hexdigest()
+    assert loaded.manifest["version"] == loaded.manifest["sha256"][:12]
     assert loaded.manifest["sklearn_version"] == sklearn.__version__
     dv, model = pickle.loads(blob)
     expected = model.predict(dv.transform([{"PU_DO": "74_75", "trip_distance": 2.5}]))[0]
@@ -256,7 +263,7 @@ def test_pickle_of_something_that_is_not_a_model(tmp_path: Path, obj: object, me
     path = tmp_path / "thing.pkl"
     path.write_bytes(pickle.dumps(obj))
     with pytest.raises(ModelLoadError, match=message):
-        load_model(path)
+        load_model(path, TRUST_PICKLE)
 
 
 @pytest.mark.parametrize(
@@ -270,7 +277,7 @@ def test_unreadable_bare_pickle(tmp_path: Path, course_pickle: Path, content: by
     path = tmp_path / "broken.bin"
     path.write_bytes(content)
     with pytest.raises(ModelLoadError, match="not a readable pickle"):
-        load_model(path)
+        load_model(path, TRUST_PICKLE)
 
 
 def _mlflow_dir(root: Path, loaded: LoadedModel, **flavor: object) -> Path:
@@ -295,7 +302,7 @@ def _mlflow_dir(root: Path, loaded: LoadedModel, **flavor: object) -> Path:
 
 
 def test_mlflow_model_directory(loaded_model: LoadedModel, tmp_path: Path) -> None:
-    loaded = load_model(_mlflow_dir(tmp_path, loaded_model))
+    loaded = load_model(_mlflow_dir(tmp_path, loaded_model), TRUST_PICKLE)
     assert loaded.manifest["format"] == "mlflow"
     assert loaded.manifest["run_id"] == "abc123"
     assert loaded.manifest["sklearn_version"] == sklearn.__version__
@@ -307,7 +314,7 @@ def test_mlflow_sklearn_version_comes_from_mlmodel(
 ) -> None:
     directory = _mlflow_dir(tmp_path, loaded_model, sklearn_version=OLD_SKLEARN)
     with pytest.warns(ModelVersionWarning, match=f"{OLD_SKLEARN}.*{sklearn.__version__}"):
-        loaded = load_model(directory)
+        loaded = load_model(directory, TRUST_PICKLE)
     assert loaded.manifest["sklearn_version"] == OLD_SKLEARN
 
 
@@ -364,8 +371,8 @@ def test_save_and_load_from_s3(bucket: str, loaded_model: LoadedModel) -> None:
 def test_tampered_model_on_s3_names_the_uri(bucket: str, loaded_model: LoadedModel) -> None:
     uri = f"s3://{bucket}/tampered"
     save_model(loaded_model.pipeline, uri)
-    aws_client("s3").put_object(Bucket=bucket, Key="tampered/model.pkl", Body=b"evil")
-    with pytest.raises(ModelLoadError, match=f"{uri}/model.pkl does not match the sha256"):
+    aws_client("s3").put_object(Bucket=bucket, Key=f"tampered/{MODEL_FILE}", Body=b"evil")
+    with pytest.raises(ModelLoadError, match=f"{uri}/{MODEL_FILE} does not match the sha256"):
         load_model(uri)
 
 
@@ -375,11 +382,13 @@ def test_bare_pickle_and_mlflow_on_s3(
 ) -> None:
     s3 = aws_client("s3")
     s3.put_object(Bucket=bucket, Key="course/lin_reg.bin", Body=course_pickle.read_bytes())
-    assert load_model(f"s3://{bucket}/course/lin_reg.bin").manifest["format"] == "pickle"
+    assert (
+        load_model(f"s3://{bucket}/course/lin_reg.bin", TRUST_PICKLE).manifest["format"] == "pickle"
+    )
     directory = _mlflow_dir(tmp_path, loaded_model)
     for name in ("MLmodel", "model.pkl"):
         s3.put_object(Bucket=bucket, Key=f"mlflow/{name}", Body=(directory / name).read_bytes())
-    assert load_model(f"s3://{bucket}/mlflow").manifest["format"] == "mlflow"
+    assert load_model(f"s3://{bucket}/mlflow", TRUST_PICKLE).manifest["format"] == "mlflow"
 
 
 @pytest.mark.integration
@@ -391,3 +400,132 @@ def test_missing_things_on_s3(bucket: str) -> None:
         load_model(f"s3://{bucket}/nothing-here")
     with pytest.raises(ModelLoadError, match="S3 bucket does not exist"):
         load_model(f"s3://{bucket}-missing/model")
+
+
+# -- trust: no code runs on load unless the user says so ----------------------------------------
+class _Payload:
+    """An object whose unpickling writes a file: what a malicious pickle can do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (Path.touch.__get__(self.marker), ())  # type: ignore[attr-defined]
+
+
+def _evil_pickle(path: Path, marker: Path) -> Path:
+    path.write_bytes(pickle.dumps(_Payload(marker)))
+    return path
+
+
+def test_a_pickle_is_refused_by_default_and_runs_nothing(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    path = _evil_pickle(tmp_path / "lin_reg.bin", marker)
+    with pytest.raises(ModelLoadError) as info:
+        load_model(path)
+    message = str(info.value)
+    assert "loading a pickle runs any code inside it" in message
+    assert "--trust-pickle" in message and "DEPLOY_TRUST_PICKLE=1" in message
+    assert f"deploy model convert {path}" in message and "\n" not in message
+    assert not marker.exists()
+    # The control: trusting it does run it, which is why it is refused by default.
+    with pytest.raises(ModelLoadError, match="does not hold a model"):
+        load_model(path, TRUST_PICKLE)
+    assert marker.exists()
+
+
+def test_old_pickle_artifacts_and_mlflow_pickles_are_refused_by_default(
+    artifact: Path, loaded_model: LoadedModel, tmp_path: Path
+) -> None:
+    _with_model_bytes(artifact, pickle.dumps(loaded_model.pipeline))
+    with pytest.raises(ModelLoadError, match=f"{artifact}/{PICKLE_FILE} is a pickle"):
+        load_model(artifact)
+    assert load_model(artifact, TRUST_PICKLE).version == _manifest(artifact)["version"]
+    with pytest.raises(ModelLoadError, match=r"model\.pkl is a pickle"):
+        load_model(_mlflow_dir(tmp_path, loaded_model))
+
+
+def test_the_environment_can_trust_pickles(
+    course_pickle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(ModelLoadError, match="is a pickle"):
+        load_model(course_pickle)
+    monkeypatch.setenv("DEPLOY_TRUST_PICKLE", "1")
+    assert load_model(course_pickle).manifest["format"] == "pickle"
+
+
+def test_inspect_reads_the_manifest_and_hash_without_unpickling(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    marker = tmp_path / "pwned"
+    path = _evil_pickle(tmp_path / "model.pkl", marker)
+    manifest = inspect_model(path)
+    assert manifest["format"] == "pickle" and not marker.exists()
+    assert manifest["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert manifest["version"] == manifest["sha256"][:12]  # never empty
+    assert inspect_model(model_dir) == {**_manifest(model_dir), "format": "skops"}
+
+
+def test_a_skops_type_not_trusted_is_refused_by_name(
+    loaded_model: LoadedModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from sklearn.preprocessing import FunctionTransformer
+
+    pipeline = loaded_model.pipeline
+    evil = make_pipeline(pipeline.steps[0][1], FunctionTransformer(os.system), pipeline[-1])
+    save_model(evil, tmp_path / "evil")
+    with pytest.raises(ModelLoadError, match=r"types skops does not trust by default: .*system"):
+        load_model(tmp_path / "evil")
+
+
+def test_forest_tree_types_need_trust(
+    forest_service: ModelService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    save_model(forest_service.pipeline, tmp_path / "forest")
+    with pytest.raises(ModelLoadError) as info:
+        load_model(tmp_path / "forest")
+    assert "sklearn.tree._tree.Tree" in str(info.value)
+    assert "DEPLOY_TRUSTED_TYPES=sklearn.tree._tree.Tree" in str(info.value)
+    monkeypatch.setenv("DEPLOY_TRUSTED_TYPES", "sklearn.tree._tree.Tree")
+    assert ModelService(load_model(tmp_path / "forest")).scoring_path == "sparse"
+
+
+def test_an_expected_digest_from_outside_the_artifact(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    digest = _manifest(model_dir)["sha256"]
+    assert load_model(model_dir, Trust(sha256=digest.upper())).manifest["sha256"] == digest
+    other = "0" * 64
+    with pytest.raises(ModelLoadError, match=f"has sha256 {digest}, not the expected {other}"):
+        load_model(model_dir, Trust(sha256=other))
+    with pytest.raises(ModelLoadError, match="not 64 hex digits"):
+        load_model(model_dir, Trust(sha256="abc"))
+    monkeypatch.setenv("DEPLOY_MODEL_SHA256", other)
+    with pytest.raises(ModelLoadError, match="DEPLOY_MODEL_SHA256"):
+        load_model(model_dir)
+    with pytest.raises(ModelLoadError, match="not the expected"):
+        inspect_model(model_dir, other)
+
+
+def test_a_corrupt_skops_file_is_one_clear_error(artifact: Path) -> None:
+    blob = (artifact / MODEL_FILE).read_bytes()[:300]
+    (artifact / MODEL_FILE).write_bytes(blob)
+    manifest = _manifest(artifact)
+    manifest.update(sha256=hashlib.sha256(blob).hexdigest())
+    _write_manifest(artifact, manifest)
+    with pytest.raises(ModelLoadError, match="not a readable skops file"):
+        load_model(artifact)
+
+
+def test_an_unreadable_model_file_keeps_its_error(artifact: Path, tmp_path: Path) -> None:
+    # /proc/self/mem is a regular file whose plain read fails (EIO), even for root.
+    (artifact / MODEL_FILE).unlink()
+    (artifact / MODEL_FILE).symlink_to("/proc/self/mem")
+    with pytest.raises(ModelLoadError, match=f"cannot read {artifact / MODEL_FILE}: Input/output"):
+        load_model(artifact)
+    bare = tmp_path / "lin_reg.bin"
+    bare.symlink_to("/proc/self/mem")
+    with pytest.raises(ModelLoadError, match=f"cannot read {bare}: Input/output"):
+        inspect_model(bare)

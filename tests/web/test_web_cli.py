@@ -55,7 +55,7 @@ def test_a_corrupt_model_is_one_clear_line(model_dir: Path, tmp_path: Path):
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "manifest.json").write_text((model_dir / "manifest.json").read_text())
-    (broken / "model.pkl").write_bytes((model_dir / "model.pkl").read_bytes()[:100])
+    (broken / "model.skops").write_bytes((model_dir / "model.skops").read_bytes()[:100])
     args = ["web", "--runtime", "local", "--port", str(free_port()), "--model", str(broken)]
     _fails_cleanly(args, "does not match the sha256")
 
