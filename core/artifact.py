@@ -66,7 +66,6 @@ TREE_TYPES = (
     "sklearn.tree._tree.Tree",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
 )
-_PICKLE_SUFFIXES = (".pkl", ".pickle", ".bin", ".joblib")
 
 
 class ModelVersionWarning(UserWarning):

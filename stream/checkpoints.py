@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from deploy_modes.core.errors import DeployError
+from deploy_modes.core.storage import aws_error_code
 from deploy_modes.stream.kinesis import Shard
 
 __all__ = [
@@ -165,7 +166,7 @@ class DynamoCheckpoints:
                 BillingMode="PAY_PER_REQUEST",
             )
         except Exception as exc:
-            code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+            code = aws_error_code(exc)
             if code != "ResourceInUseException":
                 raise DeployError(f"cannot create checkpoint table {self.table!r}: {exc}") from exc
         # A new table is CREATING for a while on AWS; reads and writes fail until ACTIVE.

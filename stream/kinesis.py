@@ -88,7 +88,10 @@ def answers_kinesis(url: str, timeout: float = 2.0) -> bool:
 
 
 def _code(exc: Exception) -> str:
-    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__))
+    """Return the AWS error code, or the exception's type for a failure that has none."""
+    from deploy_modes.core.storage import aws_error_code
+
+    return aws_error_code(exc) or type(exc).__name__
 
 
 def _why(exc: Exception) -> str:

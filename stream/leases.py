@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from deploy_modes.core.errors import DeployError
+from deploy_modes.core.storage import aws_error_code
 
 __all__ = [
     "SHARD_END",
@@ -199,7 +200,7 @@ class DynamoLeases:
                 ConditionExpression="attribute_not_exists(lease_key)",
             )
         except Exception as exc:
-            if _code(exc) != "ConditionalCheckFailedException":
+            if aws_error_code(exc) != "ConditionalCheckFailedException":
                 raise
 
     def write(self, seen: Lease, new: Lease) -> bool:
@@ -219,14 +220,10 @@ class DynamoLeases:
                 ExpressionAttributeValues=values,
             )
         except Exception as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
+            if aws_error_code(exc) == "ConditionalCheckFailedException":
                 return False
             raise
         return True
-
-
-def _code(exc: Exception) -> str | None:
-    return getattr(exc, "response", {}).get("Error", {}).get("Code")
 
 
 @dataclass
