@@ -150,7 +150,7 @@ def run(
     if ctx.invoked_subcommand is not None:
         return
     from deploy_modes.batch.intervals import resolve_intervals
-    from deploy_modes.batch.runner import run_intervals
+    from deploy_modes.batch.runner import BatchRun, run_intervals
     from deploy_modes.batch.settings import BatchSettings
     from deploy_modes.cli.runtime import compose_run, resolve_runtime
 
@@ -178,19 +178,16 @@ def run(
         return
     # With --json, stdout carries only the summaries; messages go to stderr.
     tell = (lambda msg: err_console.print(f"· {msg}", highlight=False)) if as_json else say
+    batch_run = BatchRun(
+        input=options["input"],
+        output=options["output"],
+        table=options["table"],
+        output_table=options["output_table"],
+        taxi_type=options["taxi_type"],
+        chunk_rows=options["chunk_rows"],
+    )
     with _progress_bars() as progress:
-        summaries = run_intervals(
-            intervals,
-            input=options["input"],
-            output=options["output"],
-            table=options["table"],
-            output_table=options["output_table"],
-            taxi_type=options["taxi_type"],
-            model=model,
-            chunk_rows=options["chunk_rows"],
-            say=tell,
-            progress=progress,
-        )
+        summaries = run_intervals(intervals, batch_run, model=model, say=tell, progress=progress)
     for summary in summaries:
         if as_json:
             typer.echo(json.dumps(summary.to_dict()))
