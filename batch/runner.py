@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from deploy_modes.batch.intervals import (
 )
 from deploy_modes.batch.job import BatchJob, Progress, Summary
 from deploy_modes.batch.locations import check_location, is_sql
-from deploy_modes.batch.readers import DEFAULT_CHUNK_ROWS, open_reader
+from deploy_modes.batch.readers import DEFAULT_CHUNK_ROWS, DEFAULT_PARTITION_ROWS, open_reader
 from deploy_modes.batch.writers import open_writer
 from deploy_modes.core.errors import DeployError
 from deploy_modes.core.scoring import ModelService
@@ -39,9 +38,11 @@ __all__ = [
 ]
 
 Say = Callable[[str], None]
-# Called per interval once its source is open (with its row count if known); returns a tick.
-ProgressFactory = Callable[[Interval, int | None], Progress | None]
+# Called per interval once its source is open, with its size if known and the unit counted
+# ("rows" locally, "partitions" on Dask); returns the tick called as work completes.
+ProgressFactory = Callable[[Interval, int | None, str], Progress | None]
 _WINDOW_ORDER = ["month", "day", "hour"]
+ENGINES = ("local", "dask")
 
 
 @dataclass(frozen=True)
@@ -60,10 +61,24 @@ class BatchRun:
     """The ``{taxi_type}`` in templates."""
     chunk_rows: int = DEFAULT_CHUNK_ROWS
     """Rows read, scored and written at a time (bounds memory)."""
+    partition_rows: int = DEFAULT_PARTITION_ROWS
+    """Dask: rows per task (whole row groups, or a pickup sub-window of a SQL window)."""
+    engine: str = "local"
+    """``local`` (this process) or ``dask`` (a Dask cluster)."""
+    workers: int | None = None
+    """Dask: start a local cluster of this many worker processes for the run."""
+    scheduler: str | None = None
+    """Dask: use the existing cluster at this address (``tcp://host:8786``)."""
 
     def check(self, intervals: Sequence[Interval], core: CoreSettings) -> None:
         """Refuse options no interval of the run could use, before any model is loaded."""
         check_location(self.output)
+        if self.engine not in ENGINES:
+            raise DeployError(f"--engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+        if self.engine == "local" and (self.workers is not None or self.scheduler):
+            raise DeployError("--workers and --scheduler need --engine dask")
+        if self.partition_rows < 1:
+            raise DeployError(f"partition rows must be at least 1, got {self.partition_rows}")
         if self.chunk_rows < 1:
             raise DeployError(f"chunk rows must be at least 1, got {self.chunk_rows}")
         if not self.taxi_type or not self.taxi_type.replace("_", "").isalnum():
@@ -150,7 +165,41 @@ def run_intervals(
     core = core or CoreSettings()
     run.check(intervals, core)
     service = load_service(model, say)
+    if run.engine == "dask":
+        return _run_dask(intervals, run, service, say, progress, core)
     return [_run_one(interval, run, service, say, progress, core) for interval in intervals]
+
+
+def _run_dask(
+    intervals: Sequence[Interval],
+    run: BatchRun,
+    service: ModelService,
+    say: Say,
+    progress: ProgressFactory | None,
+    core: CoreSettings,
+) -> list[Summary]:
+    from deploy_modes.batch.dask_engine import dask_client, run_on_dask
+
+    plans = []
+    for interval in intervals:
+        source = run.source(interval, core, service.version)
+        if run.input is None and interval.kind == "month" and not is_s3(source):
+            _ensure_default_month(source, interval, run.taxi_type, core, say)
+        plans.append((interval, source, run.target(interval, service.version)))
+    with dask_client(run.workers, run.scheduler, say) as client:
+        summaries = run_on_dask(
+            client,
+            plans,
+            service=service,
+            table=run.table,
+            output_table=run.output_table,
+            chunk_rows=run.chunk_rows,
+            partition_rows=run.partition_rows,
+            progress=progress,
+        )
+    for summary in summaries:
+        report_empty(summary, say)
+    return summaries
 
 
 def _run_one(
@@ -167,7 +216,7 @@ def _run_one(
         _ensure_default_month(source, interval, run.taxi_type, core, say)
     reader = open_reader(source, interval, run.chunk_rows, run.table)
     writer = open_writer(target, run.output_table)
-    tick = None if progress is None else partial(progress, interval)
+    tick = None if progress is None else lambda total: progress(interval, total, "rows")
     summary = BatchJob(reader, writer, service, tick).run(interval)
     report_empty(summary, say)
     return summary

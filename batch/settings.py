@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from deploy_modes.batch.intervals import DEFAULT_OUTPUT
-from deploy_modes.batch.readers import DEFAULT_CHUNK_ROWS
+from deploy_modes.batch.readers import DEFAULT_CHUNK_ROWS, DEFAULT_PARTITION_ROWS
 
 __all__ = ["BatchSettings"]
 
@@ -35,3 +35,6 @@ class BatchSettings(BaseSettings):
 
     chunk_rows: int = DEFAULT_CHUNK_ROWS
     """Rows read, scored and written at a time: bounds memory whatever the month's size."""
+
+    partition_rows: int = DEFAULT_PARTITION_ROWS
+    """``--engine dask``: rows per task (whole row groups, or a pickup sub-window of SQL)."""

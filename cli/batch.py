@@ -46,13 +46,13 @@ def _progress_bars() -> Iterator[Any]:
     )
     with Progress(*columns, console=console, transient=False) as bars:
 
-        def factory(interval: Any, total: int | None) -> Any:
-            task = bars.add_task(f"scoring {interval.label}", total=total, rate="")
+        def factory(interval: Any, total: int | None, unit: str = "rows") -> Any:
+            task = bars.add_task(f"scoring {interval.label} ({unit})", total=total, rate="")
 
-            def tick(rows: int) -> None:
-                bars.advance(task, rows)
+            def tick(done: int) -> None:
+                bars.advance(task, done)
                 speed = bars.tasks[task].speed
-                bars.update(task, rate=f"{speed:,.0f} rows/s" if speed else "")
+                bars.update(task, rate=f"{speed:,.1f} {unit}/s" if speed else "")
 
             return tick
 
@@ -142,10 +142,31 @@ def run(
         bool, typer.Option("--json", help="Print the summaries as JSON lines on stdout.")
     ] = False,
     bake: BakeOption = False,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="local (this process) or dask (a Dask cluster).", envvar="DEPLOY_BATCH_ENGINE"
+        ),
+    ] = "local",
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="With --engine dask: start a local cluster of N worker processes for the run "
+            "[default: 2].",
+            show_default=False,
+        ),
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            help="With --engine dask: use the existing cluster at this address (tcp://host:8786).",
+            envvar="DEPLOY_DASK_SCHEDULER",
+        ),
+    ] = None,
 ) -> None:
     """Score an interval's rides and write predictions out, then exit (cron-friendly).
 
-    Example: deploy batch --runtime local --month 2021-03
+    Example: deploy batch --runtime local --month 2021-03 --engine dask --workers 2
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -153,6 +174,7 @@ def run(
     from deploy_modes.batch.runner import BatchRun, run_intervals
     from deploy_modes.batch.settings import BatchSettings
     from deploy_modes.cli.runtime import compose_run, resolve_runtime
+    from deploy_modes.core.errors import DeployError
 
     settings = BatchSettings()
     options = {
@@ -174,6 +196,8 @@ def run(
         month=month, run_date=run_date, first=first, last=last, window=options["window"]
     )
     if resolve_runtime(runtime) == "compose":
+        if engine != "local":
+            raise DeployError("--engine dask runs with --runtime local (no compose stack yet)")
         compose_run("batch", **options, bake=bake)
         return
     # With --json, stdout carries only the summaries; messages go to stderr.
@@ -185,6 +209,10 @@ def run(
         output_table=options["output_table"],
         taxi_type=options["taxi_type"],
         chunk_rows=options["chunk_rows"],
+        partition_rows=settings.partition_rows,
+        engine=engine,
+        workers=workers,
+        scheduler=scheduler,
     )
     with _progress_bars() as progress:
         summaries = run_intervals(intervals, batch_run, model=model, say=tell, progress=progress)

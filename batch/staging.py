@@ -1,0 +1,233 @@
+"""Stage an interval's partitions where readers do not look, then publish them in one step.
+
+Workers write one part per partition: a hidden parquet file next to the target (local), an
+object under a hidden staging prefix (S3), or rows of a staging table (SQL). Writing a part is
+idempotent (a rerun of the task replaces it), so a task Dask retries after a killed worker
+still counts once. :meth:`Staging.publish` checks every part holds the rows its task reported,
+then makes the interval visible the way the one-process writer does (one renamed file, one
+uploaded object plus a ``_SUCCESS`` marker, one transaction replacing the interval's rows).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from deploy_modes.batch.intervals import Interval
+from deploy_modes.batch.locations import is_sql, one_line
+from deploy_modes.batch.writers import INTERVAL_COLUMN, OUTPUT_SCHEMA, Session, SqlWriter, Writer
+from deploy_modes.batch.writers import ParquetWriter as FileWriter
+from deploy_modes.core.errors import DataError, DeployError
+from deploy_modes.core.storage import aws_client, is_s3, parse_s3
+
+__all__ = ["SUCCESS_MARKER", "PartSink", "Staging"]
+
+SUCCESS_MARKER = "_SUCCESS"
+_STAGING_SUFFIX = ".staging"
+_PART_SEP = "#"  # SQL staging rows are labelled "<interval>#<partition>"
+
+
+@dataclass(frozen=True)
+class _PartKey:
+    """Stands in for an interval where a writer labels rows: one partition of it."""
+
+    label: str
+
+
+@dataclass(frozen=True)
+class PartSink:
+    """Where one interval's parts go: a small value sent to the workers with each task."""
+
+    location: str  # staging folder, s3:// staging prefix, or database URL
+    table: str = ""  # SQL: the staging table
+    interval_label: str = ""
+
+    def part(self, index: int) -> str:
+        """Return the location of part ``index`` (files) or its row label (SQL)."""
+        if self.table:
+            return f"{self.interval_label}{_PART_SEP}{index}"
+        return f"{self.location.rstrip('/')}/part-{index:05d}.parquet"
+
+    def writer(self, index: int) -> Writer:
+        """Return the writer of part ``index``: replacing it whole, or not at all."""
+        if self.table:
+            return _PartWriter(SqlWriter(self.location, self.table), _PartKey(self.part(index)))
+        return FileWriter(self.part(index))
+
+
+class _PartWriter:
+    """A writer that labels its rows with the partition instead of the interval."""
+
+    def __init__(self, writer: SqlWriter, key: _PartKey) -> None:
+        self._writer = writer
+        self._key = key
+
+    def describe(self) -> str:
+        return self._writer.describe()
+
+    def begin(self, interval: Interval) -> Session:
+        # The SQL session deletes then inserts rows of one label in one transaction: a retried
+        # task replaces its own part, never another's.
+        return self._writer.begin(self._key)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+class Staging:
+    """One interval's staging area and the commit step that publishes it."""
+
+    def __init__(self, target: str, output_table: str, interval: Interval) -> None:
+        self.target = target
+        self.interval = interval
+        self.output_table = output_table
+        if is_sql(target):
+            self.sink = PartSink(target, f"{output_table}_staging", interval.label)
+        else:
+            name = PurePosixPath(target).name
+            parent = target[: -len(name)].rstrip("/")
+            self.sink = PartSink(f"{parent}/.{name}{_STAGING_SUFFIX}")
+
+    def prepare(self) -> None:
+        """Remove what a killed run left in this interval's staging area."""
+        if self.sink.table:
+            self._sql_clear_staging()
+        elif is_s3(self.target):
+            self._s3_delete_prefix()
+        else:
+            shutil.rmtree(self.sink.location, ignore_errors=True)
+
+    def publish(self, written: Sequence[int]) -> str | None:
+        """Publish the parts (``written[i]`` rows in part i); return the output or ``None``."""
+        total = sum(written)
+        try:
+            if total == 0:
+                return None
+            if self.sink.table:
+                return self._sql_publish(written)
+            return self._file_publish(written)
+        finally:
+            self.prepare()  # the parts are published or useless: remove them either way
+
+    # Files (local or S3) ------------------------------------------------------------------
+
+    def _file_publish(self, written: Sequence[int]) -> str:
+        writer = FileWriter(self.target)
+        session = writer.begin(self.interval)
+        try:
+            for index, rows in enumerate(written):
+                if rows:
+                    for table in self._read_part(index, rows):
+                        session.write(table)
+            session.commit()
+        except BaseException:
+            session.abort()
+            raise
+        if is_s3(self.target):
+            self._s3_marker(sum(written))
+        return writer.describe()
+
+    def _read_part(self, index: int, rows: int) -> Iterator[pa.Table]:
+        """Yield part ``index`` by row group after checking it holds exactly ``rows`` rows."""
+        location = self.sink.part(index)
+        handle: Any = location
+        if is_s3(location):
+            from deploy_modes.batch.partitions import s3_filesystem
+
+            loc = parse_s3(location)
+            handle = s3_filesystem().open_input_file(f"{loc.bucket}/{loc.key}")
+        try:
+            part = pq.ParquetFile(handle)
+        except (OSError, pa.ArrowException) as exc:
+            raise DeployError(f"staged part {location} is unreadable: {one_line(exc)}") from exc
+        if part.metadata.num_rows != rows or not part.schema_arrow.equals(OUTPUT_SCHEMA):
+            raise DeployError(
+                f"staged part {location} holds {part.metadata.num_rows:,} rows, its task "
+                f"reported {rows:,}: refusing to publish {self.interval.label}"
+            )
+        for group in range(part.metadata.num_row_groups):
+            yield part.read_row_group(group)
+
+    def _s3_delete_prefix(self) -> None:
+        loc = parse_s3(self.sink.location + "/")
+        s3 = aws_client("s3")
+        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=loc.bucket, Prefix=loc.key)
+        for page in pages:
+            keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+            if keys:
+                s3.delete_objects(Bucket=loc.bucket, Delete={"Objects": keys})
+
+    def _s3_marker(self, rows: int) -> None:
+        """Write the ``_SUCCESS`` marker next to the object, naming what it vouches for."""
+        loc = parse_s3(self.target)
+        folder = loc.key.rsplit("/", 1)[0] + "/" if "/" in loc.key else ""
+        body = {"interval": self.interval.label, "object": self.target, "rows": rows}
+        aws_client("s3").put_object(
+            Bucket=loc.bucket, Key=folder + SUCCESS_MARKER, Body=json.dumps(body).encode()
+        )
+
+    # SQL ----------------------------------------------------------------------------------
+
+    def _staging_table(self) -> SqlWriter:
+        return SqlWriter(self.target, self.sink.table)
+
+    def _sql_clear_staging(self) -> None:
+        import sqlalchemy as sa
+
+        staging = self._staging_table()
+        try:
+            with staging.engine.begin() as conn:
+                column = staging.table.c[INTERVAL_COLUMN]
+                conn.execute(sa.delete(staging.table).where(column.like(self._part_pattern())))
+        except sa.exc.SQLAlchemyError as exc:
+            raise DeployError(f"cannot clear {staging.describe()}: {one_line(exc)}") from exc
+        finally:
+            staging.close()
+
+    def _part_pattern(self) -> str:
+        return f"{self.interval.label}{_PART_SEP}%"
+
+    def _sql_publish(self, written: Sequence[int]) -> str:
+        """Replace the interval's rows by the staged ones in one transaction."""
+        import sqlalchemy as sa
+
+        final = SqlWriter(self.target, self.output_table)
+        staging = self._staging_table()
+        src, dst = staging.table, final.table
+        columns = [c.name for c in dst.columns if c.name != INTERVAL_COLUMN]
+        label = self.interval.label
+        staged = src.c[INTERVAL_COLUMN].like(self._part_pattern())
+        try:
+            with final.engine.begin() as conn:
+                counts = dict(
+                    conn.execute(
+                        sa.select(src.c[INTERVAL_COLUMN], sa.func.count())
+                        .where(staged)
+                        .group_by(src.c[INTERVAL_COLUMN])
+                    ).all()
+                )
+                expected = {self.sink.part(i): n for i, n in enumerate(written) if n}
+                if counts != expected:
+                    raise DataError(
+                        f"staged rows of {label} do not match what its tasks reported: "
+                        "refusing to publish"
+                    )
+                conn.execute(sa.delete(dst).where(dst.c[INTERVAL_COLUMN] == label))
+                select = sa.select(
+                    *[src.c[c] for c in columns], sa.literal(label, sa.String(32))
+                ).where(staged)
+                conn.execute(dst.insert().from_select([*columns, INTERVAL_COLUMN], select))
+                conn.execute(sa.delete(src).where(staged))
+        except sa.exc.SQLAlchemyError as exc:
+            raise DeployError(f"cannot publish to {final.describe()}: {one_line(exc)}") from exc
+        finally:
+            final.close()
+            staging.close()
+        return final.describe()
