@@ -27,7 +27,7 @@ from deploy_modes.core.scoring import ModelService
 
 __all__ = ["ModelRef", "dask_client", "model_loads", "run_on_dask"]
 
-CONNECT_TIMEOUT = "30s"
+CONNECT_TIMEOUT = "10s"  # connection refused is retried until then
 
 Say = Callable[[str], None]
 
