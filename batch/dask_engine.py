@@ -203,8 +203,9 @@ def run_on_dask(
                 result: Summary = future.result()
             except FutureCancelledError:
                 continue
-            except DeployError:
-                raise
+            except DeployError as exc:
+                # The worker's own one-line error, re-raised here, plus which task it was.
+                raise type(exc)(f"{part.label}: {exc}") from None
             except Exception as exc:
                 raise DeployError(f"{part.label} of {plan.source} failed: {_why(exc)}") from exc
             plan.results[part.index] = result

@@ -256,3 +256,37 @@ def test_an_unreachable_scheduler_is_one_line(
     assert result.exit_code == 1  # type: ignore[attr-defined]
     assert "cannot reach the Dask scheduler at tcp://127.0.0.1:" in result.output  # type: ignore[attr-defined]
     assert "Traceback" not in result.output  # type: ignore[attr-defined]
+
+
+def test_workers_that_cannot_reach_the_input_fail_the_job_with_one_line(
+    grouped_march: Path, tmp_path: Path, invoke: Callable[..., object], dask_scheduler: str,
+    moto_server: object,
+) -> None:  # fmt: skip
+    import uuid
+
+    from distributed import Client
+
+    from deploy_modes.cli.processes import free_port
+
+    url = moto_server.url  # type: ignore[attr-defined]
+    bucket = f"dask-{uuid.uuid4().hex[:10]}"
+    s3 = aws_client("s3", endpoint=url)
+    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    s3.upload_file(str(grouped_march), bucket, "in/march.parquet")
+    dead = f"http://127.0.0.1:{free_port()}"  # the workers' S3: nothing listens there
+    out = tmp_path / "out" / "p.parquet"
+    args = ["--month", "2021-03", "--input", f"s3://{bucket}/in/march.parquet"]
+    args += ["--output", str(out), "--engine", "dask", "--scheduler", dask_scheduler]
+    with Client(dask_scheduler) as client:
+        client.run(lambda: __import__("os").environ.__setitem__("AWS_ENDPOINT_URL", dead))
+        try:
+            result = invoke(*args, env={"AWS_ENDPOINT_URL": url})
+        finally:
+            client.run(lambda: __import__("os").environ.pop("AWS_ENDPOINT_URL", None))
+    assert result.exit_code == 1  # type: ignore[attr-defined]
+    lines = result.output.strip().splitlines()  # type: ignore[attr-defined]
+    error = [line for line in lines if line.startswith("error:")]
+    assert len(error) == 1, result.output  # type: ignore[attr-defined]
+    assert f"could not read s3://{bucket}/in/march.parquet" in " ".join(result.output.split())  # type: ignore[attr-defined]
+    assert "Traceback" not in result.output  # type: ignore[attr-defined]
+    assert not out.exists()
