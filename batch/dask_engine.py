@@ -159,6 +159,7 @@ def run_on_dask(
     chunk_rows: int,
     partition_rows: int = DEFAULT_PARTITION_ROWS,
     progress: Callable[..., Progress | None] | None = None,
+    say: Say = print,
 ) -> list[Summary]:
     """Score ``(interval, source, target)`` triples on the cluster, all intervals at once.
 
@@ -212,10 +213,22 @@ def run_on_dask(
             if plan.tick is not None:
                 plan.tick(1)
             if len(plan.results) == len(plan.parts):
+                scored = time.perf_counter()
                 summaries[plan.interval.label] = _publish(plan, service)
+                _say_phases(plan, scored, say)
     finally:
         client.cancel(list(futures))
     return [summaries[plan.interval.label] for plan in runs]
+
+
+def _say_phases(plan: _Plan, scored: float, say: Say) -> None:
+    """Say where an interval's time went: planning and scoring on the cluster, publishing."""
+    busy = [r.seconds for r in plan.results.values()]
+    say(
+        f"{plan.interval.label}: {len(busy)} partitions scored in {scored - plan.started:.2f}s "
+        f"(a partition took {sum(busy) / len(busy):.3f}s on average, {max(busy):.3f}s at most), "
+        f"published in {time.perf_counter() - scored:.2f}s"
+    )
 
 
 def _why(exc: Exception) -> str:

@@ -154,12 +154,14 @@ def _plan_parquet(source: str, interval: Interval, target_rows: int) -> list[Par
     groups: list[int] = []
     first = rows = 0
     for group, size in enumerate(sizes):
-        groups.append(group)
-        rows += size
-        if rows >= target_rows or group == len(sizes) - 1:
+        if groups and rows + size > target_rows:  # a row group is never split between tasks
             parts.append(Partition(len(parts), interval, source, first, rows, tuple(groups)))
             first += rows
             groups, rows = [], 0
+        groups.append(group)
+        rows += size
+    if groups:
+        parts.append(Partition(len(parts), interval, source, first, rows, tuple(groups)))
     return parts
 
 

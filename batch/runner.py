@@ -196,6 +196,7 @@ def _run_dask(
             chunk_rows=run.chunk_rows,
             partition_rows=run.partition_rows,
             progress=progress,
+            say=say,
         )
     for summary in summaries:
         report_empty(summary, say)
