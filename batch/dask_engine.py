@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from deploy_modes.batch.intervals import Interval
@@ -24,6 +25,7 @@ from deploy_modes.batch.readers import DEFAULT_PARTITION_ROWS, open_reader
 from deploy_modes.batch.staging import PartSink, Staging
 from deploy_modes.core.errors import DeployError, ModelLoadError
 from deploy_modes.core.scoring import ModelService
+from deploy_modes.core.storage import is_s3
 
 __all__ = ["ModelRef", "dask_client", "model_loads", "run_on_dask"]
 
@@ -52,6 +54,8 @@ class ModelRef:
         sha256 = service.model.manifest.get("sha256")
         if not location or not isinstance(sha256, str):
             raise DeployError("the dask engine needs a model loaded from a location (--model)")
+        if not is_s3(location):
+            location = str(Path(location).resolve())  # workers may not share our directory
         return cls(location, sha256)
 
 

@@ -14,7 +14,7 @@ import json
 import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pyarrow as pa
@@ -58,8 +58,20 @@ class PartSink:
     def writer(self, index: int) -> Writer:
         """Return the writer of part ``index``: replacing it whole, or not at all."""
         if self.table:
-            return _PartWriter(SqlWriter(self.location, self.table), _PartKey(self.part(index)))
+            writer = SqlWriter(_patient(self.location), self.table)
+            return _PartWriter(writer, _PartKey(self.part(index)))
         return FileWriter(self.part(index))
+
+
+def _patient(url: str) -> str:
+    """Return a SQLite URL that waits for the lock: workers write their parts at once."""
+    import sqlalchemy as sa
+
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() != "sqlite" or "timeout" in parsed.query:
+        return url
+    # SQLite has one writer at a time; its default 5 s wait is short on a busy machine.
+    return parsed.update_query_dict({"timeout": "120"}).render_as_string(hide_password=False)
 
 
 class _PartWriter:
@@ -90,10 +102,14 @@ class Staging:
         self.output_table = output_table
         if is_sql(target):
             self.sink = PartSink(target, f"{output_table}_staging", interval.label)
+        elif is_s3(target):
+            loc = parse_s3(target)
+            key = PurePosixPath(loc.key)
+            staging = key.parent / f".{key.name}{_STAGING_SUFFIX}"
+            self.sink = PartSink(f"s3://{loc.bucket}/{staging}")
         else:
-            name = PurePosixPath(target).name
-            parent = target[: -len(name)].rstrip("/")
-            self.sink = PartSink(f"{parent}/.{name}{_STAGING_SUFFIX}")
+            path = Path(target)
+            self.sink = PartSink(str(path.parent / f".{path.name}{_STAGING_SUFFIX}"))
 
     def prepare(self) -> None:
         """Remove what a killed run left in this interval's staging area."""

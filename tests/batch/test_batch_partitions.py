@@ -51,3 +51,19 @@ def test_sql_partitions_read_consecutive_positions_of_the_window(
         assert sum(len(c) for c in chunks) == part.rows
         assert not chunks or chunks[0].offset == part.first_row
     assert sum(p.rows for p in parts) == len(march_frame)
+
+
+@pytest.mark.parametrize(
+    ("target", "staging"),
+    [
+        ("out.parquet", ".out.parquet.staging"),
+        ("/srv/out/2021-03.parquet", "/srv/out/.2021-03.parquet.staging"),
+        ("s3://b/out/m=03/v1.parquet", "s3://b/out/m=03/.v1.parquet.staging"),
+    ],
+)
+def test_parts_are_staged_hidden_next_to_the_target(target: str, staging: str) -> None:
+    from deploy_modes.batch.staging import Staging
+
+    sink = Staging(target, "predictions", MARCH).sink
+    assert sink.location == staging
+    assert sink.part(7) == f"{staging}/part-00007.parquet"
