@@ -214,6 +214,7 @@ def run_on_dask(
             except Exception as exc:
                 raise DeployError(f"{part.label} of {plan.source} failed: {_why(exc)}") from exc
             plan.results[part.index] = result
+            plan.staging.add(part.index, result.rows_written)
             if plan.tick is not None:
                 plan.tick(1)
             if len(plan.results) == len(plan.parts):
@@ -222,6 +223,8 @@ def run_on_dask(
                 _say_phases(plan, scored, say)
     finally:
         client.cancel(list(futures))
+        for plan in runs:
+            plan.staging.abort()  # no-op for the published ones
     return [summaries[plan.interval.label] for plan in runs]
 
 
@@ -245,7 +248,6 @@ def _why(exc: Exception) -> str:
 def _publish(plan: _Plan, service: ModelService) -> Summary:
     """Add up the parts' counts and publish the interval in one step."""
     summary = Summary(plan.interval.label, plan.source, model_version=service.version)
-    written = []
     for index in range(len(plan.parts)):
         part = plan.results[index]
         summary.rows_read += part.rows_read
@@ -253,7 +255,6 @@ def _publish(plan: _Plan, service: ModelService) -> Summary:
             summary.rows_dropped[name] += count
         summary.rows_scored += part.rows_scored
         summary.rows_written += part.rows_written
-        written.append(part.rows_written)
-    summary.output = plan.staging.publish(written)
+    summary.output = plan.staging.publish(len(plan.parts))
     summary.seconds = time.perf_counter() - plan.started
     return summary

@@ -100,6 +100,9 @@ class Staging:
         self.target = target
         self.interval = interval
         self.output_table = output_table
+        self._written: dict[int, int] = {}
+        self._next = 0  # the first part not yet appended to the output in progress
+        self._session: Session | None = None
         if is_sql(target):
             self.sink = PartSink(target, f"{output_table}_staging", interval.label)
         elif is_s3(target):
@@ -120,35 +123,54 @@ class Staging:
         else:
             shutil.rmtree(self.sink.location, ignore_errors=True)
 
-    def publish(self, written: Sequence[int]) -> str | None:
-        """Publish the parts (``written[i]`` rows in part i); return the output or ``None``."""
-        total = sum(written)
+    def add(self, index: int, rows: int) -> None:
+        """Record that part ``index`` holds ``rows`` rows; append the parts now in order.
+
+        File outputs are assembled while later partitions are still being scored, so the
+        commit step at the end has only the last parts left to append.
+        """
+        self._written[index] = rows
+        if self.sink.table:
+            return  # SQL: one INSERT ... SELECT in the commit transaction
+        while self._next in self._written:
+            count = self._written[self._next]
+            if count:
+                if self._session is None:
+                    self._session = FileWriter(self.target).begin(self.interval)
+                for table in self._read_part(self._next, count):
+                    self._session.write(table)
+            self._next += 1
+
+    def publish(self, parts: int) -> str | None:
+        """Publish the interval once all ``parts`` are added; return the output or ``None``."""
         try:
-            if total == 0:
+            missing = sorted(set(range(parts)) - set(self._written))
+            if missing:
+                raise DeployError(f"{self.interval.label}: parts {missing} were never staged")
+            written = [self._written[i] for i in range(parts)]
+            if sum(written) == 0:
                 return None
             if self.sink.table:
                 return self._sql_publish(written)
-            return self._file_publish(written)
+            assert self._session is not None and self._next == parts
+            self._session.commit()
+            self._session = None
+            if is_s3(self.target):
+                self._s3_marker(sum(written))
+            return self.target
+        except BaseException:
+            self.abort()
+            raise
         finally:
             self.prepare()  # the parts are published or useless: remove them either way
 
-    # Files (local or S3) ------------------------------------------------------------------
+    def abort(self) -> None:
+        """Drop the output in progress (the previous output stays); idempotent."""
+        if self._session is not None:
+            self._session.abort()
+            self._session = None
 
-    def _file_publish(self, written: Sequence[int]) -> str:
-        writer = FileWriter(self.target)
-        session = writer.begin(self.interval)
-        try:
-            for index, rows in enumerate(written):
-                if rows:
-                    for table in self._read_part(index, rows):
-                        session.write(table)
-            session.commit()
-        except BaseException:
-            session.abort()
-            raise
-        if is_s3(self.target):
-            self._s3_marker(sum(written))
-        return writer.describe()
+    # Files (local or S3) ------------------------------------------------------------------
 
     def _read_part(self, index: int, rows: int) -> Iterator[pa.Table]:
         """Yield part ``index`` by row group after checking it holds exactly ``rows`` rows."""
