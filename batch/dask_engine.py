@@ -179,7 +179,7 @@ def run_on_dask(
     summaries: dict[str, Summary] = {}
     for interval, source, target in plans:
         started = time.perf_counter()
-        staging = Staging(target, output_table, interval)
+        staging = Staging(target, output_table, interval, token)
         parts = plan_partitions(source, interval, table, partition_rows)
         staging.prepare()
         tick = progress(interval, len(parts), "partitions") if progress is not None else None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -96,32 +97,40 @@ class _PartWriter:
 class Staging:
     """One interval's staging area and the commit step that publishes it."""
 
-    def __init__(self, target: str, output_table: str, interval: Interval) -> None:
+    def __init__(
+        self, target: str, output_table: str, interval: Interval, run: str | None = None
+    ) -> None:
         self.target = target
         self.interval = interval
         self.output_table = output_table
+        # Parts live under this run's own name: a task of an earlier, abandoned run that is
+        # still finishing on a long-lived cluster can only write where nobody reads.
+        self.run = run or uuid.uuid4().hex[:8]
         self._written: dict[int, int] = {}
         self._next = 0  # the first part not yet appended to the output in progress
         self._session: Session | None = None
         if is_sql(target):
-            self.sink = PartSink(target, f"{output_table}_staging", interval.label)
-        elif is_s3(target):
+            self._root = f"{interval.label}{_PART_SEP}"
+            label = f"{self._root}{self.run}"
+            self.sink = PartSink(target, f"{output_table}_staging", label)
+            return
+        if is_s3(target):
             loc = parse_s3(target)
             key = PurePosixPath(loc.key)
-            staging = key.parent / f".{key.name}{_STAGING_SUFFIX}"
-            self.sink = PartSink(f"s3://{loc.bucket}/{staging}")
+            self._root = f"s3://{loc.bucket}/{key.parent / f'.{key.name}{_STAGING_SUFFIX}'}"
         else:
             path = Path(target)
-            self.sink = PartSink(str(path.parent / f".{path.name}{_STAGING_SUFFIX}"))
+            self._root = str(path.parent / f".{path.name}{_STAGING_SUFFIX}")
+        self.sink = PartSink(f"{self._root}/{self.run}")
 
     def prepare(self) -> None:
-        """Remove what a killed run left in this interval's staging area."""
+        """Remove every run's parts of this interval (a killed run leaves its own behind)."""
         if self.sink.table:
             self._sql_clear_staging()
         elif is_s3(self.target):
             self._s3_delete_prefix()
         else:
-            shutil.rmtree(self.sink.location, ignore_errors=True)
+            shutil.rmtree(self._root, ignore_errors=True)
 
     def add(self, index: int, rows: int) -> None:
         """Record that part ``index`` holds ``rows`` rows; append the parts now in order.
@@ -194,7 +203,7 @@ class Staging:
             yield part.read_row_group(group)
 
     def _s3_delete_prefix(self) -> None:
-        loc = parse_s3(self.sink.location + "/")
+        loc = parse_s3(self._root + "/")
         s3 = aws_client("s3")
         pages = s3.get_paginator("list_objects_v2").paginate(Bucket=loc.bucket, Prefix=loc.key)
         for page in pages:
@@ -223,14 +232,11 @@ class Staging:
         try:
             with staging.engine.begin() as conn:
                 column = staging.table.c[INTERVAL_COLUMN]
-                conn.execute(sa.delete(staging.table).where(column.like(self._part_pattern())))
+                conn.execute(sa.delete(staging.table).where(column.like(f"{self._root}%")))
         except sa.exc.SQLAlchemyError as exc:
             raise DeployError(f"cannot clear {staging.describe()}: {one_line(exc)}") from exc
         finally:
             staging.close()
-
-    def _part_pattern(self) -> str:
-        return f"{self.interval.label}{_PART_SEP}%"
 
     def _sql_publish(self, written: Sequence[int]) -> str:
         """Replace the interval's rows by the staged ones in one transaction."""
@@ -241,7 +247,7 @@ class Staging:
         src, dst = staging.table, final.table
         columns = [c.name for c in dst.columns if c.name != INTERVAL_COLUMN]
         label = self.interval.label
-        staged = src.c[INTERVAL_COLUMN].like(self._part_pattern())
+        staged = src.c[INTERVAL_COLUMN].like(f"{self.sink.interval_label}{_PART_SEP}%")
         try:
             with final.engine.begin() as conn:
                 counts = dict(

@@ -48,7 +48,7 @@ def local_truth(
 
 def _staged(target: Path) -> list[Path]:
     staging = target.parent / f".{target.name}.staging"
-    return sorted(staging.glob("part-*.parquet")) if staging.is_dir() else []
+    return sorted(staging.glob("*/part-*.parquet")) if staging.is_dir() else []
 
 
 def _until(predicate: Any, what: str, timeout: float = 180) -> None:

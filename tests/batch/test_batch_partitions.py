@@ -64,6 +64,13 @@ def test_sql_partitions_read_consecutive_positions_of_the_window(
 def test_parts_are_staged_hidden_next_to_the_target(target: str, staging: str) -> None:
     from deploy_modes.batch.staging import Staging
 
-    sink = Staging(target, "predictions", MARCH).sink
-    assert sink.location == staging
-    assert sink.part(7) == f"{staging}/part-00007.parquet"
+    sink = Staging(target, "predictions", MARCH, run="r1").sink
+    assert sink.location == f"{staging}/r1"
+    assert sink.part(7) == f"{staging}/r1/part-00007.parquet"
+
+
+def test_sql_parts_are_labelled_by_interval_run_and_partition() -> None:
+    from deploy_modes.batch.staging import Staging
+
+    sink = Staging("sqlite:///p.db", "predictions", MARCH, run="r1").sink
+    assert (sink.table, sink.part(7)) == ("predictions_staging", "2021-03#r1#7")
