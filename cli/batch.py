@@ -152,7 +152,7 @@ def run(
         int | None,
         typer.Option(
             help="With --engine dask: start a local cluster of N worker processes for the run "
-            "[default: 2].",
+            "(default 2).",
             show_default=False,
         ),
     ] = None,
