@@ -29,6 +29,7 @@ from deploy_modes.core.storage import is_s3
 
 __all__ = ["ModelRef", "dask_client", "model_loads", "run_on_dask"]
 
+_TRIM = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
 CONNECT_TIMEOUT = "10s"  # connection refused is retried until then
 
 Say = Callable[[str], None]
@@ -113,7 +114,13 @@ def dask_client(workers: int | None, scheduler: str | None, say: Say) -> Iterato
             _say_dashboard(client, say)
             yield client
         return
+    import dask
+
     with (
+        # Dask starts workers with MALLOC_TRIM_THRESHOLD_=64 KiB (hand memory back early); on
+        # this job that cost a quarter of the scoring time for no lower peak RSS (measured:
+        # docs/batch.md), so our own cluster trims past 256 MiB only.
+        dask.config.set({_TRIM: str(256 * 1024 * 1024)}),
         LocalCluster(
             n_workers=workers or 2,
             threads_per_worker=1,

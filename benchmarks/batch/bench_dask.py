@@ -75,28 +75,19 @@ def _peak_rss_mb() -> float:
 
 
 def _dask(source: Path, model: Path, out: Path, workers: int) -> dict[str, Any]:
-    from distributed import Client, LocalCluster
-
     from deploy_modes.batch import run_interval
+    from deploy_modes.batch.dask_engine import dask_client
 
     started = time.perf_counter()
-    with (
-        LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address="127.0.0.1:0",
-        ) as cluster,
-        Client(cluster) as client,
-    ):
+    # The engine's own local cluster, as `deploy batch --engine dask --workers N` starts it.
+    with dask_client(workers, None, lambda _m: None) as client:
         # Start-up includes each worker's imports (seconds on a busy box), paid once per cluster.
         client.run(importlib.import_module, "deploy_modes.batch.dask_engine")
         startup = time.perf_counter() - started
         said: list[str] = []
         summary = run_interval(
             "2021-03", input=str(source), output=str(out), model=str(model),
-            engine="dask", scheduler=cluster.scheduler_address, say=said.append,
+            engine="dask", scheduler=client.scheduler.address, say=said.append,
         )  # fmt: skip
         rss = sorted(client.run(_peak_rss_mb).values())
     match = next(m for m in map(_PHASES.search, said) if m)
