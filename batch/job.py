@@ -24,7 +24,7 @@ from deploy_modes.core.features import MAX_DURATION_MIN, MIN_DURATION_MIN
 from deploy_modes.core.scoring import ModelService
 from deploy_modes.core.validation import invalid_reasons
 
-__all__ = ["DROP_REASONS", "BatchJob", "Summary", "score_chunk"]
+__all__ = ["DROP_REASONS", "BatchJob", "Progress", "ProgressFactory", "Summary", "score_chunk"]
 
 # Every reason a row is dropped, in the order they are checked (a row counts once, first match).
 DROP_REASONS = (
@@ -38,6 +38,8 @@ DROP_REASONS = (
 )
 
 Progress = Callable[[int], None]
+# Called once the source is open, with its row count if known; returns the per-chunk tick.
+ProgressFactory = Callable[[int | None], Progress | None]
 
 
 @dataclass
@@ -135,14 +137,18 @@ def score_chunk(
 
 
 class BatchJob:
-    """Score one interval from a reader into a writer with one model service."""
+    """Score one interval from a reader into a writer with one model service.
+
+    The job owns the reader and the writer for the run: it opens the reader, and closes both
+    whatever happens, so no caller has to.
+    """
 
     def __init__(
         self,
         reader: Reader,
         writer: Writer,
         service: ModelService,
-        progress: Progress | None = None,
+        progress: ProgressFactory | None = None,
     ) -> None:
         self.reader = reader
         self.writer = writer
@@ -157,7 +163,8 @@ class BatchJob:
         )
         session: Session | None = None
         try:
-            self.reader.open()
+            total = self.reader.open()
+            tick = self.progress(total) if self.progress is not None else None
             for chunk in self.reader.chunks():
                 table, counts = score_chunk(chunk, self.service, interval.id_prefix)
                 summary.rows_read += len(chunk)
@@ -169,8 +176,8 @@ class BatchJob:
                         session = self.writer.begin(interval)
                     session.write(table)
                     summary.rows_written += table.num_rows
-                if self.progress is not None:
-                    self.progress(len(chunk))
+                if tick is not None:
+                    tick(len(chunk))
             if session is not None:
                 session.commit()
                 summary.output = self.writer.describe()
@@ -180,5 +187,8 @@ class BatchJob:
             raise
         finally:
             self.reader.close()
+            close = getattr(self.writer, "close", None)
+            if close is not None:
+                close()
         summary.seconds = time.perf_counter() - started
         return summary

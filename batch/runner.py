@@ -6,12 +6,14 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deploy_modes.batch.engines import ENGINES
 from deploy_modes.batch.intervals import (
+    DEFAULT_OUTPUT,
     Interval,
     check_template,
     month_interval,
@@ -20,17 +22,92 @@ from deploy_modes.batch.intervals import (
 )
 from deploy_modes.batch.job import BatchJob, Progress, Summary
 from deploy_modes.batch.locations import check_location, is_sql
-from deploy_modes.batch.readers import DEFAULT_CHUNK_ROWS, open_reader
+from deploy_modes.batch.readers import DEFAULT_CHUNK_ROWS, DEFAULT_PARTITION_ROWS, open_reader
 from deploy_modes.batch.writers import open_writer
 from deploy_modes.core.errors import DeployError
 from deploy_modes.core.scoring import ModelService
 from deploy_modes.core.settings import CoreSettings
 from deploy_modes.core.storage import is_s3
 
-__all__ = ["default_input", "load_service", "run_interval", "run_intervals"]
+__all__ = [
+    "BatchRun",
+    "default_input",
+    "load_service",
+    "report_empty",
+    "run_interval",
+    "run_intervals",
+]
 
 Say = Callable[[str], None]
-ProgressFactory = Callable[[Interval, int | None], Progress | None]
+# Called per interval once its source is open, with its size if known and the unit counted
+# ("rows" locally, "partitions" on Dask); returns the tick called as work completes.
+ProgressFactory = Callable[[Interval, int | None, str], Progress | None]
+_WINDOW_ORDER = ["month", "day", "hour"]
+
+
+@dataclass(frozen=True)
+class BatchRun:
+    """What a run reads, writes and how: one value shared by every interval of the run."""
+
+    input: str | None = None
+    """Rides: a path/``s3://`` template or a database URL; ``None`` is the data dir's month."""
+    output: str = DEFAULT_OUTPUT
+    """Predictions: a ``.parquet`` path/``s3://`` template or a database URL."""
+    table: str = "trips"
+    """Input table when the input is a database URL."""
+    output_table: str = "predictions"
+    """Output table when the output is a database URL."""
+    taxi_type: str = "green"
+    """The ``{taxi_type}`` in templates."""
+    chunk_rows: int = DEFAULT_CHUNK_ROWS
+    """Rows read, scored and written at a time (bounds memory)."""
+    partition_rows: int = DEFAULT_PARTITION_ROWS
+    """Dask: rows per task (whole row groups, or a pickup sub-window of a SQL window)."""
+    engine: str = "local"
+    """``local`` (this process) or ``dask`` (a Dask cluster)."""
+    workers: int | None = None
+    """Dask: start a local cluster of this many worker processes for the run."""
+    scheduler: str | None = None
+    """Dask: use the existing cluster at this address (``tcp://host:8786``)."""
+
+    def check(self, intervals: Sequence[Interval], core: CoreSettings) -> None:
+        """Refuse options no interval of the run could use, before any model is loaded."""
+        check_location(self.output)
+        if self.engine not in ENGINES:
+            raise DeployError(f"--engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+        if self.engine == "local" and (self.workers is not None or self.scheduler):
+            raise DeployError("--workers and --scheduler need --engine dask")
+        if self.partition_rows < 1:
+            raise DeployError(f"partition rows must be at least 1, got {self.partition_rows}")
+        if self.chunk_rows < 1:
+            raise DeployError(f"chunk rows must be at least 1, got {self.chunk_rows}")
+        if not self.taxi_type or not self.taxi_type.replace("_", "").isalnum():
+            raise DeployError(
+                f"--taxi-type must be a word like green or yellow, got {self.taxi_type!r}"
+            )
+        kinds = {i.kind for i in intervals}
+        source = self.source_template(core)
+        check_location(source)
+        if kinds != {"month"} and not is_sql(source):
+            raise DeployError("--window 1h/1d needs a database input (files hold whole months)")
+        if not is_sql(self.output) and (len(intervals) > 1 or kinds != {"month"}):
+            check_template(self.output, max(kinds, key=_WINDOW_ORDER.index), "--output")
+
+    def source_template(self, core: CoreSettings) -> str:
+        """Return the input template, the data dir's month files when none was given."""
+        return default_input(core) if self.input is None else self.input
+
+    def source(self, interval: Interval, core: CoreSettings, model_version: str) -> str:
+        """Return the interval's input location."""
+        location = render(self.source_template(core), interval, self.taxi_type, model_version)
+        check_location(location)
+        return location
+
+    def target(self, interval: Interval, model_version: str) -> str:
+        """Return the interval's output location."""
+        location = render(self.output, interval, self.taxi_type, model_version)
+        check_location(location)
+        return location
 
 
 def default_input(core: CoreSettings) -> str:
@@ -58,125 +135,100 @@ def _as_interval(interval: Interval | str) -> Interval:
 def run_interval(
     interval: Interval | str,
     *,
-    input: str | None = None,
-    output: str | None = None,
-    table: str = "trips",
-    output_table: str = "predictions",
-    taxi_type: str = "green",
     model: str | ModelService | None = None,
-    chunk_rows: int = DEFAULT_CHUNK_ROWS,
     say: Say = print,
     progress: ProgressFactory | None = None,
     core: CoreSettings | None = None,
+    **options: Any,
 ) -> dict[str, Any]:
-    """Score one interval (``"2021-03"`` or an :class:`Interval`) and return its summary dict."""
-    service = load_service(model, say)
-    summary = _run_one(
-        _as_interval(interval),
-        service,
-        input=input,
-        output=output,
-        table=table,
-        output_table=output_table,
-        taxi_type=taxi_type,
-        chunk_rows=chunk_rows,
-        say=say,
-        progress=progress,
-        core=core or CoreSettings(),
+    """Score one interval (``"2021-03"`` or an :class:`Interval`) and return its summary dict.
+
+    ``options`` are :class:`BatchRun` fields (``input=``, ``output=``, ``chunk_rows=``, ...).
+    """
+    run = BatchRun(**options)
+    summaries = run_intervals(
+        [_as_interval(interval)], run, model=model, say=say, progress=progress, core=core
     )
-    return summary.to_dict()
+    return summaries[0].to_dict()
 
 
 def run_intervals(
     intervals: Sequence[Interval],
+    run: BatchRun,
     *,
-    input: str | None = None,
-    output: str | None = None,
-    table: str = "trips",
-    output_table: str = "predictions",
-    taxi_type: str = "green",
     model: str | ModelService | None = None,
-    chunk_rows: int = DEFAULT_CHUNK_ROWS,
     say: Say = print,
     progress: ProgressFactory | None = None,
     core: CoreSettings | None = None,
 ) -> list[Summary]:
     """Score every interval in order (a backfill stops at the first failing month)."""
-    from deploy_modes.batch.intervals import DEFAULT_OUTPUT
-
     core = core or CoreSettings()
-    out = output or DEFAULT_OUTPUT
-    check_location(out)
-    if chunk_rows < 1:
-        raise DeployError(f"chunk rows must be at least 1, got {chunk_rows}")
-    if not taxi_type or not taxi_type.replace("_", "").isalnum():
-        raise DeployError(f"--taxi-type must be a word like green or yellow, got {taxi_type!r}")
-    kinds = {i.kind for i in intervals}
-    source = default_input(core) if input is None else input
-    check_location(source)
-    if kinds != {"month"} and not is_sql(source):
-        raise DeployError("--window 1h/1d needs a database input (files hold whole months)")
-    if not is_sql(out) and (len(intervals) > 1 or kinds != {"month"}):
-        check_template(out, max(kinds, key=["month", "day", "hour"].index), "--output")
+    run.check(intervals, core)
     service = load_service(model, say)
-    return [
-        _run_one(
-            interval,
-            service,
-            input=input,
-            output=out,
-            table=table,
-            output_table=output_table,
-            taxi_type=taxi_type,
-            chunk_rows=chunk_rows,
-            say=say,
+    if run.engine == "dask":
+        return _run_dask(intervals, run, service, say, progress, core)
+    return [_run_one(interval, run, service, say, progress, core) for interval in intervals]
+
+
+def _run_dask(
+    intervals: Sequence[Interval],
+    run: BatchRun,
+    service: ModelService,
+    say: Say,
+    progress: ProgressFactory | None,
+    core: CoreSettings,
+) -> list[Summary]:
+    from deploy_modes.batch.dask_engine import dask_client, run_on_dask
+
+    plans = []
+    for interval in intervals:
+        source = run.source(interval, core, service.version)
+        if run.input is None and interval.kind == "month" and not is_s3(source):
+            _ensure_default_month(source, interval, run.taxi_type, core, say)
+        plans.append((interval, source, run.target(interval, service.version)))
+    with dask_client(run.workers, run.scheduler, say) as client:
+        summaries = run_on_dask(
+            client,
+            plans,
+            service=service,
+            table=run.table,
+            output_table=run.output_table,
+            chunk_rows=run.chunk_rows,
+            partition_rows=run.partition_rows,
             progress=progress,
-            core=core,
+            say=say,
         )
-        for interval in intervals
-    ]
+    for summary in summaries:
+        report_empty(summary, say)
+    return summaries
 
 
 def _run_one(
     interval: Interval,
+    run: BatchRun,
     service: ModelService,
-    *,
-    input: str | None,
-    output: str | None,
-    table: str,
-    output_table: str,
-    taxi_type: str,
-    chunk_rows: int,
     say: Say,
     progress: ProgressFactory | None,
     core: CoreSettings,
 ) -> Summary:
-    from deploy_modes.batch.intervals import DEFAULT_OUTPUT
-
-    source = render(input or default_input(core), interval, taxi_type, service.version)
-    target = render(output or DEFAULT_OUTPUT, interval, taxi_type, service.version)
-    check_location(source)
-    check_location(target)
-    if input is None and interval.kind == "month" and not is_s3(source):
-        _ensure_default_month(source, interval, taxi_type, core, say)
-    reader = open_reader(source, interval, chunk_rows, table)
-    writer = open_writer(target, output_table)
-    started = time.perf_counter()  # includes opening (an S3 download), unlike the job's own
-    try:
-        total = reader.open()
-        tick = progress(interval, total) if progress is not None else None
-        summary = BatchJob(reader, writer, service, tick).run(interval)
-        summary.seconds = time.perf_counter() - started
-    finally:
-        reader.close()
-        close = getattr(writer, "close", None)
-        if close is not None:
-            close()
-    if summary.rows_read == 0:
-        say(f"{interval.label}: the interval has no rides in {reader.describe()}: nothing written")
-    elif summary.output is None:
-        say(f"{interval.label}: every ride was dropped: nothing written")
+    source = run.source(interval, core, service.version)
+    target = run.target(interval, service.version)
+    if run.input is None and interval.kind == "month" and not is_s3(source):
+        _ensure_default_month(source, interval, run.taxi_type, core, say)
+    reader = open_reader(source, interval, run.chunk_rows, run.table)
+    writer = open_writer(target, run.output_table)
+    tick = None if progress is None else lambda total: progress(interval, total, "rows")
+    summary = BatchJob(reader, writer, service, tick).run(interval)
+    report_empty(summary, say)
     return summary
+
+
+def report_empty(summary: Summary, say: Say) -> None:
+    """Say why an interval wrote nothing, if it did not."""
+    if summary.rows_read == 0:
+        say(f"{summary.interval}: the interval has no rides in {summary.source}: nothing written")
+    elif summary.output is None:
+        say(f"{summary.interval}: every ride was dropped: nothing written")
 
 
 def _ensure_default_month(

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from deploy_modes.batch.engines import Engine
 from deploy_modes.batch.intervals import DEFAULT_OUTPUT
-from deploy_modes.batch.readers import DEFAULT_CHUNK_ROWS
+from deploy_modes.batch.readers import DEFAULT_CHUNK_ROWS, DEFAULT_PARTITION_ROWS
 
 __all__ = ["BatchSettings"]
 
@@ -51,3 +52,17 @@ class BatchSettings(BaseSettings):
 
     chunk_rows: int = DEFAULT_CHUNK_ROWS
     """Rows read, scored and written at a time: bounds memory whatever the month's size."""
+
+    partition_rows: int = DEFAULT_PARTITION_ROWS
+    """``--engine dask``: rows per task (whole row groups, or a pickup sub-window of SQL)."""
+
+    engine: Engine = Engine.local
+    """``local`` (this process) or ``dask`` (a Dask cluster)."""
+
+    workers: int | None = Field(None, ge=1, le=256)
+    """``--engine dask``: start a local cluster of this many worker processes for the run."""
+
+    scheduler: str | None = Field(
+        None, validation_alias=AliasChoices("scheduler", "DEPLOY_DASK_SCHEDULER")
+    )
+    """``--engine dask``: use the existing cluster at this address (``tcp://host:8786``)."""

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from deploy_modes.batch.engines import Engine
 from deploy_modes.cli.console import console, err_console, isatty, say, typer_app
 from deploy_modes.cli.options import (
     BakeOption,
@@ -51,13 +52,13 @@ def _progress_bars() -> Iterator[Any]:
     )
     with Progress(*columns, console=console, transient=False) as bars:
 
-        def factory(interval: Any, total: int | None) -> Any:
-            task = bars.add_task(f"scoring {interval.label}", total=total, rate="")
+        def factory(interval: Any, total: int | None, unit: str = "rows") -> Any:
+            task = bars.add_task(f"scoring {interval.label} ({unit})", total=total, rate="")
 
-            def tick(rows: int) -> None:
-                bars.advance(task, rows)
+            def tick(done: int) -> None:
+                bars.advance(task, done)
                 speed = bars.tasks[task].speed
-                bars.update(task, rate=f"{speed:,.0f} rows/s" if speed else "")
+                bars.update(task, rate=f"{speed:,.1f} {unit}/s" if speed else "")
 
             return tick
 
@@ -131,17 +132,43 @@ def run(
         bool, typer.Option("--json", help="Print the summaries as JSON lines on stdout.")
     ] = False,
     bake: BakeOption = None,
+    engine: Annotated[
+        Engine | None,
+        typer.Option(
+            help="local (this process) or dask (a Dask cluster) "
+            "(env DEPLOY_BATCH_ENGINE; default: local).",
+            case_sensitive=False,
+            show_default=False,
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="With --engine dask: start a local cluster of N worker processes for the run "
+            "(default 2).",
+            show_default=False,
+        ),
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            help="With --engine dask: use the existing cluster at this address, "
+            "e.g. tcp://host:8786 (env DEPLOY_DASK_SCHEDULER).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Score an interval's rides and write predictions out, then exit (cron-friendly).
 
-    Example: deploy batch --runtime local --month 2021-03
+    Example: deploy batch --runtime local --month 2021-03 --engine dask --workers 2
     """
     if ctx.invoked_subcommand is not None:
         return
     from deploy_modes.batch.intervals import resolve_intervals
-    from deploy_modes.batch.runner import run_intervals
+    from deploy_modes.batch.runner import BatchRun, run_intervals
     from deploy_modes.batch.settings import BatchSettings
     from deploy_modes.compose.runtime import Runtime
+    from deploy_modes.core.errors import DeployError
     from deploy_modes.core.settings import load_settings
 
     settings = load_settings(
@@ -157,6 +184,9 @@ def run(
         window=window,
         taxi_type=taxi_type,
         chunk_rows=chunk_rows,
+        engine=engine,
+        workers=workers,
+        scheduler=scheduler,
     )
     # Check the interval options before choosing a runtime: a typo fails the same everywhere.
     intervals = resolve_intervals(
@@ -167,23 +197,26 @@ def run(
         window=settings.window,
     )
     if chosen_runtime(runtime) is Runtime.compose:
+        if settings.engine != "local":
+            raise DeployError("--engine dask runs with --runtime local (no compose stack yet)")
         _run_in_compose(settings, model, bake)
         return
     # With --json, stdout carries only the summaries; messages go to stderr.
     tell = (lambda msg: err_console.print(f"· {msg}", highlight=False)) if as_json else say
+    batch_run = BatchRun(
+        input=settings.input,
+        output=settings.output,
+        table=settings.table,
+        output_table=settings.output_table,
+        taxi_type=settings.taxi_type,
+        chunk_rows=settings.chunk_rows,
+        partition_rows=settings.partition_rows,
+        engine=settings.engine,
+        workers=settings.workers,
+        scheduler=settings.scheduler,
+    )
     with _progress_bars() as progress:
-        summaries = run_intervals(
-            intervals,
-            input=settings.input,
-            output=settings.output,
-            table=settings.table,
-            output_table=settings.output_table,
-            taxi_type=settings.taxi_type,
-            model=model,
-            chunk_rows=settings.chunk_rows,
-            say=tell,
-            progress=progress,
-        )
+        summaries = run_intervals(intervals, batch_run, model=model, say=tell, progress=progress)
     for summary in summaries:
         if as_json:
             typer.echo(json.dumps(summary.to_dict()))

@@ -90,3 +90,19 @@ def postgres_schema_url(postgres_url: str) -> Iterator[str]:
     with engine.begin() as conn:
         conn.execute(sa.text(f"drop schema {schema} cascade"))
     engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def dask_scheduler() -> Iterator[str]:
+    """Return the address of a real two-worker Dask cluster (processes) shared by the tests."""
+    from distributed import LocalCluster
+
+    # Starting worker processes costs seconds on a busy box: one cluster for the session.
+    with LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address="127.0.0.1:0",
+    ) as cluster:
+        yield cluster.scheduler_address

@@ -1,0 +1,152 @@
+"""SIGKILL a Dask worker, then the client, mid-run: the output is exactly-once or absent."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import psutil
+import pytest
+
+from deploy_modes.batch import run_interval
+from deploy_modes.core.data import generate_month, month_file, write_month
+
+pytestmark = pytest.mark.integration
+
+ROWS = 200_000
+ROW_GROUP = 5_000  # 40 partitions
+CHUNK = 500  # small chunks keep each task busy long enough to be killed inside one
+
+
+@pytest.fixture(scope="module")
+def long_month(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Return a 200k-ride March 2021 in 40 row groups."""
+    path = tmp_path_factory.mktemp("long") / month_file(2021, 3)
+    write_month(generate_month(2021, 3, rows=ROWS, seed=5), path, row_group_size=ROW_GROUP)
+    return path
+
+
+@pytest.fixture(scope="module")
+def local_truth(
+    long_month: Path, model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> pd.DataFrame:
+    """Return the local engine's output for the month: what every Dask run must equal."""
+    out = tmp_path_factory.mktemp("truth") / "local.parquet"
+    run_interval(
+        "2021-03", input=str(long_month), output=str(out), model=str(model_dir), say=lambda _m: None
+    )
+    return pd.read_parquet(out)
+
+
+def _staged(target: Path) -> list[Path]:
+    staging = target.parent / f".{target.name}.staging"
+    return sorted(staging.glob("*/part-*.parquet")) if staging.is_dir() else []
+
+
+def _until(predicate: Any, what: str, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.01)
+
+
+def test_a_worker_killed_mid_task_is_retried_and_the_output_is_exactly_once(
+    long_month: Path, model_dir: Path, tmp_path: Path, dask_scheduler: str,
+    local_truth: pd.DataFrame,
+) -> None:  # fmt: skip
+    from distributed import Client
+
+    target = tmp_path / "dask.parquet"
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["summary"] = run_interval(
+                "2021-03", input=str(long_month), output=str(target), model=str(model_dir),
+                say=lambda _m: None, engine="dask", scheduler=dask_scheduler,
+                partition_rows=ROW_GROUP, chunk_rows=CHUNK,
+            )  # fmt: skip
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    job = threading.Thread(target=run)
+    job.start()
+    with Client(dask_scheduler) as client:
+        _until(lambda: len(_staged(target)) >= 2 or not job.is_alive(), "parts are staged")
+        assert job.is_alive(), f"the run ended before a worker could be killed: {outcome}"
+        busy: list[str] = []
+
+        def a_worker_is_busy() -> bool:
+            busy[:] = [w for w, keys in client.processing().items() if keys]
+            return bool(busy) or not job.is_alive()
+
+        _until(a_worker_is_busy, "a worker is running a task")
+        assert job.is_alive(), "the run ended before a worker could be killed"
+        pid = client.run(os.getpid, workers=[busy[0]])[busy[0]]
+        os.kill(pid, signal.SIGKILL)
+        job.join(300)
+        assert not job.is_alive()
+        assert "error" not in outcome, outcome.get("error")
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        client.wait_for_workers(2, timeout=120)  # the nanny restarts it for the next tests
+    summary = outcome["summary"]
+    assert summary["rows_read"] == ROWS
+    frame = pd.read_parquet(target)
+    assert frame["ride_id"].is_unique
+    pd.testing.assert_frame_equal(frame, local_truth, check_exact=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dask.parquet"]
+
+
+def test_a_killed_client_leaves_no_output_and_a_rerun_replaces_it(
+    long_month: Path, model_dir: Path, tmp_path: Path, dask_scheduler: str,
+    local_truth: pd.DataFrame,
+) -> None:  # fmt: skip
+    target = tmp_path / "out" / "2021-03.parquet"
+    args = ["--month", "2021-03", "--input", str(long_month), "--output", str(target)]
+    args += ["--model", str(model_dir), "--json"]
+    env = {
+        **os.environ,
+        "DEPLOY_BATCH_PARTITION_ROWS": str(ROW_GROUP),
+        "DEPLOY_BATCH_CHUNK_ROWS": str(CHUNK),
+    }
+    deploy = str(Path(sys.executable).parent / "deploy")
+    client = subprocess.Popen(
+        [deploy, "batch", "--runtime", "local", *args, "--engine", "dask", "--workers", "2"],
+        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        _until(lambda: len(_staged(target)) >= 1 or client.poll() is not None, "parts are staged")
+        assert client.poll() is None, "the run ended before the client could be killed"
+        family = psutil.Process(client.pid).children(recursive=True)
+        os.kill(client.pid, signal.SIGKILL)
+        assert client.wait(30) == -signal.SIGKILL
+    finally:
+        if client.poll() is None:
+            client.kill()
+    # The killed client's own cluster goes away with it: its workers notice and exit.
+    _, alive = psutil.wait_procs(family, timeout=120)
+    for orphan in alive:
+        orphan.kill()
+    assert not alive, f"workers outlived their killed client: {[p.pid for p in alive]}"
+    assert not target.exists(), "a killed run must not publish a partial output"
+    assert [p.name for p in target.parent.iterdir() if not p.name.startswith(".")] == []
+
+    again = [deploy, "batch", "--runtime", "local", *args, "--engine", "dask"]
+    rerun = subprocess.run(
+        [*again, "--scheduler", dask_scheduler],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert rerun.returncode == 0, rerun.stderr
+    summary = json.loads(rerun.stdout.strip().splitlines()[-1])
+    assert summary["rows_read"] == ROWS
+    pd.testing.assert_frame_equal(pd.read_parquet(target), local_truth, check_exact=True)
+    # The rerun swept the killed run's staged parts.
+    assert [p.name for p in target.parent.iterdir()] == ["2021-03.parquet"]
