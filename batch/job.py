@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 from deploy_modes.batch.intervals import Interval
 from deploy_modes.batch.readers import Chunk, Reader
 from deploy_modes.batch.writers import OUTPUT_SCHEMA, Session, Writer
-from deploy_modes.core.features import MAX_DURATION_MIN, MIN_DURATION_MIN
+from deploy_modes.core.features import in_duration_range
 from deploy_modes.core.scoring import ModelService
 from deploy_modes.core.validation import invalid_reasons
 
@@ -102,8 +102,7 @@ def score_chunk(
     missing_time = np.isnan(duration)
     checks.append(("missing_time", missing_time))
     with np.errstate(invalid="ignore"):
-        # The course's filter (score.py's read_dataframe): only rides of 1..60 minutes.
-        in_range = (duration >= MIN_DURATION_MIN) & (duration <= MAX_DURATION_MIN)
+        in_range = in_duration_range(duration)  # the course's 1..60 minute filter
     checks.append(("duration_out_of_range", ~in_range & ~missing_time))
     for name, mask in checks:
         mask = mask & ~taken

@@ -64,23 +64,20 @@ def _settings(endpoint_url: str | None = None, **overrides: Any) -> Any:
     from deploy_modes.stream.settings import StreamSettings
 
     settings = load_settings(StreamSettings, endpoint_url=endpoint_url, **overrides)
-    url = settings.endpoint_url or LOCAL_ENDPOINT
-    return settings.model_copy(update={"endpoint_url": _endpoint(url)})
+    url = _endpoint(settings.endpoint_url or LOCAL_ENDPOINT)
+    # An emulator accepts any keys, but boto3 signs nothing without some: when none are
+    # configured, the clients built from these settings get the emulator's dummy keys.
+    dummy = url is not None and not os.environ.get("AWS_ACCESS_KEY_ID")
+    return settings.model_copy(update={"endpoint_url": url, "emulator_keys": dummy})
 
 
 def _endpoint(url: str) -> str | None:
-    """Return the endpoint for boto3 (None = real AWS), with dummy credentials for emulators."""
+    """Return the endpoint for boto3 (None = real AWS), or a one-line error for a bad URL."""
     if url == REAL_AWS:
         return None
     parsed = urlparse(url)
     if parsed.scheme not in {"http", "https"} or not parsed.hostname:
         raise DeployError(f"--endpoint-url must be http(s)://host:port or 'aws', got {url!r}")
-    from deploy_modes.launch.emulator import EMULATOR_CREDENTIALS
-
-    # An emulator accepts any credentials; without some, boto3 refuses to sign requests. This
-    # is the command's own process (the consumer may run in it), never a library's choice.
-    if not os.environ.get("AWS_ACCESS_KEY_ID"):
-        os.environ.update(EMULATOR_CREDENTIALS)
     return url
 
 

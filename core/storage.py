@@ -21,6 +21,7 @@ __all__ = [
     "aws_client",
     "aws_error_code",
     "create_temp",
+    "emulator_keys",
     "endpoint_url",
     "is_s3",
     "list_s3",
@@ -73,6 +74,11 @@ def endpoint_url(service: str, override: str | None = None) -> str | None:
         return os.environ[course_var]
     # boto3 itself reads AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_<SERVICE>; None defers to it.
     return None
+
+
+def emulator_keys() -> dict[str, str]:
+    """Return the dummy keys an AWS emulator accepts (boto3 signs nothing without some keys)."""
+    return {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
 
 def aws_client(service: str, endpoint: str | None = None, **kwargs: Any) -> Any:

@@ -28,7 +28,6 @@ EMULATOR_CREDENTIALS = {
 }
 
 
-# moto's state dump: a JSON object on a moto server, a 404 or HTML on any other HTTP server.
 def is_emulator(url: str, timeout: float = 2.0) -> bool:
     """Return whether a Kinesis API (moto's, or any other) answers at ``url``, not any server."""
     from deploy_modes.stream.kinesis import answers_kinesis
@@ -38,15 +37,10 @@ def is_emulator(url: str, timeout: float = 2.0) -> bool:
 
 def emulator_client(service: str, url: str) -> Any:
     """Return a boto3 client for ``service`` at the emulator ``url``, with its dummy keys."""
-    from deploy_modes.core.storage import aws_client
+    from deploy_modes.core.storage import aws_client, emulator_keys
 
-    return aws_client(
-        service,
-        url,
-        aws_access_key_id=EMULATOR_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=EMULATOR_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        region_name=EMULATOR_CREDENTIALS["AWS_DEFAULT_REGION"],
-    )
+    region = EMULATOR_CREDENTIALS["AWS_DEFAULT_REGION"]
+    return aws_client(service, url, region_name=region, **emulator_keys())
 
 
 class Emulator:

@@ -9,7 +9,7 @@ from typing import Any
 
 from deploy_modes.core.artifact import load_model
 from deploy_modes.core.scoring import ModelService
-from deploy_modes.core.storage import aws_client
+from deploy_modes.core.storage import aws_client, emulator_keys
 from deploy_modes.stream.checkpoints import CheckpointStore, DynamoCheckpoints, SQLiteCheckpoints
 from deploy_modes.stream.consumer import Consumer
 from deploy_modes.stream.kinesis import client_config
@@ -26,9 +26,15 @@ __all__ = [
 ]
 
 
+def _client(service: str, settings: StreamSettings) -> Any:
+    """Return a client of ``service`` at the configured endpoint (botocore ``standard`` retries)."""
+    keys = emulator_keys() if settings.emulator_keys else {}
+    return aws_client(service, settings.endpoint_url, config=client_config(), **keys)
+
+
 def kinesis_client(settings: StreamSettings) -> Any:
     """Return a Kinesis client for the configured endpoint (botocore ``standard`` retries)."""
-    return aws_client("kinesis", settings.endpoint_url, config=client_config())
+    return _client("kinesis", settings)
 
 
 def stream_service(model_location: str, settings: StreamSettings) -> StreamService:
@@ -40,7 +46,7 @@ def checkpoint_store(settings: StreamSettings) -> CheckpointStore:
     """Return the configured checkpoint store (SQLite file or DynamoDB table)."""
     if settings.checkpoint_store == "dynamodb":
         return DynamoCheckpoints(
-            aws_client("dynamodb", settings.endpoint_url, config=client_config()),
+            _client("dynamodb", settings),
             settings.checkpoint_table,
         )
     return SQLiteCheckpoints(settings.checkpoint_path)
@@ -53,7 +59,7 @@ def lease_coordinator(
     table: LeaseTable
     group, stream = settings.consumer_name, settings.input_stream
     if settings.checkpoint_store == "dynamodb":
-        client = aws_client("dynamodb", settings.endpoint_url, config=client_config())
+        client = _client("dynamodb", settings)
         table = DynamoLeases(client, settings.lease_table, group, stream)
     else:
         table = SQLiteLeases(settings.lease_path, group, stream)

@@ -66,7 +66,7 @@ def answers_kinesis(url: str, timeout: float = 2.0) -> bool:
     """Return whether a Kinesis API (not just any HTTP server) answers at ``url``."""
     from botocore.config import Config
 
-    from deploy_modes.core.storage import aws_client
+    from deploy_modes.core.storage import aws_client, emulator_keys
 
     config = Config(
         retries={"mode": "standard", "max_attempts": 1},
@@ -74,13 +74,7 @@ def answers_kinesis(url: str, timeout: float = 2.0) -> bool:
         read_timeout=timeout,
     )
     # Any credentials do for an emulator; without some boto3 refuses to sign the probe.
-    client = aws_client(
-        "kinesis",
-        url,
-        config=config,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    client = aws_client("kinesis", url, config=config, **emulator_keys())
     try:
         return isinstance(client.list_streams(Limit=1).get("StreamNames"), list)
     except Exception:  # refused, timed out, or an HTTP server that does not speak Kinesis

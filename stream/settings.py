@@ -41,6 +41,9 @@ class StreamSettings(BaseSettings):
     consumer_name: str = "default"
     """Name of this consumer; each name keeps its own checkpoints (fan-out)."""
 
+    emulator_keys: bool = False
+    """Sign with an emulator's dummy keys (a local emulator accepts any; AWS needs real ones)."""
+
     checkpoint_store: Literal["sqlite", "dynamodb"] = "sqlite"
     """Where shard checkpoints live: a local SQLite file, or a DynamoDB table in AWS."""
 

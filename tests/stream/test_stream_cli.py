@@ -221,3 +221,28 @@ def test_bare_command_starts_and_stops_its_own_emulator(model_dir: Path, tmp_pat
     assert "stopping the AWS emulator we started" in text
     assert not port_in_use(port)
     assert (tmp_path / ".deploy/stream/checkpoints.sqlite").is_file()
+
+
+@pytest.mark.integration
+def test_an_emulator_needs_no_keys_and_none_leak_into_the_environment(
+    streams: StreamSettings, tmp_path: Path
+) -> None:
+    """With no AWS keys configured, the emulator's dummy keys go to the clients, not os.environ."""
+    import os
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | _env(streams)
+    env |= {"AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
+    probe = (
+        "import os, sys\n"
+        "from typer.testing import CliRunner\n"
+        "from deploy_modes.cli.main import app\n"
+        "result = CliRunner().invoke(app, ['stream', 'send', '--count', '3'])\n"
+        "print(result.output)\n"
+        "sys.exit(result.exit_code or ('AWS_ACCESS_KEY_ID' in os.environ) * 3)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "sent 3" in done.stdout
