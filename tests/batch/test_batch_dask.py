@@ -241,7 +241,7 @@ def test_backfill_runs_months_in_parallel_and_matches_the_local_engine(
 def test_an_unreachable_scheduler_is_one_line(
     march_file: Path, tmp_path: Path, invoke: Callable[..., object]
 ) -> None:
-    from deploy_modes.cli.processes import free_port
+    from deploy_modes.launch.processes import free_port
 
     args = [
         "--month",
@@ -266,7 +266,7 @@ def test_workers_that_cannot_reach_the_input_fail_the_job_with_one_line(
 
     from distributed import Client
 
-    from deploy_modes.cli.processes import free_port
+    from deploy_modes.launch.processes import free_port
 
     url = moto_server.url  # type: ignore[attr-defined]
     bucket = f"dask-{uuid.uuid4().hex[:10]}"
