@@ -14,28 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.linear_model import (
-    ARDRegression,
-    BayesianRidge,
-    ElasticNet,
-    ElasticNetCV,
-    HuberRegressor,
-    Lars,
-    LarsCV,
-    Lasso,
-    LassoCV,
-    LassoLars,
-    LassoLarsCV,
-    LassoLarsIC,
-    LinearRegression,
-    OrthogonalMatchingPursuit,
-    OrthogonalMatchingPursuitCV,
-    QuantileRegressor,
-    Ridge,
-    RidgeCV,
-    SGDRegressor,
-    TheilSenRegressor,
-)
+import sklearn.linear_model as linear_model
 from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVR
 
@@ -57,30 +36,30 @@ RANDOM_RIDES = 1_000
 EDGE_DISTANCES = (0.0, 1e-3, 0.5, 1.0, 42.0, MAX_DISTANCE)
 # predict is X @ coef_ + intercept_ for exactly these classes. GLMs (Poisson, Gamma, Tweedie)
 # apply a link function and must never be here; subclasses are not trusted either (exact type).
+_IDENTITY_LINK_NAMES = (
+    "ARDRegression",
+    "BayesianRidge",
+    "ElasticNet",
+    "ElasticNetCV",
+    "HuberRegressor",
+    "Lars",
+    "LarsCV",
+    "Lasso",
+    "LassoCV",
+    "LassoLars",
+    "LassoLarsCV",
+    "LassoLarsIC",
+    "LinearRegression",
+    "OrthogonalMatchingPursuit",
+    "OrthogonalMatchingPursuitCV",
+    "QuantileRegressor",
+    "Ridge",
+    "RidgeCV",
+    "SGDRegressor",
+    "TheilSenRegressor",
+)
 IDENTITY_LINK_LINEAR: frozenset[type] = frozenset(
-    {
-        ARDRegression,
-        BayesianRidge,
-        ElasticNet,
-        ElasticNetCV,
-        HuberRegressor,
-        Lars,
-        LarsCV,
-        Lasso,
-        LassoCV,
-        LassoLars,
-        LassoLarsCV,
-        LassoLarsIC,
-        LinearRegression,
-        LinearSVR,
-        OrthogonalMatchingPursuit,
-        OrthogonalMatchingPursuitCV,
-        QuantileRegressor,
-        Ridge,
-        RidgeCV,
-        SGDRegressor,
-        TheilSenRegressor,
-    }
+    {LinearSVR, *(getattr(linear_model, name) for name in _IDENTITY_LINK_NAMES)}
 )
 
 
