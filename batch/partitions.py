@@ -14,13 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from deploy_modes.batch.intervals import Interval
 from deploy_modes.batch.locations import is_sql, one_line
 from deploy_modes.batch.readers import (
-    REQUIRED_COLUMNS,
     Chunk,
     ParquetReader,
     Reader,
@@ -87,23 +85,11 @@ class RowGroupReader(ParquetReader):
         if self._file is None:
             self.open()
         assert self._file is not None
-        columns = [self._names[c] for c in REQUIRED_COLUMNS]
         offset = self.first_row
         for group in self.row_groups:
-            batches = self._file.iter_batches(
-                batch_size=self.chunk_rows, row_groups=[group], columns=columns
+            offset = yield from self._chunks_of(
+                self._batches([group]), offset, lambda _at, g=group: f"row group {g} is corrupt"
             )
-            while True:
-                try:
-                    batch = next(batches)
-                except StopIteration:
-                    break
-                except (pa.ArrowException, OSError) as exc:
-                    raise DataError(
-                        f"{self.location} row group {group} is corrupt: {one_line(exc)}"
-                    ) from exc
-                yield self._to_chunk(batch, offset)
-                offset += batch.num_rows
 
 
 def s3_filesystem() -> Any:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -202,17 +202,31 @@ class ParquetReader:
             self.open()
         assert self._file is not None
         offset = 0
+        batches = self._batches()
+        yield from self._chunks_of(batches, offset, lambda at: f"is corrupt after row {at:,}")
+
+    def _batches(self, row_groups: list[int] | None = None) -> Iterator[pa.RecordBatch]:
+        """Return the required columns' record batches (of the given row groups, else all)."""
+        assert self._file is not None
         columns = [self._names[c] for c in REQUIRED_COLUMNS]
-        batches = self._file.iter_batches(batch_size=self.chunk_rows, columns=columns)
+        return self._file.iter_batches(
+            batch_size=self.chunk_rows, row_groups=row_groups, columns=columns
+        )
+
+    def _chunks_of(
+        self, batches: Iterator[pa.RecordBatch], offset: int, what: Callable[[int], str]
+    ) -> Generator[Chunk, None, int]:
+        """Yield ``batches`` as chunks from row ``offset``; return the row after the last.
+
+        A read error is one DataError naming ``what(row)``: where in the file it broke.
+        """
         while True:
             try:
                 batch = next(batches)
             except StopIteration:
-                return
+                return offset
             except (pa.ArrowException, OSError) as exc:
-                raise DataError(
-                    f"{self.location} is corrupt after row {offset:,}: {one_line(exc)}"
-                ) from exc
+                raise DataError(f"{self.location} {what(offset)}: {one_line(exc)}") from exc
             yield self._to_chunk(batch, offset)
             offset += batch.num_rows
 
