@@ -50,3 +50,22 @@ def test_bare_deploy_shows_help() -> None:
     result = runner.invoke(app, [])
     assert "Example:" in result.output
     assert "Traceback" not in result.output
+
+
+def test_the_cli_loads_without_the_batch_data_libraries() -> None:
+    """The stream and web images have no pandas or pyarrow: `deploy` must still start there."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "sys.modules.update(pandas=None, pyarrow=None)  # importing either now fails\n"
+        "from deploy_modes.cli.main import app\n"
+        "from typer.testing import CliRunner\n"
+        "result = CliRunner().invoke(app, ['stream', '--help'])\n"
+        "sys.exit(result.exit_code)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
