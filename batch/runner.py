@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deploy_modes.batch.intervals import (
     Interval,
@@ -27,6 +27,9 @@ from deploy_modes.core.scoring import ModelService
 from deploy_modes.core.settings import CoreSettings
 from deploy_modes.core.storage import is_s3
 
+if TYPE_CHECKING:
+    from deploy_modes.core.artifact import Trust
+
 __all__ = ["default_input", "load_service", "run_interval", "run_intervals"]
 
 Say = Callable[[str], None]
@@ -38,15 +41,20 @@ def default_input(core: CoreSettings) -> str:
     return str(Path(core.data_dir) / "{taxi_type}_tripdata_{year:04d}-{month:02d}.parquet")
 
 
-def load_service(model: str | ModelService | None, say: Say = print) -> ModelService:
-    """Return a model service: given, loaded from ``model``, or the (demo-trained) default."""
+def load_service(
+    model: str | ModelService | None, say: Say = print, trust: Trust | None = None
+) -> ModelService:
+    """Return a model service: given, loaded from ``model``, or the (demo-trained) default.
+
+    ``trust`` defaults to what the environment grants (``DEPLOY_TRUST_PICKLE`` and friends).
+    """
     if isinstance(model, ModelService):
         return model
     from deploy_modes.core.artifact import load_model
     from deploy_modes.core.demo import ensure_model
 
     location = model or ensure_model(CoreSettings(), say)
-    return ModelService(load_model(location))
+    return ModelService(load_model(location, trust))
 
 
 def _as_interval(interval: Interval | str) -> Interval:
@@ -100,6 +108,7 @@ def run_intervals(
     say: Say = print,
     progress: ProgressFactory | None = None,
     core: CoreSettings | None = None,
+    trust: Trust | None = None,
 ) -> list[Summary]:
     """Score every interval in order (a backfill stops at the first failing month)."""
     from deploy_modes.batch.intervals import DEFAULT_OUTPUT
@@ -118,7 +127,7 @@ def run_intervals(
         raise DeployError("--window 1h/1d needs a database input (files hold whole months)")
     if not is_sql(out) and (len(intervals) > 1 or kinds != {"month"}):
         check_template(out, max(kinds, key=["month", "day", "hour"].index), "--output")
-    service = load_service(model, say)
+    service = load_service(model, say, trust)
     return [
         _run_one(
             interval,

@@ -13,8 +13,12 @@ from deploy_modes.cli.console import console, err_console, isatty, say, typer_ap
 from deploy_modes.cli.options import (
     BakeOption,
     ModelOption,
+    ModelSha256Option,
     RuntimeOption,
+    TrustPickleOption,
+    TrustTypeOption,
     chosen_runtime,
+    chosen_trust,
 )
 
 __all__ = ["app", "run"]
@@ -131,6 +135,9 @@ def run(
         bool, typer.Option("--json", help="Print the summaries as JSON lines on stdout.")
     ] = False,
     bake: BakeOption = None,
+    trust_pickle: TrustPickleOption = None,
+    trust_type: TrustTypeOption = None,
+    model_sha256: ModelSha256Option = None,
 ) -> None:
     """Score an interval's rides and write predictions out, then exit (cron-friendly).
 
@@ -166,8 +173,9 @@ def run(
         last=settings.last,
         window=settings.window,
     )
+    trust = chosen_trust(trust_pickle, trust_type, model_sha256)
     if chosen_runtime(runtime) is Runtime.compose:
-        _run_in_compose(settings, model, bake)
+        _run_in_compose(settings, model, bake, trust)
         return
     # With --json, stdout carries only the summaries; messages go to stderr.
     tell = (lambda msg: err_console.print(f"· {msg}", highlight=False)) if as_json else say
@@ -183,6 +191,7 @@ def run(
             chunk_rows=settings.chunk_rows,
             say=tell,
             progress=progress,
+            trust=trust,
         )
     for summary in summaries:
         if as_json:
@@ -191,7 +200,7 @@ def run(
             say(summary.line())
 
 
-def _run_in_compose(settings: Any, model: str | None, bake: bool | None) -> None:
+def _run_in_compose(settings: Any, model: str | None, bake: bool | None, trust: Any) -> None:
     """Run the month in the batch stack and say where the predictions are."""
     import contextlib
 
@@ -204,6 +213,7 @@ def _run_in_compose(settings: Any, model: str | None, bake: bool | None) -> None
         output=settings.output if "output" in settings.model_fields_set else None,
         model=model,
         bake=bake,
+        trust=trust,
         run_date=settings.run_date,
         first=settings.first,
         last=settings.last,

@@ -10,9 +10,13 @@ import typer
 from deploy_modes.cli.console import console, progress, say
 from deploy_modes.cli.options import (
     ModelOption,
+    ModelSha256Option,
     RuntimeOption,
+    TrustPickleOption,
+    TrustTypeOption,
     WorkersOption,
     chosen_runtime,
+    chosen_trust,
     model_location,
 )
 from deploy_modes.compare.harness import DEFAULT_OUT, DEFAULT_RIDES, CompareRun, Outcome
@@ -79,6 +83,9 @@ def compare(
             show_default=False,
         ),
     ] = None,
+    trust_pickle: TrustPickleOption = None,
+    trust_type: TrustTypeOption = None,
+    model_sha256: ModelSha256Option = None,
 ) -> None:
     """Measure batch, web and stream on the same rides, side by side.
 
@@ -110,6 +117,7 @@ def compare(
         workers=web.workers if "workers" in web.model_fields_set else None,
         shards=load_settings(StreamSettings, shards=shards).shards,
         runtime=chosen.value,
+        trust=chosen_trust(trust_pickle, trust_type, model_sha256),
     )
     outcome = run_compare(run, say, progress)
     _print(outcome)

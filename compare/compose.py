@@ -28,6 +28,7 @@ from deploy_modes.compare.stream import (
 )
 from deploy_modes.compare.web import WebClients
 from deploy_modes.compose.stack import PROJECT_LABEL, SERVICE_LABEL, Stack, docker_client
+from deploy_modes.core.artifact import Trust
 from deploy_modes.core.errors import DeployError
 from deploy_modes.launch.emulator import DEFAULT_EMULATOR_PORT, emulator_client
 from deploy_modes.launch.processes import free_port, wait_http
@@ -106,6 +107,7 @@ class ComposeWeb:
     concurrency: int = 8
     workers: int | None = None
     mode: str = "web"
+    trust: Trust | None = None  # None: the environment's DEPLOY_TRUST_* reach the stack
 
     def run(self, rides: RideSet) -> ModeResult:
         """Bring the stack up, send, measure, take it down."""
@@ -117,7 +119,7 @@ class ComposeWeb:
         memory = ContainerMemory(stack.project)
         try:
             started = time.perf_counter()
-            up_web(WebStack(port=port, workers=self.workers, model=self.model))
+            up_web(WebStack(port=port, workers=self.workers, model=self.model, trust=self.trust))
             wait_http(f"http://127.0.0.1:{port}/ready", timeout=120)
             startup = time.perf_counter() - started
             clients = WebClients(port, rides, self.concurrency)
@@ -145,6 +147,7 @@ class ComposeStream:
     progress: ProgressFactory
     shards: int = 2
     mode: str = "stream"
+    trust: Trust | None = None  # None: the environment's DEPLOY_TRUST_* reach the stack
 
     def run(self, rides: RideSet) -> ModeResult:
         """Bring the stack up, send, measure, take it down."""
@@ -157,7 +160,7 @@ class ComposeStream:
         memory = ContainerMemory(stack.project, ("consumer",))
         try:
             started = time.perf_counter()
-            _, url = up_stream(StreamStack(shards=self.shards, model=self.model))
+            _, url = up_stream(StreamStack(shards=self.shards, model=self.model, trust=self.trust))
             kinesis = emulator_client("kinesis", url)
             output = OutputReader(kinesis, names.output_stream)
 
@@ -186,6 +189,7 @@ class ComposeBatch:
     model: str
     say: Say
     mode: str = "batch"
+    trust: Trust | None = None  # None: the environment's DEPLOY_TRUST_* reach the stack
 
     def run(self, rides: RideSet) -> ModeResult:
         """Bring the emulator up, put the rides, run the job, read its predictions back."""
@@ -204,6 +208,7 @@ class ComposeBatch:
             DEPLOY_COMPOSE_INPUT=INPUT_URI,
             DEPLOY_COMPOSE_OUTPUT_BUCKET=BUCKET,
             DEPLOY_COMPOSE_EMULATOR_PORT="",
+            **(self.trust.env() if self.trust else {}),
         )
         stack = build_stack("batch", env)
         memory = ContainerMemory(stack.project, ("batch",))

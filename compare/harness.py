@@ -12,6 +12,7 @@ from deploy_modes.compare.report import Report, write_report
 from deploy_modes.compare.result import ModeRunner, ProgressFactory, Say
 from deploy_modes.compare.rides import prepare_rides
 from deploy_modes.compare.settings import CompareSettings
+from deploy_modes.core.artifact import Trust
 from deploy_modes.core.errors import DeployError
 from deploy_modes.launch.processes import sigterm_as_interrupt
 
@@ -41,6 +42,7 @@ class CompareRun:
     workers: int | None = None
     shards: int = 2
     runtime: str = "local"  # local or compose (already resolved)
+    trust: Trust | None = None  # None: what the DEPLOY_TRUST_* environment grants
 
 
 @dataclass(frozen=True)
@@ -105,18 +107,18 @@ def _runners(
             refuse_running(mode)
         say("compose runtime: each stack is built, brought up, measured and taken down in turn")
         return [
-            ComposeBatch(run.model, say),
-            ComposeWeb(run.model, say, progress, run.concurrency, run.workers),
-            ComposeStream(run.model, say, progress, run.shards),
+            ComposeBatch(run.model, say, trust=run.trust),
+            ComposeWeb(run.model, say, progress, run.concurrency, run.workers, trust=run.trust),
+            ComposeStream(run.model, say, progress, run.shards, trust=run.trust),
         ]
     from deploy_modes.compare.batch import LocalBatch
     from deploy_modes.compare.stream import LocalStream
     from deploy_modes.compare.web import LocalWeb
 
     return [
-        LocalBatch(run.model, workdir, log_dir, say),
-        LocalWeb(run.model, log_dir, say, progress, run.concurrency, run.workers),
-        LocalStream(run.model, workdir, log_dir, say, progress, run.shards),
+        LocalBatch(run.model, workdir, log_dir, say, trust=run.trust),
+        LocalWeb(run.model, log_dir, say, progress, run.concurrency, run.workers, trust=run.trust),
+        LocalStream(run.model, workdir, log_dir, say, progress, run.shards, trust=run.trust),
     ]
 
 
@@ -125,7 +127,8 @@ def run_compare(run: CompareRun, say: Say, progress: ProgressFactory) -> Outcome
     from deploy_modes.core.artifact import load_model
 
     check_paths(run.out, run.input)
-    loaded = load_model(run.model)  # a broken model fails here, in one line, before any mode
+    trust = run.trust or Trust.from_settings()
+    loaded = load_model(run.model, trust)  # a broken model fails here, in one line, before any mode
     location = run.model
     if "://" not in location:
         location = str(Path(location).resolve())  # the children run with the same cwd, but be safe
@@ -137,7 +140,7 @@ def run_compare(run: CompareRun, say: Say, progress: ProgressFactory) -> Outcome
             rides = prepare_rides(run.rides, run.seed, workdir, run.input)
             dropped = f" ({rides.dropped:,} rows skipped by the filter)" if rides.dropped else ""
             say(f"{len(rides):,} rides from {rides.source}{dropped}")
-            resolved = CompareRun(**{**run.__dict__, "model": location})
+            resolved = CompareRun(**{**run.__dict__, "model": location, "trust": trust})
             results = [r.run(rides) for r in _runners(resolved, workdir, log_dir, say, progress)]
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -11,7 +11,7 @@ import sys
 
 from flask import Flask
 
-from deploy_modes.core.artifact import load_model
+from deploy_modes.core.artifact import Trust, load_model
 from deploy_modes.core.errors import DeployError
 from deploy_modes.core.scoring import ModelService
 from deploy_modes.core.settings import CoreSettings
@@ -37,7 +37,7 @@ def configure_logging() -> None:
 
 def build_app(web: WebSettings, core: CoreSettings) -> Flask:
     """Load the configured model and return the app serving it."""
-    return create_app(ModelService(load_model(core.model_location)), web)
+    return create_app(ModelService(load_model(core.model_location, Trust.from_settings(core))), web)
 
 
 def _load() -> Flask:
