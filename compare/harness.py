@@ -12,6 +12,7 @@ from deploy_modes.compare.report import Report, write_report
 from deploy_modes.compare.result import ModeRunner, ProgressFactory, Say
 from deploy_modes.compare.rides import prepare_rides
 from deploy_modes.compare.settings import CompareSettings
+from deploy_modes.compare.truth import reference_predictions, truth
 from deploy_modes.core.artifact import Trust
 from deploy_modes.core.errors import DeployError
 from deploy_modes.launch.processes import sigterm_as_interrupt
@@ -142,6 +143,8 @@ def run_compare(run: CompareRun, say: Say, progress: ProgressFactory) -> Outcome
             say(f"{len(rides):,} rides from {rides.source}{dropped}")
             resolved = CompareRun(**{**run.__dict__, "model": location, "trust": trust})
             results = [r.run(rides) for r in _runners(resolved, workdir, log_dir, say, progress)]
+            say("reference: the model's own predict on the same rides, in a separate process")
+            reference = reference_predictions(location, rides, workdir, trust)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     report = Report(
@@ -151,5 +154,6 @@ def run_compare(run: CompareRun, say: Say, progress: ProgressFactory) -> Outcome
         runtime=run.runtime,
         model={"name": loaded.name, "version": loaded.version, "location": location},
         seed=run.seed,
+        truth=truth(results, reference),
     )
     return Outcome(report=report, paths=write_report(report, run.out), log_dir=log_dir)
