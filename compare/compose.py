@@ -196,19 +196,17 @@ class ComposeBatch:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        from deploy_modes.compose.model import stage_model
-        from deploy_modes.compose.stacks import build_stack, up
+        from deploy_modes.compose.stacks import build_stack, stack_env, up
         from deploy_modes.core.storage import read_bytes, write_bytes
 
         refuse_running("batch")
-        env = stage_model("batch", self.model)
+        env = stack_env("batch", self.model, self.trust)
         env.update(
             DEPLOY_COMPOSE_MONTH=RIDE_MONTH,
             DEPLOY_COMPOSE_ROWS=str(len(rides)),
             DEPLOY_COMPOSE_INPUT=INPUT_URI,
             DEPLOY_COMPOSE_OUTPUT_BUCKET=BUCKET,
             DEPLOY_COMPOSE_EMULATOR_PORT="",
-            **(self.trust.env() if self.trust else {}),
         )
         stack = build_stack("batch", env)
         memory = ContainerMemory(stack.project, ("batch",))

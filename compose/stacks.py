@@ -37,6 +37,7 @@ __all__ = [
     "check_compose",
     "list_objects",
     "run_batch",
+    "stack_env",
     "torn_down_on_failure",
     "up",
     "up_stream",
@@ -122,9 +123,9 @@ def check_compose() -> None:
     docker_client().close()
 
 
-def _model_env(mode: str, model: str | None, trust: Trust | None) -> dict[str, str]:
+def stack_env(mode: str, model: str | None, trust: Trust | None = None) -> dict[str, str]:
     """Return the stack env that names the model and, when given, the trust to load it with."""
-    env = stage_model(mode, model)
+    env = stage_model(mode, model, trust)
     if trust is not None:  # compose hands these to the containers that load the model
         env.update(trust.env())
     return env
@@ -193,7 +194,7 @@ def _free_or_ours(stack: Stack, port: int, service: str) -> None:
 def up_web(options: WebStack) -> Stack:
     """Bring the web stack up on ``127.0.0.1:port`` and wait until it is healthy."""
     check_compose()
-    env = _model_env("web", options.model, options.trust)
+    env = stack_env("web", options.model, options.trust)
     env["DEPLOY_COMPOSE_WEB_PORT"] = str(options.port)
     if options.workers:
         env["DEPLOY_COMPOSE_WEB_WORKERS"] = str(options.workers)
@@ -231,7 +232,7 @@ def run_batch(options: BatchStack) -> BatchDone:
     for given, used in ((given_input, source), (given_output, target)):
         if given and given != used:
             say(f"{given} is not in S3; in the compose stack the job uses {used}")
-    env = _model_env("batch", options.model, options.trust)
+    env = stack_env("batch", options.model, options.trust)
     env.update(
         DEPLOY_COMPOSE_MONTH=month,
         DEPLOY_COMPOSE_ROWS=str(int(options.rows or BATCH_ROWS)),
@@ -272,7 +273,7 @@ def list_objects(prefix: str, endpoint: str) -> list[tuple[str, int]]:
 def up_stream(options: StreamStack) -> tuple[Stack, str]:
     """Bring the stream stack up (and send ``count`` rides); return it and its Kinesis URL."""
     check_compose()
-    env = _model_env("stream", options.model, options.trust)
+    env = stack_env("stream", options.model, options.trust)
     env["DEPLOY_COMPOSE_SHARDS"] = str(int(options.shards))
     env.update(_emulator_env(options.emulator_port))
     stack = build_stack("stream", env, options.bake)
