@@ -135,14 +135,13 @@ def test_batch_gives_the_models_own_predict(
     np.testing.assert_allclose(table["predicted_duration"], truth, rtol=0, atol=TOLERANCE)
 
 
-@pytest.mark.integration
-def test_the_stream_consumer_gives_the_models_own_predict(
-    fitted: Any, moto_server: Emulator, tmp_path: Path
-) -> None:
+def _consume(
+    model: Path, rides: list[tuple[int, int, float]], moto_server: Emulator, tmp_path: Path
+) -> tuple[list[float], str]:
+    """Run ``deploy stream consume`` on a real moto server; return its answers and its log."""
     from deploy_modes.stream.kinesis import ensure_streams
     from deploy_modes.stream.rides import follow_records, send_rides
 
-    name, model, pipeline = fitted
     suffix = uuid.uuid4().hex[:8]
     names = {
         "DEPLOY_STREAM_INPUT_STREAM": f"e2e_rides_{suffix}",
@@ -158,13 +157,13 @@ def test_the_stream_consumer_gives_the_models_own_predict(
         "PYTHONUNBUFFERED": "1",
     }
     args = [DEPLOY, "stream", "consume", "--endpoint-url", moto_server.url, "--model", str(model)]
-    events = [{"ride": _ride(*ride), "ride_id": i} for i, ride in enumerate(RIDES)]
+    events = [{"ride": _ride(*ride), "ride_id": i} for i, ride in enumerate(rides)]
     found: dict[int, float] = {}
     log = tmp_path / "consume.log"
     with ManagedProcess("deploy stream consume", args, env=env, log_path=log) as process:
         send_rides(kinesis, names["DEPLOY_STREAM_INPUT_STREAM"], events)
         deadline = time.monotonic() + 60
-        while len(found) < len(RIDES):
+        while len(found) < len(rides):
             assert process.poll() is None, process.tail()
             assert time.monotonic() < deadline, process.tail()
             time.sleep(0.3)
@@ -173,5 +172,33 @@ def test_the_stream_consumer_gives_the_models_own_predict(
                 prediction = json.loads(data)["prediction"]
                 found[prediction["ride_id"]] = prediction["ride_duration"]
         assert process.stop(sig=signal.SIGTERM) == 0
-    answers = [found[i] for i in range(len(RIDES))]
+    return [found[i] for i in range(len(rides))], log.read_text()
+
+
+@pytest.mark.integration
+def test_the_stream_consumer_gives_the_models_own_predict(
+    fitted: Any, moto_server: Emulator, tmp_path: Path
+) -> None:
+    name, model, pipeline = fitted
+    answers, _ = _consume(model, RIDES, moto_server, tmp_path)
     np.testing.assert_allclose(answers, _truth(name, pipeline, RIDES), rtol=0, atol=TOLERANCE)
+
+
+@pytest.mark.integration
+def test_the_stream_consumer_answers_and_logs_unknown_rides(
+    moto_server: Emulator, tmp_path: Path
+) -> None:
+    known = [(74, 75), (130, 205), (43, 236), (74, 236)]
+    dicts = [{"PULocationID": str(p), "DOLocationID": str(d)} for p, d in known * 5]
+    durations = [float(5 + i % 7 + p % 3) for i, (p, _) in enumerate(known * 5)]
+    pipeline = make_pipeline(DictVectorizer(), LinearRegression()).fit(dicts, durations)
+    model = tmp_path / "homework-no-distance"
+    save_model(pipeline, model)
+    unseen = [(1, 2, 1.0), (3, 4, 2.0), (5, 6, 3.0)]
+    answers, text = _consume(model, [(74, 75, 1.0), *unseen], moto_server, tmp_path)
+    intercept = float(pipeline[-1].intercept_)
+    assert answers[1:] == [pytest.approx(intercept, abs=1e-9)] * 3  # answered, and flagged:
+    lines = [line for line in text.splitlines() if "no feature the model knows" in line]
+    # One batch of three such rides: one line with the count (the next at 4, 8, ...).
+    assert len(lines) == 1, text
+    assert lines[0].startswith("3 ride(s) so far") and "e.g. PU 1, DO 2" in lines[0], text
