@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from deploy_modes.batch.locations import one_line
 from deploy_modes.batch.partitions import Partition, open_partition, plan_partitions
 from deploy_modes.batch.readers import DEFAULT_PARTITION_ROWS, open_reader
 from deploy_modes.batch.staging import PartSink, Staging
+from deploy_modes.core.artifact import Trust
 from deploy_modes.core.errors import DeployError, ModelLoadError
 from deploy_modes.core.scoring import ModelService
 from deploy_modes.core.storage import is_s3
@@ -43,13 +44,14 @@ _LOADS: dict[tuple[str, str], int] = {}
 
 @dataclass(frozen=True)
 class ModelRef:
-    """Where a worker finds the model, and the hash the loaded model must have."""
+    """Where a worker finds the model, the hash it must have, and what its load may trust."""
 
     location: str
     sha256: str
+    trust: Trust = field(default_factory=Trust)
 
     @classmethod
-    def of(cls, service: ModelService) -> ModelRef:
+    def of(cls, service: ModelService, trust: Trust | None = None) -> ModelRef:
         """Return the reference of a loaded model service."""
         location = service.model.source
         sha256 = service.model.manifest.get("sha256")
@@ -57,7 +59,9 @@ class ModelRef:
             raise DeployError("the dask engine needs a model loaded from a location (--model)")
         if not is_s3(location):
             location = str(Path(location).resolve())  # workers may not share our directory
-        return cls(location, sha256)
+        # Resolved here, not from each worker's environment: a worker grants exactly what the
+        # command was given (--trust-pickle, ...), no more and no less.
+        return cls(location, sha256, trust or Trust.from_settings())
 
 
 def worker_service(ref: ModelRef) -> ModelService:
@@ -67,7 +71,7 @@ def worker_service(ref: ModelRef) -> ModelService:
     if service is None:
         from deploy_modes.core.artifact import load_model
 
-        loaded = load_model(ref.location)
+        loaded = load_model(ref.location, ref.trust)
         if loaded.manifest.get("sha256") != ref.sha256:
             raise ModelLoadError(
                 f"the model at {ref.location} changed since the run started "
@@ -165,6 +169,7 @@ def run_on_dask(
     plans: Sequence[tuple[Interval, str, str]],
     *,
     service: ModelService,
+    trust: Trust | None = None,
     table: str,
     output_table: str,
     chunk_rows: int,
@@ -180,7 +185,7 @@ def run_on_dask(
     from distributed import as_completed
     from distributed.client import FutureCancelledError
 
-    model = ModelRef.of(service)
+    model = ModelRef.of(service, trust)
     token = uuid.uuid4().hex[:8]
     runs: list[_Plan] = []
     summaries: dict[str, Summary] = {}

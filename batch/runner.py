@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deploy_modes.batch.engines import ENGINES
 from deploy_modes.batch.intervals import (
@@ -28,6 +28,9 @@ from deploy_modes.core.errors import DeployError
 from deploy_modes.core.scoring import ModelService
 from deploy_modes.core.settings import CoreSettings
 from deploy_modes.core.storage import is_s3
+
+if TYPE_CHECKING:
+    from deploy_modes.core.artifact import Trust
 
 __all__ = [
     "BatchRun",
@@ -115,15 +118,20 @@ def default_input(core: CoreSettings) -> str:
     return str(Path(core.data_dir) / "{taxi_type}_tripdata_{year:04d}-{month:02d}.parquet")
 
 
-def load_service(model: str | ModelService | None, say: Say = print) -> ModelService:
-    """Return a model service: given, loaded from ``model``, or the (demo-trained) default."""
+def load_service(
+    model: str | ModelService | None, say: Say = print, trust: Trust | None = None
+) -> ModelService:
+    """Return a model service: given, loaded from ``model``, or the (demo-trained) default.
+
+    ``trust`` defaults to what the environment grants (``DEPLOY_TRUST_PICKLE`` and friends).
+    """
     if isinstance(model, ModelService):
         return model
     from deploy_modes.core.artifact import load_model
     from deploy_modes.core.demo import ensure_model
 
     location = model or ensure_model(CoreSettings(), say)
-    return ModelService(load_model(location))
+    return ModelService(load_model(location, trust))
 
 
 def _as_interval(interval: Interval | str) -> Interval:
@@ -139,6 +147,7 @@ def run_interval(
     say: Say = print,
     progress: ProgressFactory | None = None,
     core: CoreSettings | None = None,
+    trust: Trust | None = None,
     **options: Any,
 ) -> dict[str, Any]:
     """Score one interval (``"2021-03"`` or an :class:`Interval`) and return its summary dict.
@@ -147,7 +156,13 @@ def run_interval(
     """
     run = BatchRun(**options)
     summaries = run_intervals(
-        [_as_interval(interval)], run, model=model, say=say, progress=progress, core=core
+        [_as_interval(interval)],
+        run,
+        model=model,
+        say=say,
+        progress=progress,
+        core=core,
+        trust=trust,
     )
     return summaries[0].to_dict()
 
@@ -160,13 +175,14 @@ def run_intervals(
     say: Say = print,
     progress: ProgressFactory | None = None,
     core: CoreSettings | None = None,
+    trust: Trust | None = None,
 ) -> list[Summary]:
     """Score every interval in order (a backfill stops at the first failing month)."""
     core = core or CoreSettings()
     run.check(intervals, core)
-    service = load_service(model, say)
+    service = load_service(model, say, trust)
     if run.engine == "dask":
-        return _run_dask(intervals, run, service, say, progress, core)
+        return _run_dask(intervals, run, service, say, progress, core, trust)
     return [_run_one(interval, run, service, say, progress, core) for interval in intervals]
 
 
@@ -177,6 +193,7 @@ def _run_dask(
     say: Say,
     progress: ProgressFactory | None,
     core: CoreSettings,
+    trust: Trust | None,
 ) -> list[Summary]:
     from deploy_modes.batch.dask_engine import dask_client, run_on_dask
 
@@ -191,6 +208,7 @@ def _run_dask(
             client,
             plans,
             service=service,
+            trust=trust,
             table=run.table,
             output_table=run.output_table,
             chunk_rows=run.chunk_rows,

@@ -14,8 +14,12 @@ from deploy_modes.cli.console import console, err_console, isatty, say, typer_ap
 from deploy_modes.cli.options import (
     BakeOption,
     ModelOption,
+    ModelSha256Option,
     RuntimeOption,
+    TrustPickleOption,
+    TrustTypeOption,
     chosen_runtime,
+    chosen_trust,
 )
 
 __all__ = ["app", "run"]
@@ -157,6 +161,9 @@ def run(
             show_default=False,
         ),
     ] = None,
+    trust_pickle: TrustPickleOption = None,
+    trust_type: TrustTypeOption = None,
+    model_sha256: ModelSha256Option = None,
 ) -> None:
     """Score an interval's rides and write predictions out, then exit (cron-friendly).
 
@@ -196,10 +203,11 @@ def run(
         last=settings.last,
         window=settings.window,
     )
+    trust = chosen_trust(trust_pickle, trust_type, model_sha256)
     if chosen_runtime(runtime) is Runtime.compose:
         if settings.engine != "local":
             raise DeployError("--engine dask runs with --runtime local (no compose stack yet)")
-        _run_in_compose(settings, model, bake)
+        _run_in_compose(settings, model, bake, trust)
         return
     # With --json, stdout carries only the summaries; messages go to stderr.
     tell = (lambda msg: err_console.print(f"· {msg}", highlight=False)) if as_json else say
@@ -216,7 +224,9 @@ def run(
         scheduler=settings.scheduler,
     )
     with _progress_bars() as progress:
-        summaries = run_intervals(intervals, batch_run, model=model, say=tell, progress=progress)
+        summaries = run_intervals(
+            intervals, batch_run, model=model, say=tell, progress=progress, trust=trust
+        )
     for summary in summaries:
         if as_json:
             typer.echo(json.dumps(summary.to_dict()))
@@ -224,7 +234,7 @@ def run(
             say(summary.line())
 
 
-def _run_in_compose(settings: Any, model: str | None, bake: bool | None) -> None:
+def _run_in_compose(settings: Any, model: str | None, bake: bool | None, trust: Any) -> None:
     """Run the month in the batch stack and say where the predictions are."""
     import contextlib
 
@@ -237,6 +247,7 @@ def _run_in_compose(settings: Any, model: str | None, bake: bool | None) -> None
         output=settings.output if "output" in settings.model_fields_set else None,
         model=model,
         bake=bake,
+        trust=trust,
         run_date=settings.run_date,
         first=settings.first,
         last=settings.last,

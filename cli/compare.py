@@ -10,13 +10,17 @@ import typer
 from deploy_modes.cli.console import console, progress, say
 from deploy_modes.cli.options import (
     ModelOption,
+    ModelSha256Option,
     RuntimeOption,
+    TrustPickleOption,
+    TrustTypeOption,
     WorkersOption,
     chosen_runtime,
+    chosen_trust,
     model_location,
 )
 from deploy_modes.compare.harness import DEFAULT_OUT, DEFAULT_RIDES, CompareRun, Outcome
-from deploy_modes.compare.report import ratios_line, rich_table, rides_text
+from deploy_modes.compare.report import Report, ratios_line, rich_table, rides_text
 from deploy_modes.compare.rides import MAX_RIDES
 
 __all__ = ["compare"]
@@ -79,11 +83,15 @@ def compare(
             show_default=False,
         ),
     ] = None,
+    trust_pickle: TrustPickleOption = None,
+    trust_type: TrustTypeOption = None,
+    model_sha256: ModelSha256Option = None,
 ) -> None:
     """Measure batch, web and stream on the same rides, side by side.
 
-    Brings each mode up, sends it the same rides, checks every prediction agrees, tears it
-    down, prints a table and writes compare.json, compare.md and compare.png to --out.
+    Brings each mode up, sends it the same rides, checks every prediction agrees and equals
+    the model's own predict (scored in a separate process; over 1e-9 fails the run), tears
+    it down, prints a table and writes compare.json, compare.md and compare.png to --out.
 
     Example: deploy compare --rides 2000 --runtime local
     """
@@ -110,11 +118,32 @@ def compare(
         workers=web.workers if "workers" in web.model_fields_set else None,
         shards=load_settings(StreamSettings, shards=shards).shards,
         runtime=chosen.value,
+        trust=chosen_trust(trust_pickle, trust_type, model_sha256),
     )
     outcome = run_compare(run, say, progress)
     _print(outcome)
-    if not outcome.report.agreement.ok:
+    if not outcome.report.ok:
         raise typer.Exit(1)
+
+
+def _print_truth(report: Report) -> None:
+    """Say whether every mode gave the model's own prediction."""
+    truth = report.truth
+    if truth is None:
+        return
+    if truth.ok:
+        console.print(
+            f"[bold green]reference[/bold green]: every mode gave the model's own predict, "
+            f"max |diff| {truth.max_abs_diff:.1e} (tolerance 1e-9)",
+            highlight=False,
+        )
+        return
+    for mode, found in truth.wrong().items():
+        console.print(
+            f"[bold red]wrong[/bold red]: {mode} differs from the model's own predict on "
+            f"{found.over_tolerance:,} rides (max |diff| {found.max_abs_diff:.3g})",
+            highlight=False,
+        )
 
 
 def _print(outcome: Outcome) -> None:
@@ -143,6 +172,7 @@ def _print(outcome: Outcome) -> None:
                 f"stream {m.get('stream')} ({m['reason']})",
                 highlight=False,
             )
+    _print_truth(outcome.report)
     paths = outcome.paths
     console.print(
         f"wrote {paths['json']}, {paths['md']}, {paths['png']} (logs in {outcome.log_dir})",

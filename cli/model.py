@@ -11,6 +11,12 @@ import typer
 from rich.table import Table
 
 from deploy_modes.cli.console import console, say, typer_app, warnings_as_lines
+from deploy_modes.cli.options import (
+    ModelSha256Option,
+    TrustPickleOption,
+    TrustTypeOption,
+    chosen_trust,
+)
 from deploy_modes.core.settings import CoreSettings, load_settings
 
 __all__ = ["MAX_ROWS", "convert", "data", "model_app", "show", "train"]
@@ -159,47 +165,13 @@ def train(
     )
 
 
-TrustPickleOption = Annotated[
-    bool,
-    typer.Option(
-        "--trust-pickle",
-        envvar="DEPLOY_TRUST_PICKLE",
-        help="Load pickle models. Loading a pickle runs any code inside it: only for files "
-        "you trust.",
-    ),
-]
-TrustTypeOption = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--trust-type",
-        help="Allow this type in a skops model (repeatable), e.g. sklearn.tree._tree.Tree "
-        "for forests; env DEPLOY_TRUSTED_TYPES takes a comma-separated list.",
-    ),
-]
-ModelSha256Option = Annotated[
-    str,
-    typer.Option(
-        "--model-sha256",
-        envvar="DEPLOY_MODEL_SHA256",
-        help="Expected sha256 of the model file, from outside the artifact: a mismatch refuses.",
-    ),
-]
-
-
-def _trust(trust_pickle: bool, trust_types: list[str] | None, sha256: str) -> Any:
-    from deploy_modes.core.artifact import Trust
-
-    from_env = Trust.from_settings()
-    return Trust(trust_pickle, (*from_env.types, *(trust_types or ())), sha256)
-
-
 @model_app.command("show")
 def show(
     location: Annotated[str, typer.Argument(help="Artifact dir, pickle, MLflow dir or s3:// URI.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the raw manifest JSON.")] = False,
-    trust_pickle: TrustPickleOption = False,
+    trust_pickle: TrustPickleOption = None,
     trust_type: TrustTypeOption = None,
-    model_sha256: ModelSha256Option = "",
+    model_sha256: ModelSha256Option = None,
 ) -> None:
     """Verify a model's hash, print its manifest and how it will be scored.
 
@@ -211,7 +183,7 @@ def show(
     from deploy_modes.core.artifact import inspect_model, load_model
     from deploy_modes.core.scoring import ModelService
 
-    trust = _trust(trust_pickle, trust_type, model_sha256)
+    trust = chosen_trust(trust_pickle, trust_type, model_sha256)
     manifest = inspect_model(location, trust.sha256)
     if as_json:
         typer.echo(json.dumps(manifest, indent=2))
@@ -249,9 +221,9 @@ def _print_rows(title: str, rows: list[tuple[str, str]]) -> None:
 def convert(
     source: Annotated[str, typer.Argument(help="Pickle, MLflow dir or artifact to convert.")],
     out: Annotated[str, typer.Option(help="Artifact directory or s3:// prefix to write.")],
-    trust_pickle: TrustPickleOption = False,
+    trust_pickle: TrustPickleOption = None,
     trust_type: TrustTypeOption = None,
-    model_sha256: ModelSha256Option = "",
+    model_sha256: ModelSha256Option = None,
 ) -> None:
     """Turn a pickle model into a skops artifact, checking its predictions are unchanged.
 
@@ -260,7 +232,7 @@ def convert(
     from deploy_modes.core.conversion import convert_model
 
     with warnings_as_lines():
-        result = convert_model(source, out, _trust(trust_pickle, trust_type, model_sha256))
+        result = convert_model(source, out, chosen_trust(trust_pickle, trust_type, model_sha256))
     manifest = result.manifest
     console.print(
         f"[bold green]converted[/bold green] {source} -> {out}: skops version "

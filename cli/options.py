@@ -6,7 +6,7 @@ override, and the settings read the ``DEPLOY_*`` environment for everything else
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -15,13 +15,20 @@ from deploy_modes.core.settings import CoreSettings, load_settings
 from deploy_modes.launch.terminal import say
 from deploy_modes.web.settings import DEFAULT_PORT
 
+if TYPE_CHECKING:
+    from deploy_modes.core.artifact import Trust
+
 __all__ = [
     "BakeOption",
     "ModelOption",
+    "ModelSha256Option",
     "PortOption",
     "RuntimeOption",
+    "TrustPickleOption",
+    "TrustTypeOption",
     "WorkersOption",
     "chosen_runtime",
+    "chosen_trust",
     "model_location",
 ]
 
@@ -69,6 +76,47 @@ WorkersOption = Annotated[
         show_default=False,
     ),
 ]
+TrustPickleOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--trust-pickle",
+        help="Load pickle models. Loading a pickle runs any code inside it: only for files "
+        "you trust (env DEPLOY_TRUST_PICKLE=1).",
+        show_default=False,
+    ),
+]
+TrustTypeOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--trust-type",
+        help="Allow this type in a skops model (repeatable), e.g. sklearn.tree._tree.Tree "
+        "for forests (env DEPLOY_TRUSTED_TYPES, comma-separated; both add up).",
+        show_default=False,
+    ),
+]
+ModelSha256Option = Annotated[
+    str | None,
+    typer.Option(
+        "--model-sha256",
+        help="Expected sha256 of the model file, from outside the artifact: a mismatch "
+        "refuses the model (env DEPLOY_MODEL_SHA256).",
+        show_default=False,
+    ),
+]
+
+
+def chosen_trust(
+    trust_pickle: bool | None, trust_type: list[str] | None, model_sha256: str | None
+) -> Trust:
+    """Return the trust the options grant on top of the ``DEPLOY_*`` environment."""
+    from deploy_modes.core.artifact import Trust
+
+    settings = load_settings(CoreSettings, trust_pickle=trust_pickle, model_sha256=model_sha256)
+    return Trust(
+        settings.trust_pickle,
+        (*settings.trusted_type_list, *(trust_type or ())),
+        settings.model_sha256,
+    )
 
 
 def chosen_runtime(runtime: Runtime | None) -> Runtime:

@@ -15,8 +15,12 @@ from deploy_modes.cli.console import console, isatty, progress, typer_app
 from deploy_modes.cli.options import (
     BakeOption,
     ModelOption,
+    ModelSha256Option,
     RuntimeOption,
+    TrustPickleOption,
+    TrustTypeOption,
     chosen_runtime,
+    chosen_trust,
     model_location,
 )
 from deploy_modes.core.errors import DeployError
@@ -93,6 +97,9 @@ def run(
         int, typer.Option(min=0, max=1_000_000, help="Demo rides to send once it runs (0: none).")
     ] = 0,
     bake: BakeOption = None,
+    trust_pickle: TrustPickleOption = None,
+    trust_type: TrustTypeOption = None,
+    model_sha256: ModelSha256Option = None,
 ) -> None:
     """Start the emulator, create the streams, and run the consumer in the foreground.
 
@@ -103,10 +110,11 @@ def run(
     from deploy_modes.compose.runtime import Runtime
 
     settings = _settings(shards=shards, consumer_name=consumer_name, endpoint_url=endpoint_url)
+    trust = chosen_trust(trust_pickle, trust_type, model_sha256)
     if chosen_runtime(runtime) is Runtime.compose:
-        _up_in_compose(settings.shards, count, model, bake)
+        _up_in_compose(settings.shards, count, model, bake, trust)
         return
-    local.run_local(settings, model_location(model), count)
+    local.run_local(settings, model_location(model), count, trust)
 
 
 @app.command("consume")
@@ -143,6 +151,9 @@ def consume(
             show_default=False,
         ),
     ] = None,
+    trust_pickle: TrustPickleOption = None,
+    trust_type: TrustTypeOption = None,
+    model_sha256: ModelSha256Option = None,
 ) -> None:
     """Run only the consumer against the configured endpoint (what the container runs).
 
@@ -157,7 +168,11 @@ def consume(
         group=group,
         lease_timeout=lease_timeout,
     )
-    local.consume(load_settings(CoreSettings, model_location=model).model_location, settings)
+    local.consume(
+        load_settings(CoreSettings, model_location=model).model_location,
+        settings,
+        trust=chosen_trust(trust_pickle, trust_type, model_sha256),
+    )
 
 
 @app.command("init")
@@ -247,11 +262,14 @@ def tail(
     console.print(f"[dim]{shown:,} events from {stream}[/dim]")
 
 
-def _up_in_compose(shards: int, count: int, model: str | None, bake: bool | None) -> None:
+def _up_in_compose(
+    shards: int, count: int, model: str | None, bake: bool | None, trust: Any
+) -> None:
     """Bring the stream stack up and say how to talk to it."""
     from deploy_modes.compose.stacks import StreamStack, up_stream
 
-    stack, endpoint = up_stream(StreamStack(shards=shards, count=count, model=model, bake=bake))
+    options = StreamStack(shards=shards, count=count, model=model, bake=bake, trust=trust)
+    stack, endpoint = up_stream(options)
     console.print(
         f"[bold green]stream stack up[/bold green] ({stack.project}): Kinesis at {endpoint}"
     )

@@ -13,10 +13,14 @@ from deploy_modes.cli.console import console, typer_app
 from deploy_modes.cli.options import (
     BakeOption,
     ModelOption,
+    ModelSha256Option,
     PortOption,
     RuntimeOption,
+    TrustPickleOption,
+    TrustTypeOption,
     WorkersOption,
     chosen_runtime,
+    chosen_trust,
     model_location,
 )
 from deploy_modes.compose.runtime import Runtime
@@ -49,6 +53,9 @@ def run(
     workers: WorkersOption = None,
     model: ModelOption = None,
     bake: BakeOption = None,
+    trust_pickle: TrustPickleOption = None,
+    trust_type: TrustTypeOption = None,
+    model_sha256: ModelSha256Option = None,
 ) -> None:
     """Serve POST /predict on HTTP with gunicorn until Ctrl-C or SIGTERM.
 
@@ -57,6 +64,7 @@ def run(
     if ctx.invoked_subcommand is not None:
         return
     settings = load_settings(WebSettings, host=host, port=port)
+    trust = chosen_trust(trust_pickle, trust_type, model_sha256)
     # Workers only when given: the server reads DEPLOY_WEB_WORKERS (or one per CPU) itself.
     if workers is None and "workers" in settings.model_fields_set:
         workers = settings.workers
@@ -64,14 +72,19 @@ def run(
         from deploy_modes.compose.stacks import WebStack, up_web
 
         options = WebStack(
-            port=settings.port, workers=workers, model=model, bake=bake, host=settings.host
+            port=settings.port,
+            workers=workers,
+            model=model,
+            bake=bake,
+            host=settings.host,
+            trust=trust,
         )
         stack = up_web(options)
         _print_stack_up(stack.project, f"http://127.0.0.1:{settings.port}")
         return
     from deploy_modes.launch.web import serve_local
 
-    serve_local(settings.host, settings.port, workers, model_location(model))
+    serve_local(settings.host, settings.port, workers, model_location(model), trust)
 
 
 def _print_stack_up(project: str, url: str) -> None:

@@ -15,6 +15,7 @@ from deploy_modes.compare.local import deploy_args, stopped
 from deploy_modes.compare.memory import PeakMemory
 from deploy_modes.compare.result import ModeResult, Say
 from deploy_modes.compare.rides import RIDE_MONTH, RideSet
+from deploy_modes.core.artifact import Trust
 from deploy_modes.core.errors import DeployError
 from deploy_modes.launch.processes import ManagedProcess
 
@@ -30,6 +31,7 @@ class LocalBatch:
     log_dir: Path
     say: Say
     mode: str = "batch"
+    trust: Trust | None = None  # None: the environment's DEPLOY_TRUST_* reach the child
 
     def run(self, rides: RideSet) -> ModeResult:
         """Run the job, read its predictions back; the process is stopped whatever happens."""
@@ -49,7 +51,8 @@ class LocalBatch:
         memory: PeakMemory | None = None
         started = time.perf_counter()
         try:
-            process = ManagedProcess("deploy batch", args, env={"COLUMNS": "200"}, log_path=log)
+            env = {"COLUMNS": "200", **(self.trust.env() if self.trust else {})}
+            process = ManagedProcess("deploy batch", args, env=env, log_path=log)
             memory = PeakMemory(process.pid)
             code = process.popen.wait()
             total = time.perf_counter() - started

@@ -28,6 +28,7 @@ from deploy_modes.compare.stream import (
 )
 from deploy_modes.compare.web import WebClients
 from deploy_modes.compose.stack import PROJECT_LABEL, SERVICE_LABEL, Stack, docker_client
+from deploy_modes.core.artifact import Trust
 from deploy_modes.core.errors import DeployError
 from deploy_modes.launch.emulator import DEFAULT_EMULATOR_PORT, emulator_client
 from deploy_modes.launch.processes import free_port, wait_http
@@ -106,6 +107,7 @@ class ComposeWeb:
     concurrency: int = 8
     workers: int | None = None
     mode: str = "web"
+    trust: Trust | None = None  # None: the environment's DEPLOY_TRUST_* reach the stack
 
     def run(self, rides: RideSet) -> ModeResult:
         """Bring the stack up, send, measure, take it down."""
@@ -117,7 +119,7 @@ class ComposeWeb:
         memory = ContainerMemory(stack.project)
         try:
             started = time.perf_counter()
-            up_web(WebStack(port=port, workers=self.workers, model=self.model))
+            up_web(WebStack(port=port, workers=self.workers, model=self.model, trust=self.trust))
             wait_http(f"http://127.0.0.1:{port}/ready", timeout=120)
             startup = time.perf_counter() - started
             clients = WebClients(port, rides, self.concurrency)
@@ -145,6 +147,7 @@ class ComposeStream:
     progress: ProgressFactory
     shards: int = 2
     mode: str = "stream"
+    trust: Trust | None = None  # None: the environment's DEPLOY_TRUST_* reach the stack
 
     def run(self, rides: RideSet) -> ModeResult:
         """Bring the stack up, send, measure, take it down."""
@@ -157,7 +160,7 @@ class ComposeStream:
         memory = ContainerMemory(stack.project, ("consumer",))
         try:
             started = time.perf_counter()
-            _, url = up_stream(StreamStack(shards=self.shards, model=self.model))
+            _, url = up_stream(StreamStack(shards=self.shards, model=self.model, trust=self.trust))
             kinesis = emulator_client("kinesis", url)
             output = OutputReader(kinesis, names.output_stream)
 
@@ -186,18 +189,18 @@ class ComposeBatch:
     model: str
     say: Say
     mode: str = "batch"
+    trust: Trust | None = None  # None: the environment's DEPLOY_TRUST_* reach the stack
 
     def run(self, rides: RideSet) -> ModeResult:
         """Bring the emulator up, put the rides, run the job, read its predictions back."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        from deploy_modes.compose.model import stage_model
-        from deploy_modes.compose.stacks import build_stack, up
+        from deploy_modes.compose.stacks import build_stack, stack_env, up
         from deploy_modes.core.storage import read_bytes, write_bytes
 
         refuse_running("batch")
-        env = stage_model("batch", self.model)
+        env = stack_env("batch", self.model, self.trust)
         env.update(
             DEPLOY_COMPOSE_MONTH=RIDE_MONTH,
             DEPLOY_COMPOSE_ROWS=str(len(rides)),

@@ -12,6 +12,8 @@ from deploy_modes.compare.report import Report, write_report
 from deploy_modes.compare.result import ModeRunner, ProgressFactory, Say
 from deploy_modes.compare.rides import prepare_rides
 from deploy_modes.compare.settings import CompareSettings
+from deploy_modes.compare.truth import reference_predictions, truth
+from deploy_modes.core.artifact import Trust
 from deploy_modes.core.errors import DeployError
 from deploy_modes.launch.processes import sigterm_as_interrupt
 
@@ -41,6 +43,7 @@ class CompareRun:
     workers: int | None = None
     shards: int = 2
     runtime: str = "local"  # local or compose (already resolved)
+    trust: Trust | None = None  # None: what the DEPLOY_TRUST_* environment grants
 
 
 @dataclass(frozen=True)
@@ -105,18 +108,18 @@ def _runners(
             refuse_running(mode)
         say("compose runtime: each stack is built, brought up, measured and taken down in turn")
         return [
-            ComposeBatch(run.model, say),
-            ComposeWeb(run.model, say, progress, run.concurrency, run.workers),
-            ComposeStream(run.model, say, progress, run.shards),
+            ComposeBatch(run.model, say, trust=run.trust),
+            ComposeWeb(run.model, say, progress, run.concurrency, run.workers, trust=run.trust),
+            ComposeStream(run.model, say, progress, run.shards, trust=run.trust),
         ]
     from deploy_modes.compare.batch import LocalBatch
     from deploy_modes.compare.stream import LocalStream
     from deploy_modes.compare.web import LocalWeb
 
     return [
-        LocalBatch(run.model, workdir, log_dir, say),
-        LocalWeb(run.model, log_dir, say, progress, run.concurrency, run.workers),
-        LocalStream(run.model, workdir, log_dir, say, progress, run.shards),
+        LocalBatch(run.model, workdir, log_dir, say, trust=run.trust),
+        LocalWeb(run.model, log_dir, say, progress, run.concurrency, run.workers, trust=run.trust),
+        LocalStream(run.model, workdir, log_dir, say, progress, run.shards, trust=run.trust),
     ]
 
 
@@ -125,7 +128,8 @@ def run_compare(run: CompareRun, say: Say, progress: ProgressFactory) -> Outcome
     from deploy_modes.core.artifact import load_model
 
     check_paths(run.out, run.input)
-    loaded = load_model(run.model)  # a broken model fails here, in one line, before any mode
+    trust = run.trust or Trust.from_settings()
+    loaded = load_model(run.model, trust)  # a broken model fails here, in one line, before any mode
     location = run.model
     if "://" not in location:
         location = str(Path(location).resolve())  # the children run with the same cwd, but be safe
@@ -137,8 +141,10 @@ def run_compare(run: CompareRun, say: Say, progress: ProgressFactory) -> Outcome
             rides = prepare_rides(run.rides, run.seed, workdir, run.input)
             dropped = f" ({rides.dropped:,} rows skipped by the filter)" if rides.dropped else ""
             say(f"{len(rides):,} rides from {rides.source}{dropped}")
-            resolved = CompareRun(**{**run.__dict__, "model": location})
+            resolved = CompareRun(**{**run.__dict__, "model": location, "trust": trust})
             results = [r.run(rides) for r in _runners(resolved, workdir, log_dir, say, progress)]
+            say("reference: the model's own predict on the same rides, in a separate process")
+            reference = reference_predictions(location, rides, workdir, trust)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     report = Report(
@@ -148,5 +154,6 @@ def run_compare(run: CompareRun, say: Say, progress: ProgressFactory) -> Outcome
         runtime=run.runtime,
         model={"name": loaded.name, "version": loaded.version, "location": location},
         seed=run.seed,
+        truth=truth(results, reference),
     )
     return Outcome(report=report, paths=write_report(report, run.out), log_dir=log_dir)

@@ -15,7 +15,7 @@ from deploy_modes.compare.report import (
     table_row,
 )
 
-__all__ = ["choose_paragraph", "write_markdown"]
+__all__ = ["choose_paragraph", "truth_sentence", "write_markdown"]
 
 
 def choose_paragraph(report: Report) -> str:
@@ -59,14 +59,31 @@ def choose_paragraph(report: Report) -> str:
         if report.agreement.ok
         else f"The modes disagreed on {report.agreement.mismatch_count:,} rides: see below."
     )
-    return "\n\n".join([*parts, verdict])
+    return "\n\n".join([*parts, verdict, truth_sentence(report)])
+
+
+def truth_sentence(report: Report) -> str:
+    """Return whether the predictions are the model's own, quoting the largest gap."""
+    truth = report.truth
+    if truth is None:
+        return "Not checked against the model's own `predict`."
+    if truth.ok:
+        return (
+            f"Every mode gave the model's own `predict` (max |diff| {truth.max_abs_diff:.1e}, "
+            "tolerance 1e-9), scored again in a separate process."
+        )
+    wrong = ", ".join(
+        f"{mode} on {a.over_tolerance:,} rides (max |diff| {a.max_abs_diff:.3g})"
+        for mode, a in truth.wrong().items()
+    )
+    return f"**Wrong predictions**: differ from the model's own `predict`: {wrong}."
 
 
 def write_markdown(report: Report, path: Path) -> None:
     """Write the table, the advice and any mismatches as markdown."""
     header = "| " + " | ".join(TABLE_COLUMNS) + " |"
     rule = "|" + "|".join(["---"] + ["---:"] * (len(TABLE_COLUMNS) - 1)) + "|"
-    rows = ["| " + " | ".join(table_row(r)) + " |" for r in report.results]
+    rows = ["| " + " | ".join(table_row(r, report.truth)) + " |" for r in report.results]
     info = machine()
     lines = [
         f"# deploy compare: {rides_text(len(report.rides))}",
@@ -81,7 +98,8 @@ def write_markdown(report: Report, path: Path) -> None:
         "",
         "Latency: web = request round trip; stream = put to prediction visible on the output "
         "stream; batch = the job's wall time (a ride's prediction is written when the job "
-        "ends). Start-up = command to ready.",
+        "ends). Start-up = command to ready. vs ref = the largest |diff| from the model's own "
+        "`predict`, scored in a separate process.",
         "",
         ratios_line(report),
         "",

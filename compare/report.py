@@ -19,12 +19,14 @@ from rich.table import Table
 from deploy_modes.compare.agreement import TOLERANCE, Agreement
 from deploy_modes.compare.result import ModeResult
 from deploy_modes.compare.rides import RideSet
+from deploy_modes.compare.truth import Truth
 
 __all__ = [
     "MB",
     "TABLE_COLUMNS",
     "Report",
     "by_mode",
+    "diff_text",
     "machine",
     "ratios",
     "ratios_line",
@@ -49,6 +51,12 @@ class Report:
     runtime: str
     model: dict[str, Any]
     seed: int
+    truth: Truth | None = None  # None: not checked against the model's own predict
+
+    @property
+    def ok(self) -> bool:
+        """Return whether the modes agree and each matches the reference (when checked)."""
+        return self.agreement.ok and (self.truth is None or self.truth.ok)
 
     def rides_text(self) -> str:
         """Return "1 ride" or "10,000 rides" for this run."""
@@ -77,6 +85,28 @@ def machine() -> dict[str, Any]:
         "memory_bytes": psutil.virtual_memory().total,
         "python": sys.version.split()[0],
         "versions": versions,
+    }
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None  # JSON has no inf; null means "a NaN came"
+
+
+def _truth_json(truth: Truth | None) -> dict[str, Any] | None:
+    if truth is None:
+        return None
+    return {
+        "ok": truth.ok,
+        "tolerance": TOLERANCE,
+        "max_abs_diff": _finite(truth.max_abs_diff),
+        "modes": {
+            mode: {
+                "rides": a.rides,
+                "max_abs_diff": _finite(a.max_abs_diff),
+                "over_tolerance": a.over_tolerance,
+            }
+            for mode, a in truth.by_mode.items()
+        },
     }
 
 
@@ -164,6 +194,8 @@ def to_json(report: Report) -> dict[str, Any]:
             "mismatch_count": report.agreement.mismatch_count,
             "mismatches": report.agreement.mismatches,  # the first ones; the count is exact
         },
+        # Each mode against the model's own predict, scored in a separate process.
+        "reference": _truth_json(report.truth),
     }
 
 
@@ -177,11 +209,20 @@ TABLE_COLUMNS = (
     "p99 ms",
     "RSS MB",
     "answers",
+    "vs ref",
 )
 
 
-def table_row(result: ModeResult) -> list[str]:
-    """Return one row of the table (rich and markdown): units in the headers, fits 80 columns."""
+def diff_text(truth: Truth | None, mode: str) -> str:
+    """Return a mode's max |diff| from the reference for the tables ("-": not checked)."""
+    found = truth.by_mode.get(mode) if truth is not None else None
+    if found is None:
+        return "-"
+    return f"{found.max_abs_diff:.1e}" if found.max_abs_diff else "0"
+
+
+def table_row(result: ModeResult, truth: Truth | None = None) -> list[str]:
+    """Return one row of the table (rich and markdown): units in the headers."""
     latency = result.percentiles()
 
     def ms(value: float) -> str:
@@ -199,6 +240,7 @@ def table_row(result: ModeResult) -> list[str]:
         ms(latency["p99"]),
         f"{result.peak_rss_bytes / MB:,.0f}",
         f"{len(result.predictions):,}",
+        diff_text(truth, result.mode),
     ]
 
 
@@ -206,7 +248,8 @@ def rich_table(report: Report) -> Table:
     """Return the side-by-side table printed at the end of a run."""
     table = Table(
         title=f"deploy compare: {rides_text(len(report.rides))}, {report.runtime} runtime",
-        caption="latency: web round trip, stream put to prediction, batch job time",
+        caption="latency: web round trip, stream put to prediction, batch job time; "
+        "vs ref: max |diff| from the model's own predict",
         box=box.SIMPLE_HEAD,
         show_edge=False,
         pad_edge=False,
@@ -215,7 +258,7 @@ def rich_table(report: Report) -> Table:
     for column in TABLE_COLUMNS:
         table.add_column(column, justify="left" if column == "mode" else "right", no_wrap=True)
     for result in report.results:
-        table.add_row(*table_row(result))
+        table.add_row(*table_row(result, report.truth))
     return table
 
 

@@ -21,6 +21,7 @@ from deploy_modes.compare.local import READY_TIMEOUT, deploy_args, stopped
 from deploy_modes.compare.memory import PeakMemory
 from deploy_modes.compare.result import ModeResult, ProgressFactory, Say
 from deploy_modes.compare.rides import RideSet
+from deploy_modes.core.artifact import Trust
 from deploy_modes.core.errors import DeployError
 from deploy_modes.launch.emulator import Emulator
 from deploy_modes.launch.processes import ManagedProcess, free_port
@@ -50,6 +51,7 @@ class LocalStream:
     progress: ProgressFactory
     shards: int = 2
     mode: str = "stream"
+    trust: Trust | None = None  # None: the environment's DEPLOY_TRUST_* reach the child
 
     def run(self, rides: RideSet) -> ModeResult:
         """Run the consumer against a fresh moto server; both are stopped whatever happens."""
@@ -91,6 +93,7 @@ class LocalStream:
             **names,
             "DEPLOY_STREAM_CHECKPOINT_PATH": str(self.workdir / f"checkpoints-{suffix}.sqlite"),
             "PYTHONUNBUFFERED": "1",
+            **(self.trust.env() if self.trust else {}),
         }
         args = [
             *deploy_args(),

@@ -18,6 +18,7 @@ from deploy_modes.compare.local import READY_TIMEOUT, stopped
 from deploy_modes.compare.memory import PeakMemory
 from deploy_modes.compare.result import Advance, ModeResult, ProgressFactory, Say
 from deploy_modes.compare.rides import RideSet
+from deploy_modes.core.artifact import Trust
 from deploy_modes.launch.processes import ManagedProcess, free_port, wait_http
 from deploy_modes.launch.web import GUNICORN_ARGS
 
@@ -37,6 +38,7 @@ class LocalWeb:
     concurrency: int = 8
     workers: int | None = None
     mode: str = "web"
+    trust: Trust | None = None  # None: the environment's DEPLOY_TRUST_* reach the child
 
     def run(self, rides: RideSet) -> ModeResult:
         """Serve, send, measure; gunicorn and its workers are stopped whatever happens."""
@@ -48,6 +50,7 @@ class LocalWeb:
             "DEPLOY_WEB_PORT": str(port),
             "PROMETHEUS_MULTIPROC_DIR": metrics_dir,
             "PYTHONUNBUFFERED": "1",
+            **(self.trust.env() if self.trust else {}),
         }
         if self.workers is not None:
             env["DEPLOY_WEB_WORKERS"] = str(self.workers)

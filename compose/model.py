@@ -5,10 +5,14 @@ from __future__ import annotations
 import shutil
 import stat
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from deploy_modes.compose.stack import Stack
 from deploy_modes.core.errors import DeployError
 from deploy_modes.launch.terminal import say
+
+if TYPE_CHECKING:
+    from deploy_modes.core.artifact import Trust
 
 __all__ = ["CONTAINER_MODEL_DIR", "STAGE_DIR", "bake_file", "stage_model"]
 
@@ -22,8 +26,11 @@ COPY model /model
 """
 
 
-def stage_model(mode: str, model: str | None) -> dict[str, str]:
-    """Ensure a local model, stage a readable copy for the mount; return the compose variables."""
+def stage_model(mode: str, model: str | None, trust: Trust | None = None) -> dict[str, str]:
+    """Ensure a local model, stage a readable copy for the mount; return the compose variables.
+
+    ``trust`` (default: the environment's) is what the check load here may do.
+    """
     from deploy_modes.core.artifact import load_model
     from deploy_modes.core.demo import ensure_model
     from deploy_modes.core.settings import CoreSettings, load_settings
@@ -36,7 +43,7 @@ def stage_model(mode: str, model: str | None) -> dict[str, str]:
             f"{settings.model_location} to a local directory and pass that"
         )
     location = Path(ensure_model(settings, say))
-    load_model(location)  # a broken artifact fails here, before anything is built
+    load_model(location, trust)  # a broken artifact fails here, before anything is built
     stage = (STAGE_DIR / mode / "bake").resolve()
     model_dir = stage / "model"
     shutil.rmtree(stage, ignore_errors=True)

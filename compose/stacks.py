@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from deploy_modes.compose.model import stage_model
 from deploy_modes.compose.settings import ComposeSettings
@@ -18,6 +19,9 @@ from deploy_modes.core.errors import DeployError
 from deploy_modes.launch.emulator import DEFAULT_EMULATOR_PORT, emulator_client
 from deploy_modes.launch.terminal import say
 from deploy_modes.web.settings import DEFAULT_PORT
+
+if TYPE_CHECKING:
+    from deploy_modes.core.artifact import Trust
 
 __all__ = [
     "BATCH_BUCKET",
@@ -33,6 +37,7 @@ __all__ = [
     "check_compose",
     "list_objects",
     "run_batch",
+    "stack_env",
     "torn_down_on_failure",
     "up",
     "up_stream",
@@ -59,6 +64,7 @@ class WebStack:
     model: str | None = None
     bake: bool | None = None  # None: DEPLOY_COMPOSE_BAKE decides
     host: str | None = None
+    trust: Trust | None = None  # None: the DEPLOY_TRUST_* environment reaches the containers
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,7 @@ class BatchStack:
     model: str | None = None
     bake: bool | None = None
     emulator_port: int | None = None
+    trust: Trust | None = None
     # What the local runtime honours and this stack cannot: refused, never silently dropped.
     run_date: str | None = None
     first: str | None = None
@@ -98,6 +105,7 @@ class StreamStack:
     model: str | None = None
     bake: bool | None = None
     emulator_port: int | None = None
+    trust: Trust | None = None
 
 
 @dataclass(frozen=True)
@@ -113,6 +121,14 @@ def check_compose() -> None:
     """Fail now when compose or the engine is missing: before training or building anything."""
     compose_command()
     docker_client().close()
+
+
+def stack_env(mode: str, model: str | None, trust: Trust | None = None) -> dict[str, str]:
+    """Return the stack env that names the model and, when given, the trust to load it with."""
+    env = stage_model(mode, model, trust)
+    if trust is not None:  # compose hands these to the containers that load the model
+        env.update(trust.env())
+    return env
 
 
 def _bake(requested: bool | None) -> bool:
@@ -178,7 +194,7 @@ def _free_or_ours(stack: Stack, port: int, service: str) -> None:
 def up_web(options: WebStack) -> Stack:
     """Bring the web stack up on ``127.0.0.1:port`` and wait until it is healthy."""
     check_compose()
-    env = stage_model("web", options.model)
+    env = stack_env("web", options.model, options.trust)
     env["DEPLOY_COMPOSE_WEB_PORT"] = str(options.port)
     if options.workers:
         env["DEPLOY_COMPOSE_WEB_WORKERS"] = str(options.workers)
@@ -216,7 +232,7 @@ def run_batch(options: BatchStack) -> BatchDone:
     for given, used in ((given_input, source), (given_output, target)):
         if given and given != used:
             say(f"{given} is not in S3; in the compose stack the job uses {used}")
-    env = stage_model("batch", options.model)
+    env = stack_env("batch", options.model, options.trust)
     env.update(
         DEPLOY_COMPOSE_MONTH=month,
         DEPLOY_COMPOSE_ROWS=str(int(options.rows or BATCH_ROWS)),
@@ -257,7 +273,7 @@ def list_objects(prefix: str, endpoint: str) -> list[tuple[str, int]]:
 def up_stream(options: StreamStack) -> tuple[Stack, str]:
     """Bring the stream stack up (and send ``count`` rides); return it and its Kinesis URL."""
     check_compose()
-    env = stage_model("stream", options.model)
+    env = stack_env("stream", options.model, options.trust)
     env["DEPLOY_COMPOSE_SHARDS"] = str(int(options.shards))
     env.update(_emulator_env(options.emulator_port))
     stack = build_stack("stream", env, options.bake)

@@ -108,6 +108,15 @@ class Trust:
         settings = settings or CoreSettings()
         return cls(settings.trust_pickle, settings.trusted_type_list, settings.model_sha256)
 
+    def env(self) -> dict[str, str]:
+        """Return the ``DEPLOY_*`` variables that grant exactly this trust to a child process."""
+        # All three, always: a child must not inherit a wider trust from its parent's env.
+        return {
+            "DEPLOY_TRUST_PICKLE": "1" if self.pickle else "0",
+            "DEPLOY_TRUSTED_TYPES": ",".join(self.types),
+            "DEPLOY_MODEL_SHA256": self.sha256,
+        }
+
 
 @dataclass(frozen=True)
 class _Blob:

@@ -13,6 +13,7 @@ and no shortcut, can leak into the reference.
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -81,13 +82,17 @@ def agreement(scored: Sequence[float], reference: Sequence[float]) -> Agreement:
 
 
 def score_in_separate_process(
-    location: str, rides: Path, out: Path, trust_pickle: bool = False
+    location: str, rides: Path, out: Path, trust_pickle: bool = False, trust: Trust | None = None
 ) -> None:
-    """Run the reference scorer in a fresh Python process; raise DeployError if it fails."""
+    """Run the reference scorer in a fresh Python process; raise DeployError if it fails.
+
+    ``trust`` (default: the environment's) reaches the child as its ``DEPLOY_*`` variables.
+    """
     command = [sys.executable, "-m", "deploy_modes.core.reference", location, str(rides), str(out)]
     if trust_pickle:
         command.append("--trust-pickle")
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    env = {**os.environ, **(trust or Trust.from_settings()).env()}
+    done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
     if done.returncode != 0:
         lines = [line for line in done.stderr.splitlines() if line.strip()]
         last = lines[-1].removeprefix("error: ") if lines else f"exit code {done.returncode}"

@@ -65,6 +65,8 @@ class ModelService:
         self._unknown_lock = threading.Lock()
         self.unknown_rides = 0
         """Rides scored with no feature the model knows, i.e. its intercept (flagged, logged)."""
+        self.unknown_listeners: list[Callable[[int], None]] = []
+        """Called with each new count of such rides (e.g. the web service's metric counter)."""
         self._table: np.ndarray | None = None
         self._flat = np.zeros(0)
         self._w_distance = 0.0
@@ -179,6 +181,8 @@ class ModelService:
         with self._unknown_lock:
             before = self.unknown_rides
             self.unknown_rides = before + count
+        for listener in self.unknown_listeners:
+            listener(count)
         if (self.unknown_rides).bit_length() > before.bit_length():
             log.warning(
                 "%d ride(s) so far had no feature the model knows (e.g. PU %d, DO %d): "

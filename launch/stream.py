@@ -5,11 +5,14 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deploy_modes.core.errors import DeployError
 from deploy_modes.launch.emulator import DEFAULT_EMULATOR_PORT
 from deploy_modes.launch.terminal import console, say
+
+if TYPE_CHECKING:
+    from deploy_modes.core.artifact import Trust
 
 __all__ = [
     "LOCAL_ENDPOINT",
@@ -61,12 +64,18 @@ def init_streams(settings: Any) -> None:
     say(f"streams ready: {', '.join(names)}")
 
 
-def consume(model: str, settings: Any, announce: str | None = None, demo_rides: int = 0) -> None:
+def consume(
+    model: str,
+    settings: Any,
+    announce: str | None = None,
+    demo_rides: int = 0,
+    trust: Trust | None = None,
+) -> None:
     """Build the consumer, take over SIGTERM/SIGINT, say ``announce``, run until stopped."""
     from deploy_modes.stream.bootstrap import build_consumer
     from deploy_modes.stream.consumer import stop_on_signals
 
-    consumer = build_consumer(model, settings, say)
+    consumer = build_consumer(model, settings, say, trust)
     stop = threading.Event()
     stop_on_signals(stop)  # from here a signal means: finish the batch, checkpoint, exit
     if announce:
@@ -94,7 +103,7 @@ def _send_demo_rides(settings: Any, count: int, stop: threading.Event) -> None:
         say(f"could not send the demo rides: {exc}")
 
 
-def run_local(settings: Any, location: str, count: int = 0) -> None:
+def run_local(settings: Any, location: str, count: int = 0, trust: Trust | None = None) -> None:
     """Start the emulator a loopback endpoint needs, create the streams, consume until stopped."""
     from urllib.parse import urlparse
 
@@ -127,7 +136,7 @@ def run_local(settings: Any, location: str, count: int = 0) -> None:
             '"ride_id": 256}\'\n'
             "stop with Ctrl-C: the batch in flight is finished and checkpointed.\n"
         )
-        consume(location, settings, announce, count)
+        consume(location, settings, announce, count, trust)
     finally:
         if emulator is not None and emulator.started_here:
             say("stopping the AWS emulator we started (its streams go with it)")

@@ -8,7 +8,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deploy_modes.core.errors import DeployError
 from deploy_modes.core.storage import is_s3
@@ -19,6 +19,9 @@ from deploy_modes.launch.processes import (
     wait_http,
 )
 from deploy_modes.launch.terminal import console, isatty, say
+
+if TYPE_CHECKING:
+    from deploy_modes.core.artifact import Trust
 
 __all__ = ["GUNICORN_ARGS", "LOG_DIR", "connect_host", "serve_local"]
 
@@ -34,9 +37,16 @@ STOP_TIMEOUT = 30.0  # above gunicorn's graceful_timeout, so in-flight requests 
 LOG_DIR = Path(".deploy/logs")
 
 
-def serve_local(host: str, port: int, workers: int | None, location: str) -> None:
-    """Run gunicorn on ``host:port`` serving ``location`` until a signal stops it gracefully."""
-    from deploy_modes.core.artifact import load_model
+def serve_local(
+    host: str, port: int, workers: int | None, location: str, trust: Trust | None = None
+) -> None:
+    """Run gunicorn on ``host:port`` serving ``location`` until a signal stops it gracefully.
+
+    ``trust`` (default: the environment's) reaches gunicorn as its ``DEPLOY_*`` variables.
+    """
+    from deploy_modes.core.artifact import Trust, load_model
+
+    trust = trust or Trust.from_settings()
 
     probe_host = connect_host(host)
     if port_in_use(port, probe_host):
@@ -44,7 +54,7 @@ def serve_local(host: str, port: int, workers: int | None, location: str) -> Non
             f"port {port} on {host} is already in use: stop what listens there "
             f"or choose another port with --port"
         )
-    loaded = load_model(location)  # a broken model fails here, in one line, not in gunicorn
+    loaded = load_model(location, trust)  # a broken model fails here, in one line, not in gunicorn
     say(f"serving {loaded.name} version {loaded.version} from {location}")
     metrics_dir = tempfile.mkdtemp(prefix="deploy-web-metrics-")
     env = {
@@ -53,6 +63,7 @@ def serve_local(host: str, port: int, workers: int | None, location: str) -> Non
         "DEPLOY_WEB_PORT": str(port),
         "PROMETHEUS_MULTIPROC_DIR": metrics_dir,
         "PYTHONUNBUFFERED": "1",  # access lines reach the log as they happen
+        **trust.env(),
     }
     if workers is not None:
         env["DEPLOY_WEB_WORKERS"] = str(workers)

@@ -7,7 +7,7 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-from deploy_modes.core.artifact import load_model
+from deploy_modes.core.artifact import Trust, load_model
 from deploy_modes.core.scoring import ModelService
 from deploy_modes.core.storage import aws_client, emulator_keys
 from deploy_modes.stream.checkpoints import CheckpointStore, DynamoCheckpoints, SQLiteCheckpoints
@@ -37,9 +37,12 @@ def kinesis_client(settings: StreamSettings) -> Any:
     return _client("kinesis", settings)
 
 
-def stream_service(model_location: str, settings: StreamSettings) -> StreamService:
-    """Load the model once and return the stream service around it."""
-    return StreamService(ModelService(load_model(model_location)), settings.max_record_bytes)
+def stream_service(
+    model_location: str, settings: StreamSettings, trust: Trust | None = None
+) -> StreamService:
+    """Load the model once (``trust``: default the environment's) and return the service."""
+    service = ModelService(load_model(model_location, trust))
+    return StreamService(service, settings.max_record_bytes)
 
 
 def checkpoint_store(settings: StreamSettings) -> CheckpointStore:
@@ -71,11 +74,14 @@ def lease_coordinator(
 
 
 def build_consumer(
-    model_location: str, settings: StreamSettings, log: Callable[[str], None] | None = None
+    model_location: str,
+    settings: StreamSettings,
+    log: Callable[[str], None] | None = None,
+    trust: Trust | None = None,
 ) -> Consumer:
     """Build the consumer the CLI and the container run."""
     return Consumer(
-        stream_service(model_location, settings),
+        stream_service(model_location, settings, trust),
         kinesis_client(settings),
         checkpoint_store(settings),
         settings,

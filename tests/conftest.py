@@ -112,3 +112,15 @@ def postgres_url() -> str:
         # with ResourceWarning under filterwarnings=error.
         engine.dispose()
     return str(url)
+
+
+@pytest.fixture(scope="session")
+def bare_pickle(loaded_model: LoadedModel, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Return the trained model as a bare ``(DictVectorizer, regressor)`` pickle (lin_reg.bin)."""
+    import pickle
+
+    steps = loaded_model.pipeline.steps
+    assert len(steps) == 2, steps  # the course's tuple holds exactly a vectorizer and a model
+    path = tmp_path_factory.mktemp("course-pickle") / "lin_reg.bin"
+    path.write_bytes(pickle.dumps((steps[0][1], steps[1][1])))
+    return path

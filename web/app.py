@@ -56,6 +56,7 @@ def create_app(service: ModelService, settings: WebSettings) -> Flask:
     app.config.update(MAX_CONTENT_LENGTH=settings.max_body_bytes, PROPAGATE_EXCEPTIONS=False)
     metrics = WebMetrics(service.name, service.version)
     ready = _probe(service)
+    service.unknown_listeners.append(metrics.unknown_rides.inc)  # after the probe: users' rides
     version = service.version
     openapi = dump_json(
         openapi_document(settings.max_batch_rides, settings.max_body_bytes, service.version)

@@ -60,6 +60,11 @@ class WebMetrics:
             ["endpoint", "field"],
             registry=self.registry,
         )
+        self.unknown_rides = Counter(
+            "deploy_web_unknown_rides",
+            "Rides with no feature the model knows, answered with its intercept (see the log).",
+            registry=self.registry,
+        )
         self.model_info = Gauge(
             "deploy_web_model_info",
             "The model being served (always 1), labelled with its name and version.",

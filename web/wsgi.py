@@ -11,8 +11,9 @@ import sys
 
 from flask import Flask
 
-from deploy_modes.core.artifact import load_model
+from deploy_modes.core.artifact import Trust, load_model
 from deploy_modes.core.errors import DeployError
+from deploy_modes.core.notices import show_warnings_as_lines
 from deploy_modes.core.scoring import ModelService
 from deploy_modes.core.settings import CoreSettings
 from deploy_modes.web.access import ACCESS_LOGGER
@@ -37,11 +38,14 @@ def configure_logging() -> None:
 
 def build_app(web: WebSettings, core: CoreSettings) -> Flask:
     """Load the configured model and return the app serving it."""
-    return create_app(ModelService(load_model(core.model_location)), web)
+    return create_app(ModelService(load_model(core.model_location, Trust.from_settings(core))), web)
 
 
 def _load() -> Flask:
     configure_logging()
+    # Before the model loads: a ModelVersionWarning is one `warning:` line in the gunicorn log
+    # (the master loads it once with preload_app; forked workers inherit the hook, not a reload).
+    show_warnings_as_lines()
     try:
         return build_app(load_settings(WebSettings), load_settings(CoreSettings))
     except DeployError as exc:

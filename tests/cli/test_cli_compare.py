@@ -85,6 +85,10 @@ def test_compare_runs_all_three_modes_and_reports(
     assert report["agreement"]["ok"] is True
     assert report["agreement"]["max_abs_diff"] <= 1e-9
     assert report["agreement"]["mismatches"] == []
+    # Truth, not only agreement: every mode against the model's own predict.
+    assert report["reference"]["ok"] is True
+    assert report["reference"]["max_abs_diff"] <= 1e-9
+    assert set(report["reference"]["modes"]) == {"batch", "web", "stream"}
 
     png = (out / "compare.png").read_bytes()
     assert png.startswith(PNG_MAGIC) and len(png) > 10_000

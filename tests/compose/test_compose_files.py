@@ -170,3 +170,48 @@ def test_a_stack_of_an_unknown_mode_is_a_clear_error() -> None:
 def test_a_stack_without_its_compose_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(DeployError, match=r"compose file .* not found"):
         Stack("web", files=(tmp_path / "missing.yml",))
+
+
+TRUST_KEYS = ("DEPLOY_TRUST_PICKLE", "DEPLOY_TRUSTED_TYPES", "DEPLOY_MODEL_SHA256")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_every_model_loader_gets_the_trust_variables(mode: str) -> None:
+    from deploy_modes.core.artifact import Trust
+    from deploy_modes.core.settings import CoreSettings
+
+    services = _stack(mode)["services"]
+    loaders = [
+        s for s in services.values() if "DEPLOY_MODEL_LOCATION" in (s.get("environment") or {})
+    ]
+    assert loaders, mode
+    for service in loaders:
+        env = service["environment"]
+        defaults = {}
+        for key in TRUST_KEYS:
+            # Passed through from the caller's environment (what `deploy` sets), else a default.
+            assert str(env.get(key, "")).startswith(f"${{{key}:-"), (mode, key, env.get(key))
+            defaults[key] = env[key][len(key) + 4 : -1]
+        # The defaults must parse and grant nothing: an empty bool would fail every container.
+        settings = CoreSettings(
+            **{k.removeprefix("DEPLOY_").lower(): v for k, v in defaults.items()}
+        )
+        assert Trust.from_settings(settings) == Trust()
+
+
+def test_the_stacks_pass_the_trust_they_are_given(
+    bare_pickle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from deploy_modes.compose.stacks import stack_env
+    from deploy_modes.core.artifact import Trust
+
+    monkeypatch.chdir(tmp_path)  # the staged model copy goes under .deploy/
+    monkeypatch.delenv("DEPLOY_TRUST_PICKLE", raising=False)
+    with pytest.raises(DeployError, match="--trust-pickle"):
+        stack_env("web", str(bare_pickle))  # staging checks the model with no trust granted
+    trust = Trust(pickle=True, types=("a.B", "c.D"), sha256="")
+    env = stack_env("stream", str(bare_pickle), trust)
+    assert env["DEPLOY_TRUST_PICKLE"] == "1"
+    assert env["DEPLOY_TRUSTED_TYPES"] == "a.B,c.D"
+    assert env["DEPLOY_MODEL_SHA256"] == ""
+    assert Path(env["DEPLOY_COMPOSE_MODEL_DIR"], "lin_reg.bin").is_file()
