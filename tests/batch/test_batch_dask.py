@@ -290,3 +290,42 @@ def test_workers_that_cannot_reach_the_input_fail_the_job_with_one_line(
     assert f"could not read s3://{bucket}/in/march.parquet" in " ".join(result.output.split())  # type: ignore[attr-defined]
     assert "Traceback" not in result.output  # type: ignore[attr-defined]
     assert not out.exists()
+
+
+def test_workers_load_a_pickle_only_with_the_commands_trust(
+    grouped_march: Path, tmp_path: Path, bare_pickle: Path, dask_scheduler: str
+) -> None:
+    """The workers grant what the command was given: a trusted pickle scores, none refuses."""
+    from deploy_modes.core.artifact import Trust
+    from deploy_modes.core.errors import DeployError
+
+    common = {"input": str(grouped_march), "say": lambda _m: None, "engine": "dask"}
+    common |= {"scheduler": dask_scheduler, "partition_rows": ROW_GROUP}
+    trusted = run_interval(
+        "2021-03",
+        model=str(bare_pickle),
+        output=str(tmp_path / "trusted.parquet"),
+        trust=Trust(pickle=True),
+        **common,
+    )
+    local = run_interval(
+        "2021-03",
+        model=str(bare_pickle),
+        input=str(grouped_march),
+        output=str(tmp_path / "local.parquet"),
+        say=lambda _m: None,
+        trust=Trust(pickle=True),
+    )
+    a = pd.read_parquet(tmp_path / "local.parquet")
+    b = pd.read_parquet(tmp_path / "trusted.parquet")
+    assert trusted["rows_written"] == local["rows_written"] > 0
+    pd.testing.assert_frame_equal(a, b)
+    with pytest.raises(DeployError, match="pickle"):
+        run_interval(
+            "2021-03",
+            model=str(bare_pickle),
+            output=str(tmp_path / "refused.parquet"),
+            trust=Trust(),
+            **common,
+        )
+    assert not (tmp_path / "refused.parquet").exists()
