@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -101,7 +102,9 @@ def test_compare_runs_all_three_modes_and_reports(
     markdown = (out / "compare.md").read_text()
     assert "## When to choose which" in markdown
     web_rate = report["modes"]["web"]["throughput_rides_per_s"]
-    assert f"{web_rate:,.0f} rides/s" in markdown  # the advice quotes the measured numbers
+    # The advice quotes the measured rate; compare.json keeps it to 0.1, so it may round either way.
+    quoted = {f"{whole:,} rides/s" for whole in (math.floor(web_rate), math.ceil(web_rate))}
+    assert any(text in markdown for text in quoted), (quoted, markdown)
     assert "| batch |" in markdown and "| stream |" in markdown
     assert not list(out.glob("*.tmp*"))
 
