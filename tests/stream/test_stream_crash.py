@@ -83,7 +83,8 @@ def test_sigkill_midway_then_restart_loses_no_ride(
             second,
         )
     finally:
-        code = second.stop(sig=signal.SIGTERM)
+        # The grace covers one Kinesis call in flight (10 s read timeout) on a loaded moto.
+        code = second.stop(timeout=45, sig=signal.SIGTERM)
     assert code == 0  # graceful: finished its batch, checkpointed, exited
     assert "stopped" in second.tail(5)
 
