@@ -30,6 +30,9 @@ from deploy_modes.core.tlc import (
 )
 
 __all__ = [
+    "CARD",
+    "CASH",
+    "PAYMENT_SHARES",
     "REQUIRED_COLUMNS",
     "TLC_SCHEMA",
     "generate_month",
@@ -43,6 +46,13 @@ _CITY_SEED = 20_210_101
 N_ZONES = 265
 # Zones that carry much of the real green-taxi traffic (East Harlem, Astoria, Jamaica, ...).
 _POPULAR_ZONES = [74, 75, 41, 42, 166, 7, 82, 95, 97, 129, 244, 43, 65, 181, 24, 116, 152, 260]
+
+# TLC payment codes and about the shares of green-taxi rides paying each way.
+CARD, CASH, NO_CHARGE, DISPUTE, UNKNOWN_PAYMENT = 1.0, 2.0, 3.0, 4.0, 5.0
+PAYMENT_SHARES = {CARD: 0.55, CASH: 0.43, NO_CHARGE: 0.012, DISPUTE: 0.006, UNKNOWN_PAYMENT: 0.002}
+_CARD_NO_TIP = 0.12  # card riders who press "no tip"
+_CASH_RECORDED = 0.02  # cash rides whose tip the driver keyed in
+_PAYMENT_STREAM = 1  # the payment generator's own seed word, apart from the rides' generator
 
 TLC_SCHEMA = pa.schema(
     [
@@ -81,6 +91,19 @@ def _city() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     slowness = rng.lognormal(0.0, 0.25, N_ZONES + 1)  # >1: congested zone
     pair_minutes = rng.normal(0.0, 2.5, (N_ZONES + 1, N_ZONES + 1))
     return weights, slowness, pair_minutes
+
+
+def _payments(fare: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Return TLC payment codes and recorded tips: card rides tip a share, cash mostly 0."""
+    rows = len(fare)
+    payment = rng.choice(np.array(list(PAYMENT_SHARES)), rows, p=list(PAYMENT_SHARES.values()))
+    # Card tips go through the meter: most riders pick a 15-25% button, some tip nothing.
+    share = np.clip(rng.normal(0.2, 0.045, rows), 0.05, 0.4)
+    card_tip = np.where(rng.random(rows) < _CARD_NO_TIP, 0.0, fare * share)
+    # Cash tips go into the driver's pocket, unrecorded; a few drivers key one in anyway.
+    cash_tip = np.where(rng.random(rows) < _CASH_RECORDED, rng.uniform(0.5, 3.0, rows), 0.0)
+    tip = np.where(payment == CARD, card_tip, np.where(payment == CASH, cash_tip, 0.0))
+    return payment, np.round(tip, 2)
 
 
 def generate_month(year: int, month: int, rows: int = 80_000, seed: int = 42) -> pd.DataFrame:
@@ -162,7 +185,10 @@ def generate_month(year: int, month: int, rows: int = 80_000, seed: int = 42) ->
     street_hail = rng.random(rows) < 0.97
     unknown = rng.random(rows) < 0.06  # the rows where real files leave passenger info null
     fare = np.round(np.maximum(2.5 + 2.5 * distance + 0.5 * np.maximum(minutes, 0), 2.5), 2)
-    tip = np.round(np.where(rng.random(rows) < 0.4, fare * rng.uniform(0.1, 0.25, rows), 0.0), 2)
+    # The first generator's tip draws, still made so every later column keeps its values for a
+    # seed; payment and tips now come from their own generator (see _payments).
+    rng.random(rows), rng.uniform(0.1, 0.25, rows)
+    payment, tip = _payments(fare, np.random.default_rng([seed, year, month, _PAYMENT_STREAM]))
     extra = np.where(night | rush, 0.5, 0.0)
     surcharge = np.where(rng.random(rows) < 0.2, 2.75, 0.0)
     tolls = np.where(distance > 10, np.where(rng.random(rows) < 0.3, 6.55, 0.0), 0.0)
@@ -196,7 +222,7 @@ def generate_month(year: int, month: int, rows: int = 80_000, seed: int = 42) ->
             "ehail_fee": np.full(rows, np.nan),
             "improvement_surcharge": np.full(rows, 0.3),
             "total_amount": total,
-            "payment_type": nullable(np.where(tip > 0, 1.0, rng.choice([1.0, 2.0], rows))),
+            "payment_type": nullable(payment),
             "trip_type": nullable(np.where(street_hail, 1.0, 2.0)),
             "congestion_surcharge": nullable(surcharge),
         }

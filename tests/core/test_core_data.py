@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from pathlib import Path
 
@@ -12,6 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from deploy_modes.core.data import (
+    CARD,
+    CASH,
     REQUIRED_COLUMNS,
     TLC_SCHEMA,
     generate_month,
@@ -140,6 +143,51 @@ def test_files_carry_the_dirt_real_files_have(month: pd.DataFrame, minutes: pd.S
     assert (minutes > 120).sum() > 0  # meter left running
     assert month["passenger_count"].isna().sum() > 0
     assert (month["trip_distance"] == 0).sum() > 0
+
+
+# sha256 of every column but the payment ones, for 5,000 rides of 2021-03 with seed 7, as the
+# generator wrote them before tips became realistic: the payment generator is a separate one.
+_RIDES_BEFORE_TIPS = "410f6fffe582576fd5b7548745f8a8de2731d1291161f629057a161b207d4dab"
+_PAYMENT_COLUMNS = ("tip_amount", "total_amount", "payment_type")
+
+
+def test_realistic_tips_left_every_other_column_as_it_was() -> None:
+    frame = generate_month(2021, 3, rows=5_000, seed=7)
+    others = frame[[c for c in TLC_SCHEMA.names if c not in _PAYMENT_COLUMNS]]
+    digest = hashlib.sha256(pd.util.hash_pandas_object(others).to_numpy().tobytes()).hexdigest()
+    assert digest == _RIDES_BEFORE_TIPS
+
+
+def test_card_rides_tip_a_share_of_the_fare_and_cash_tips_are_mostly_zero(
+    month: pd.DataFrame,
+) -> None:
+    card = month[month["payment_type"] == CARD]
+    cash = month[month["payment_type"] == CASH]
+    assert 0.45 < len(card) / len(month) < 0.6 and 0.35 < len(cash) / len(month) < 0.5
+    tipped = card[card["tip_amount"] > 0]
+    assert 0.8 < len(tipped) / len(card) < 0.95  # some card riders press "no tip"
+    share = tipped["tip_amount"] / tipped["fare_amount"]
+    assert share.quantile(0.25) > 0.15 and share.quantile(0.75) < 0.25
+    assert (cash["tip_amount"] == 0).mean() > 0.95
+    others = month[month["payment_type"].isin([3.0, 4.0, 5.0])]
+    assert len(others) > 0 and (others["tip_amount"] == 0).all()  # no charge, dispute: no tip
+    assert (month["tip_amount"] >= 0).all()
+
+
+def test_total_is_the_sum_of_its_parts(month: pd.DataFrame) -> None:
+    parts = [
+        "fare_amount",
+        "tip_amount",
+        "extra",
+        "mta_tax",
+        "improvement_surcharge",
+        "tolls_amount",
+        "congestion_surcharge",
+    ]
+    total = month[parts].fillna({"congestion_surcharge": 0.0}).sum(axis=1)
+    # Nullable congestion surcharge rows still paid it (only the column is blanked in real files).
+    known = month["congestion_surcharge"].notna()
+    assert np.allclose(total[known], month.loc[known, "total_amount"], atol=0.011)
 
 
 def test_training_filter_drops_a_few_percent(month: pd.DataFrame) -> None:
