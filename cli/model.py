@@ -17,10 +17,12 @@ from deploy_modes.cli.options import (
     TrustTypeOption,
     chosen_trust,
 )
+from deploy_modes.core.errors import DeployError
 from deploy_modes.core.settings import CoreSettings, load_settings
 
-__all__ = ["MAX_ROWS", "convert", "data", "model_app", "show", "train"]
+__all__ = ["MAX_ROWS", "TIP_MODEL_LOCATION", "convert", "data", "model_app", "show", "train"]
 
+TIP_MODEL_LOCATION = "models/tip-amount"
 # About 10x the biggest real TLC month (yellow); more would need several GB of memory.
 MAX_ROWS = 10_000_000
 
@@ -127,8 +129,15 @@ def train(
     ] = None,
     seed: SeedOption = None,
     data_dir: DataDirOption = None,
+    target: Annotated[
+        str,
+        typer.Option(
+            help="What to predict: duration (minutes) or tip_amount (dollars; default --out: "
+            f"{TIP_MODEL_LOCATION})."
+        ),
+    ] = "duration",
 ) -> None:
-    """Train the ride-duration model on one month and validate it on the next.
+    """Train the ride-duration (or tip) model on one month and validate it on the next.
 
     Missing months are generated first (saying so).
 
@@ -136,13 +145,17 @@ def train(
     """
     from deploy_modes.core.data import parse_month
     from deploy_modes.core.demo import ensure_month
-    from deploy_modes.core.training import make_regressor, train_model
+    from deploy_modes.core.naming import DURATION, TARGETS
+    from deploy_modes.core.training import make_regressor, train_model, unit_label
 
+    if target not in TARGETS:
+        raise DeployError(f"--target must be one of {', '.join(TARGETS)}, got {target!r}")
     s = load_settings(
         CoreSettings,
         train_month=train_month,
         val_month=val_month,
-        model_location=out,
+        # The tip model has its own default place, so it never overwrites the duration model.
+        model_location=out or (None if target == DURATION else TIP_MODEL_LOCATION),
         demo_rows=rows,
         seed=seed,
         data_dir=data_dir,
@@ -155,11 +168,13 @@ def train(
     train_path = ensure_month(s.data_dir, s.train_month, s.demo_rows, s.seed, say)
     val_path = ensure_month(s.data_dir, s.val_month, s.demo_rows, s.seed, say)
     with warnings_as_lines():  # e.g. a ConvergenceWarning: one line, not Python's format
-        result = train_model(train_path, val_path, out, regressor=regressor, progress=say)
+        result = train_model(
+            train_path, val_path, out, regressor=regressor, progress=say, target=target
+        )
     manifest = result.manifest
     console.print(
         f"[bold green]trained[/bold green] {manifest['name']} version {manifest['version']}: "
-        f"validation RMSE {manifest['metrics']['val_rmse']:.3f} min "
+        f"validation RMSE {manifest['metrics']['val_rmse']:.3f} {unit_label(target)} "
         f"(train {manifest['metrics']['train_rmse']:.3f}) -> {out}",
         highlight=False,
     )
@@ -181,6 +196,7 @@ def show(
     Example: deploy model show models/ride-duration
     """
     from deploy_modes.core.artifact import inspect_model, load_model
+    from deploy_modes.core.naming import TARGETS
     from deploy_modes.core.scoring import ModelService
 
     trust = chosen_trust(trust_pickle, trust_type, model_sha256)
@@ -196,7 +212,7 @@ def show(
         rows.append(("prediction path", "not checked: a pickle is loaded only with --trust-pickle"))
     else:
         with warnings_as_lines():  # a version mismatch is one clear line, not Python's format
-            service = ModelService(load_model(location, trust))
+            service = ModelService(load_model(location, trust), TARGETS)
         rows.append(("prediction path", service.scoring_path))
         rows.append(("why", service.scoring_reason))
         rows.append(("feature scheme", service.scheme.name))

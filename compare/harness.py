@@ -14,7 +14,7 @@ from deploy_modes.compare.rides import prepare_rides
 from deploy_modes.compare.settings import CompareSettings
 from deploy_modes.compare.truth import reference_predictions, truth
 from deploy_modes.core.artifact import Trust
-from deploy_modes.core.errors import DeployError
+from deploy_modes.core.errors import DeployError, ModelLoadError
 from deploy_modes.launch.processes import sigterm_as_interrupt
 
 __all__ = [
@@ -126,10 +126,13 @@ def _runners(
 def run_compare(run: CompareRun, say: Say, progress: ProgressFactory) -> Outcome:
     """Run the three modes on the same rides, check they agree, write the report."""
     from deploy_modes.core.artifact import load_model
+    from deploy_modes.core.naming import DURATION
 
     check_paths(run.out, run.input)
     trust = run.trust or Trust.from_settings()
     loaded = load_model(run.model, trust)  # a broken model fails here, in one line, before any mode
+    if loaded.target != DURATION:  # the three modes are compared on durations
+        raise ModelLoadError(f"{run.model} predicts {loaded.target}; compare runs duration models")
     location = run.model
     if "://" not in location:
         location = str(Path(location).resolve())  # the children run with the same cwd, but be safe

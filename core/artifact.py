@@ -35,7 +35,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.utils.validation import check_is_fitted
 
 from deploy_modes.core.errors import DeployError, ModelLoadError
-from deploy_modes.core.naming import MODEL_NAME
+from deploy_modes.core.naming import DURATION, MODEL_NAME
 from deploy_modes.core.settings import CoreSettings
 from deploy_modes.core.storage import is_s3, list_s3, read_bytes, write_bytes
 
@@ -89,6 +89,13 @@ class LoadedModel:
     def name(self) -> str:
         """Return the model name recorded in the manifest."""
         return str(self.manifest.get("name", MODEL_NAME))
+
+    @property
+    def target(self) -> str:
+        """Return what the model predicts (the manifest's ``features.target``; else duration)."""
+        # Course pickles, MLflow models and artifacts from before tips predict durations.
+        features = self.manifest.get("features")
+        return str(features.get("target", DURATION)) if isinstance(features, dict) else DURATION
 
 
 @dataclass(frozen=True)

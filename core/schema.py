@@ -38,6 +38,8 @@ __all__ = [
     "RidePrediction",
     "RideRequest",
     "Status",
+    "TipPrediction",
+    "TipPredictionEvent",
     "event_error",
     "field_bounds",
     "json_type",
@@ -219,6 +221,21 @@ class PredictionEvent(BaseModel):
     model: str = Field(description="The model's name, the course's ride_duration_prediction_model.")
     version: str
     prediction: RidePrediction
+
+
+class TipPrediction(BaseModel):
+    """The ``prediction`` part of a tip model's output event."""
+
+    tip_amount: float = Field(description="Predicted recorded tip in dollars.")
+    ride_id: int | str
+
+
+class TipPredictionEvent(BaseModel):
+    """The tip model's stream output event: the course's shape, the value named by its target."""
+
+    model: str = Field(description="The model's name: tip_amount_prediction_model.")
+    version: str
+    prediction: TipPrediction
 
 
 def field_bounds(model: type[BaseModel], name: str) -> tuple[float, float]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +26,8 @@ from sklearn.feature_extraction import DictVectorizer
 from sklearn.pipeline import Pipeline
 
 from deploy_modes.core.artifact import LoadedModel
-from deploy_modes.core.errors import RideValidationError
+from deploy_modes.core.errors import ModelLoadError, RideValidationError
+from deploy_modes.core.naming import DURATION
 from deploy_modes.core.proof import TOLERANCE, Probe, Proof, is_identity_linear, probe_rides, prove
 from deploy_modes.core.schemes import TABLE_SIZE, FeatureScheme, scheme_for
 from deploy_modes.core.validation import MAX_ZONE, MIN_ZONE, Ride, validate_ride
@@ -53,7 +54,16 @@ class Prediction:
 class ModelService:
     """Predict ride durations with one loaded model; shared by every mode."""
 
-    def __init__(self, model: LoadedModel) -> None:
+    def __init__(self, model: LoadedModel, targets: Collection[str] = (DURATION,)) -> None:
+        """Load ``model`` for scoring; refuse it unless it predicts one of ``targets``."""
+        if model.target not in targets:
+            # A mode that labels its answers (web's duration, batch's column) must never label
+            # a tip as a duration: only callers that name other targets accept them.
+            raise ModelLoadError(
+                f"{model.source or 'the model'} predicts {model.target}, but this mode answers "
+                f"{' or '.join(targets)} only; serve it with `deploy stream consume --model "
+                f"{model.source or 'DIR'}`, whose events name the target"
+            )
         self.model = model
         self.pipeline: Pipeline = model.pipeline
         self.vectorizer: DictVectorizer = self.pipeline.steps[0][1]
@@ -89,6 +99,11 @@ class ModelService:
     def name(self) -> str:
         """Return the model name (from the manifest)."""
         return self.model.name
+
+    @property
+    def target(self) -> str:
+        """Return what the model predicts: ``duration`` (minutes) or ``tip_amount`` (dollars)."""
+        return self.model.target
 
     @property
     def fast_path(self) -> str:

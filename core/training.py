@@ -1,4 +1,8 @@
-"""Train the course's model: ``DictVectorizer`` + a regressor in one sklearn ``Pipeline``."""
+"""Train the course's model: ``DictVectorizer`` + a regressor in one sklearn ``Pipeline``.
+
+The target is the ride's duration (the course's model) or its recorded tip; both use the
+same features, the ones a ride event carries when the ride starts (zones and distance).
+"""
 
 from __future__ import annotations
 
@@ -29,13 +33,34 @@ from deploy_modes.core.features import (
     feature_dicts,
     in_duration_range,
 )
-from deploy_modes.core.tlc import DROPOFF, PICKUP
+from deploy_modes.core.naming import DURATION, MODEL_NAMES, TARGETS, TIP_AMOUNT
+from deploy_modes.core.tlc import DROPOFF, PICKUP, REQUIRED_COLUMNS
 from deploy_modes.core.validation import invalid_reasons
 
-__all__ = ["REGRESSORS", "TrainingResult", "make_regressor", "prepare", "train_model"]
+__all__ = [
+    "MAX_TIP",
+    "REGRESSORS",
+    "TARGET_SPECS",
+    "TrainingResult",
+    "make_regressor",
+    "prepare",
+    "train_model",
+    "unit_label",
+]
 
 _RANGE = f"{MIN_DURATION_MIN:g}..{MAX_DURATION_MIN:g}"
 _MONTH_IN_NAME = re.compile(r"(\d{4}-\d{2})\.parquet$")
+MAX_TIP = 100.0  # dollars; above it a recorded tip is a keying error, as negatives are refunds
+# What each target's manifest records: the same features, the target's unit and range.
+TARGET_SPECS: dict[str, dict[str, Any]] = {
+    DURATION: FEATURE_SPEC,
+    TIP_AMOUNT: {
+        **FEATURE_SPEC,
+        "target": TIP_AMOUNT,
+        "target_unit": "dollars",
+        "target_range": [0.0, MAX_TIP],
+    },
+}
 REGRESSORS: dict[str, Callable[[], Any]] = {
     "linear": LinearRegression,
     "ridge": lambda: Ridge(alpha=1.0),
@@ -53,6 +78,12 @@ class TrainingResult:
     pipeline: Pipeline
     manifest: dict[str, Any]
     out: str
+
+
+def unit_label(target: str) -> str:
+    """Return the short unit of a target's values, as messages print it (``min``, ``dollars``)."""
+    unit = str(TARGET_SPECS[target]["target_unit"])
+    return "min" if unit == "minutes" else unit
 
 
 def make_regressor(name: str) -> Any:
@@ -81,8 +112,14 @@ def make_regressor(name: str) -> Any:
     )
 
 
-def prepare(frame: pd.DataFrame) -> tuple[list[dict[str, Any]], np.ndarray, dict[str, int]]:
-    """Return feature dicts, durations and drop counts after the course's 1..60 min filter."""
+def prepare(
+    frame: pd.DataFrame, target: str = DURATION
+) -> tuple[list[dict[str, Any]], np.ndarray, dict[str, int]]:
+    """Return feature dicts, target values and drop counts after the course's 1..60 min filter.
+
+    Tips are learnt from the same rides as durations, less those whose recorded tip is missing,
+    negative (a refund) or above :data:`MAX_TIP`.
+    """
     duration = duration_minutes(frame, PICKUP, DROPOFF)
     reasons = invalid_reasons(
         frame["PULocationID"].to_numpy("float64", na_value=np.nan),
@@ -96,8 +133,15 @@ def prepare(frame: pd.DataFrame) -> tuple[list[dict[str, Any]], np.ndarray, dict
     keep = ~bad & ~out_of_range.to_numpy()
     drops = {name: int(mask.sum()) for name, mask in reasons.items()}
     drops["duration_out_of_range"] = int(out_of_range.sum())
+    values = duration.to_numpy("float64")
+    if target == TIP_AMOUNT:
+        values = frame[TIP_AMOUNT].to_numpy("float64", na_value=np.nan)
+        # NaN compares False, so a missing tip is out of range too.
+        tip_out = keep & ~((values >= 0.0) & (values <= MAX_TIP))
+        drops["tip_out_of_range"] = int(tip_out.sum())
+        keep &= ~tip_out
     kept = frame.loc[keep]
-    return feature_dicts(kept), duration[keep].to_numpy("float64"), drops
+    return feature_dicts(kept), values[keep], drops
 
 
 def _month_info(path: str, rows: int, used: int, drops: dict[str, int]) -> dict[str, Any]:
@@ -114,15 +158,16 @@ def _month_info(path: str, rows: int, used: int, drops: dict[str, int]) -> dict[
 
 
 def _read_month(
-    path: str, say: Callable[[str], None]
+    path: str, say: Callable[[str], None], target: str
 ) -> tuple[list[dict[str, Any]], np.ndarray, dict[str, Any]]:
-    """Return a month's features, durations and manifest entry; refuse a month with no ride."""
+    """Return a month's features, targets and manifest entry; refuse a month with no ride."""
     say(f"reading {path}")
-    frame = read_trips(path)
-    features, durations, drops = prepare(frame)
-    if len(durations) == 0:
-        raise DeployError(f"{path} has no ride with a duration of {_RANGE} minutes")
-    return features, durations, _month_info(path, len(frame), len(durations), drops)
+    frame = read_trips(path, [*REQUIRED_COLUMNS, TIP_AMOUNT] if target == TIP_AMOUNT else None)
+    features, values, drops = prepare(frame, target)
+    if len(values) == 0:
+        tip = f" and a recorded tip of 0..{MAX_TIP:g} dollars" if target == TIP_AMOUNT else ""
+        raise DeployError(f"{path} has no ride with a duration of {_RANGE} minutes{tip}")
+    return features, values, _month_info(path, len(frame), len(values), drops)
 
 
 def train_model(
@@ -131,14 +176,17 @@ def train_model(
     out: str | Path,
     regressor: str = "linear",
     progress: Callable[[str], None] | None = None,
+    target: str = DURATION,
 ) -> TrainingResult:
     """Fit on one month, validate on the next, save the artifact and return the result."""
     say = progress or (lambda _msg: None)
+    if target not in TARGETS:  # fail fast, before reading data
+        raise DeployError(f"unknown target {target!r}: choose one of {', '.join(TARGETS)}")
     estimator = make_regressor(regressor)  # fail fast on an unknown name, before reading data
     started = time.perf_counter()
     train_path, val_path = str(train_path), str(val_path)  # a local path or an s3:// URI
-    x_train, y_train, train_info = _read_month(train_path, say)
-    x_val, y_val, val_info = _read_month(val_path, say)
+    x_train, y_train, train_info = _read_month(train_path, say, target)
+    x_val, y_val, val_info = _read_month(val_path, say, target)
 
     say(f"fitting {regressor} on {len(y_train):,} rides")
     pipeline = make_pipeline(DictVectorizer(), estimator)
@@ -148,10 +196,12 @@ def train_model(
         raise DeployError(f"regressor {regressor} failed to fit: {exc}") from exc
     rmse = float(root_mean_squared_error(y_val, pipeline.predict(x_val)))
     train_rmse = float(root_mean_squared_error(y_train, pipeline.predict(x_train)))
+    spec = TARGET_SPECS[target]
     metadata = {
+        "name": MODEL_NAMES[target],
         "regressor": regressor,
         "estimator": f"{type(estimator).__module__}.{type(estimator).__name__}",
-        "features": FEATURE_SPEC,
+        "features": spec,
         "training": {
             "train": train_info,
             "validation": val_info,
@@ -159,6 +209,6 @@ def train_model(
         },
         "metrics": {"val_rmse": rmse, "train_rmse": train_rmse},
     }
-    say(f"validation RMSE {rmse:.3f} min; saving to {out}")
+    say(f"validation RMSE {rmse:.3f} {unit_label(target)}; saving to {out}")
     manifest = save_model(pipeline, out, metadata)
     return TrainingResult(pipeline, manifest, str(out))

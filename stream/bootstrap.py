@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from deploy_modes.core.artifact import Trust, load_model
+from deploy_modes.core.naming import EVENT_FIELDS
 from deploy_modes.core.scoring import ModelService
 from deploy_modes.core.storage import aws_client, emulator_keys
 from deploy_modes.stream.checkpoints import CheckpointStore, DynamoCheckpoints, SQLiteCheckpoints
@@ -41,7 +42,7 @@ def stream_service(
     model_location: str, settings: StreamSettings, trust: Trust | None = None
 ) -> StreamService:
     """Load the model once (``trust``: default the environment's) and return the service."""
-    service = ModelService(load_model(model_location, trust))
+    service = ModelService(load_model(model_location, trust), EVENT_FIELDS)
     return StreamService(service, settings.max_record_bytes)
 
 

@@ -2,7 +2,9 @@
 
 The contract is the course's: input ``{"ride": {...}, "ride_id": 256}``, output
 ``{"model": ..., "version": ..., "prediction": {"ride_duration": ..., "ride_id": 256}}``,
-both defined by :mod:`deploy_modes.core.schema` (``RideEvent``, ``PredictionEvent``).
+both defined by :mod:`deploy_modes.core.schema` (``RideEvent``, ``PredictionEvent``). A tip
+model's output names its own target: ``{"prediction": {"tip_amount": ..., "ride_id": 256}}``
+(``TipPredictionEvent``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from deploy_modes.core.naming import DURATION, EVENT_FIELDS
 from deploy_modes.core.schema import (
     MAX_RIDE_ID_CHARS,
     RideEvent,
@@ -74,14 +77,17 @@ def ride_event(pu: int | None, do: int | None, distance: float | None, ride_id: 
     }
 
 
-def prediction_event(model: str, version: str, duration: float, ride_id: Any) -> dict:
-    """Build the course's output event for one prediction."""
-    # PredictionEvent's shape as a plain dict (tests hold the two equal): a model per event
-    # would re-validate values the service just made, and encode() must refuse a NaN, not null it.
+def prediction_event(
+    model: str, version: str, value: float, ride_id: Any, field: str = EVENT_FIELDS[DURATION]
+) -> dict:
+    """Build the output event for one prediction, the value under its target's ``field``."""
+    # PredictionEvent's (or TipPredictionEvent's) shape as a plain dict (tests hold them equal):
+    # a model per event would re-validate values the service just made, and encode() must
+    # refuse a NaN, not null it.
     return {
         "model": model,
         "version": version,
-        "prediction": {"ride_duration": duration, "ride_id": ride_id},
+        "prediction": {field: value, "ride_id": ride_id},
     }
 
 

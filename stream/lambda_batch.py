@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from deploy_modes.core.artifact import load_model
+from deploy_modes.core.naming import EVENT_FIELDS
 from deploy_modes.core.scoring import ModelService
 from deploy_modes.core.storage import aws_client
 from deploy_modes.stream.events import Poison, dead_letter, encode
@@ -113,7 +114,9 @@ def from_environment(environ: Mapping[str, str]) -> LambdaBatch:
     ``KINESIS_ENDPOINT_URL`` and ``TEST_RUN=True`` (predict without putting).
     """
     service = StreamService(
-        ModelService(load_model(environ.get("MODEL_LOCATION", DEFAULT_MODEL_LOCATION)))
+        ModelService(
+            load_model(environ.get("MODEL_LOCATION", DEFAULT_MODEL_LOCATION)), EVENT_FIELDS
+        )
     )
     if environ.get("TEST_RUN", "False") == "True":
         return LambdaBatch(service)

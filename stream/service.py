@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from deploy_modes.core.errors import ModelLoadError
+from deploy_modes.core.naming import EVENT_FIELDS
 from deploy_modes.core.scoring import ModelService
 from deploy_modes.stream.events import (
     MAX_RECORD_BYTES,
@@ -58,7 +60,15 @@ class StreamService:
     """Turn batches of raw ride records into prediction events with one model service."""
 
     def __init__(self, model: ModelService, max_record_bytes: int = MAX_RECORD_BYTES) -> None:
+        field = EVENT_FIELDS.get(model.target)
+        if field is None:  # ModelService refuses such a model unless told otherwise; say why
+            raise ModelLoadError(
+                f"{model.model.source or 'the model'} predicts {model.target}, which no "
+                f"prediction event names (known: {', '.join(EVENT_FIELDS)})"
+            )
         self.model = model
+        self.field = field
+        """The ``prediction`` field carrying the value: ``ride_duration`` or ``tip_amount``."""
         self.max_record_bytes = max_record_bytes
 
     def process(self, records: Sequence[InputRecord]) -> BatchResult:
@@ -78,14 +88,14 @@ class StreamService:
                 sources.append(record.sequence)
         if not good:
             return result
-        durations = self.model.predict_arrays(
+        values = self.model.predict_arrays(
             np.fromiter((e.ride.pu for e in good), dtype="int64", count=len(good)),
             np.fromiter((e.ride.do for e in good), dtype="int64", count=len(good)),
             np.fromiter((e.ride.distance for e in good), dtype="float64", count=len(good)),
         ).tolist()
-        name, version = self.model.name, self.model.version
-        for event, duration, source in zip(good, durations, sources, strict=True):
-            prediction = prediction_event(name, version, duration, event.ride_id)
+        name, version, field = self.model.name, self.model.version, self.field
+        for event, value, source in zip(good, values, sources, strict=True):
+            prediction = prediction_event(name, version, value, event.ride_id, field)
             result.predictions.append(prediction)
             result.outputs.append(OutputRecord(encode(prediction), str(event.ride_id), source))
         return result
