@@ -71,6 +71,15 @@ def model_dir(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tip_model_dir(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Return the directory of a real linear tip model trained on the same small months."""
+    out = tmp_path_factory.mktemp("model") / "tip-amount"
+    months = (data_dir / month_file(2021, 1), data_dir / month_file(2021, 2))
+    train_model(*months, out, target="tip_amount")
+    return out
+
+
+@pytest.fixture(scope="session")
 def loaded_model(model_dir: Path) -> LoadedModel:
     """Return the trained model loaded the way every mode loads it."""
     return load_model(model_dir)
