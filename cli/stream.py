@@ -52,6 +52,14 @@ ConsumerOption = Annotated[
         show_default=False,
     ),
 ]
+OutputStreamOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Prediction stream, e.g. tip_predictions for a second model's consumer "
+        "(env DEPLOY_STREAM_OUTPUT_STREAM; default: ride_predictions).",
+        show_default=False,
+    ),
+]
 ShardsOption = Annotated[
     int | None,
     typer.Option(
@@ -122,6 +130,7 @@ def consume(
     consumer_name: ConsumerOption = None,
     endpoint_url: EndpointOption = None,
     model: ModelOption = None,
+    output_stream: OutputStreamOption = None,
     startup_timeout: Annotated[
         float | None,
         typer.Option(
@@ -164,6 +173,7 @@ def consume(
     settings = _settings(
         consumer_name=consumer_name,
         endpoint_url=endpoint_url,
+        output_stream=output_stream,
         startup_timeout=startup_timeout,
         group=group,
         lease_timeout=lease_timeout,
@@ -179,12 +189,14 @@ def consume(
 def init(
     shards: ShardsOption = None,
     endpoint_url: EndpointOption = None,
+    output_stream: OutputStreamOption = None,
 ) -> None:
     """Create the input, output and dead-letter streams and wait until they are ACTIVE.
 
     Example: deploy stream init --shards 4
     """
-    local.init_streams(_settings(shards=shards, endpoint_url=endpoint_url))
+    settings = _settings(shards=shards, endpoint_url=endpoint_url, output_stream=output_stream)
+    local.init_streams(settings)
 
 
 @app.command("send")
@@ -236,6 +248,7 @@ def tail(
         bool, typer.Option("--latest", help="Only events that arrive from now on.")
     ] = False,
     endpoint_url: EndpointOption = None,
+    output_stream: OutputStreamOption = None,
 ) -> None:
     """Print prediction events (one JSON line each) as they arrive.
 
@@ -243,7 +256,7 @@ def tail(
     """
     from deploy_modes.stream.rides import follow_records
 
-    settings = _settings(endpoint_url=endpoint_url)
+    settings = _settings(endpoint_url=endpoint_url, output_stream=output_stream)
     stream = settings.dlq_stream if dead_letters else settings.output_stream
     stop = threading.Event()
     shown = 0
