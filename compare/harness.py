@@ -14,7 +14,7 @@ from deploy_modes.compare.rides import prepare_rides
 from deploy_modes.compare.settings import CompareSettings
 from deploy_modes.compare.truth import reference_predictions, truth
 from deploy_modes.core.artifact import Trust
-from deploy_modes.core.errors import DeployError, ModelLoadError
+from deploy_modes.core.errors import DeployError
 from deploy_modes.launch.processes import sigterm_as_interrupt
 
 __all__ = [
@@ -131,8 +131,7 @@ def run_compare(run: CompareRun, say: Say, progress: ProgressFactory) -> Outcome
     check_paths(run.out, run.input)
     trust = run.trust or Trust.from_settings()
     loaded = load_model(run.model, trust)  # a broken model fails here, in one line, before any mode
-    if loaded.target != DURATION:  # the three modes are compared on durations
-        raise ModelLoadError(f"{run.model} predicts {loaded.target}; compare runs duration models")
+    loaded.check_target((DURATION,))  # the three modes are compared on durations
     location = run.model
     if "://" not in location:
         location = str(Path(location).resolve())  # the children run with the same cwd, but be safe

@@ -20,7 +20,7 @@ import pickle
 import platform
 import warnings
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -96,6 +96,18 @@ class LoadedModel:
         # Course pickles, MLflow models and artifacts from before tips predict durations.
         features = self.manifest.get("features")
         return str(features.get("target", DURATION)) if isinstance(features, dict) else DURATION
+
+    def check_target(self, targets: Collection[str]) -> None:
+        """Raise ModelLoadError unless the model predicts one of ``targets``."""
+        # A mode that labels its answers (web's duration, batch's column) must never label a
+        # tip as a duration: it names what it answers, and anything else stops it at start.
+        if self.target not in targets:
+            where = self.source or "the model"
+            raise ModelLoadError(
+                f"{where} predicts {self.target}, but this mode answers {' or '.join(targets)} "
+                f"only; serve it with `deploy stream consume --model {self.source or 'DIR'}`, "
+                "whose events name the target"
+            )
 
 
 @dataclass(frozen=True)

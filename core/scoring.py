@@ -26,7 +26,7 @@ from sklearn.feature_extraction import DictVectorizer
 from sklearn.pipeline import Pipeline
 
 from deploy_modes.core.artifact import LoadedModel
-from deploy_modes.core.errors import ModelLoadError, RideValidationError
+from deploy_modes.core.errors import RideValidationError
 from deploy_modes.core.naming import DURATION
 from deploy_modes.core.proof import TOLERANCE, Probe, Proof, is_identity_linear, probe_rides, prove
 from deploy_modes.core.schemes import TABLE_SIZE, FeatureScheme, scheme_for
@@ -56,14 +56,7 @@ class ModelService:
 
     def __init__(self, model: LoadedModel, targets: Collection[str] = (DURATION,)) -> None:
         """Load ``model`` for scoring; refuse it unless it predicts one of ``targets``."""
-        if model.target not in targets:
-            # A mode that labels its answers (web's duration, batch's column) must never label
-            # a tip as a duration: only callers that name other targets accept them.
-            raise ModelLoadError(
-                f"{model.source or 'the model'} predicts {model.target}, but this mode answers "
-                f"{' or '.join(targets)} only; serve it with `deploy stream consume --model "
-                f"{model.source or 'DIR'}`, whose events name the target"
-            )
+        model.check_target(targets)
         self.model = model
         self.pipeline: Pipeline = model.pipeline
         self.vectorizer: DictVectorizer = self.pipeline.steps[0][1]

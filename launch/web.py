@@ -45,6 +45,7 @@ def serve_local(
     ``trust`` (default: the environment's) reaches gunicorn as its ``DEPLOY_*`` variables.
     """
     from deploy_modes.core.artifact import Trust, load_model
+    from deploy_modes.core.naming import DURATION
 
     trust = trust or Trust.from_settings()
 
@@ -55,6 +56,7 @@ def serve_local(
             f"or choose another port with --port"
         )
     loaded = load_model(location, trust)  # a broken model fails here, in one line, not in gunicorn
+    loaded.check_target((DURATION,))  # so does a tip model: the web service answers durations
     say(f"serving {loaded.name} version {loaded.version} from {location}")
     metrics_dir = tempfile.mkdtemp(prefix="deploy-web-metrics-")
     env = {
