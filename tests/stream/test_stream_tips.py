@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 import signal
 import sqlite3
 import sys
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from stream_helpers import ride_bytes
+from stream_helpers import COURSE_EVENT, ride_bytes
 
 from deploy_modes.core.artifact import LoadedModel, load_model
 from deploy_modes.core.errors import ModelLoadError
@@ -24,6 +25,7 @@ from deploy_modes.launch.emulator import Emulator
 from deploy_modes.launch.processes import ManagedProcess
 from deploy_modes.stream.events import prediction_event
 from deploy_modes.stream.kinesis import ensure_streams
+from deploy_modes.stream.lambda_batch import from_environment
 from deploy_modes.stream.rides import generated_rides, read_predictions, send_rides
 from deploy_modes.stream.service import InputRecord, StreamService
 from deploy_modes.stream.settings import StreamSettings
@@ -158,3 +160,21 @@ def test_duration_and_tip_consumers_each_predict_every_ride_once(
     with sqlite3.connect(streams.checkpoint_path) as db:
         rows = db.execute("select consumer, count(*) from checkpoints group by consumer").fetchall()
     assert dict(rows) == {"durations": streams.shards, "tips": streams.shards}
+
+
+def test_the_lambda_serves_a_tip_model_under_its_own_field(
+    tip_model_dir: Path, tip_service: ModelService
+) -> None:
+    handler = from_environment({"MODEL_LOCATION": str(tip_model_dir), "TEST_RUN": "True"})
+    response = handler.handle(copy.deepcopy(COURSE_EVENT))
+    expected = tip_service.predict_arrays([130], [205], [3.66])[0]
+    assert response == {
+        "predictions": [
+            {
+                "model": TIP_MODEL_NAME,
+                "version": tip_service.version,
+                "prediction": {"tip_amount": expected, "ride_id": 256},
+            }
+        ],
+        "batchItemFailures": [],
+    }
