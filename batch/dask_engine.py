@@ -237,6 +237,14 @@ def run_on_dask(
         client.cancel(list(futures))
         for plan in runs:
             plan.staging.abort()  # no-op for the published ones
+    # Every interval is published and this run's tasks are done: an emptied SQL staging
+    # table goes too (kept while another run still has parts in it).
+    swept: set[tuple[str, str]] = set()
+    for plan in runs:
+        where = (plan.staging.target, plan.staging.sink.table)
+        if plan.staging.sink.table and where not in swept:
+            swept.add(where)
+            plan.staging.drop_staging_table()
     return [summaries[plan.interval.label] for plan in runs]
 
 

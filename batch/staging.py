@@ -173,6 +173,39 @@ class Staging:
         finally:
             self.prepare()  # the parts are published or useless: remove them either way
 
+    def drop_staging_table(self) -> bool:
+        """Drop the SQL staging table when no run has parts left in it; return whether it did.
+
+        Checked and dropped in one transaction that holds the table's write lock, so a part
+        another run is staging at that moment is never dropped with it.
+        """
+        if not self.sink.table:
+            return False
+        import sqlalchemy as sa
+
+        staging = self._staging_table()
+        try:
+            with staging.engine.begin() as conn:
+                table = staging.table
+                if conn.dialect.name == "postgresql":
+                    # Waits for the transactions writing parts; later ones wait for the drop.
+                    name = conn.dialect.identifier_preparer.format_table(table)
+                    conn.execute(sa.text(f"LOCK TABLE {name} IN ACCESS EXCLUSIVE MODE"))
+                else:
+                    # A write statement takes SQLite's write lock for the transaction.
+                    conn.execute(sa.delete(table).where(sa.false()))
+                if conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one():
+                    return False  # another run's parts (a live run, or a killed one's leftovers)
+                table.drop(conn)
+        except sa.exc.SQLAlchemyError as exc:
+            raise DeployError(
+                f"published {self.interval.label}, but cannot drop {staging.describe()}: "
+                f"{one_line(exc)}"
+            ) from exc
+        finally:
+            staging.close()
+        return True
+
     def abort(self) -> None:
         """Drop the output in progress (the previous output stays); idempotent."""
         if self._session is not None:

@@ -175,7 +175,6 @@ def run(
     from deploy_modes.batch.runner import BatchRun, run_intervals
     from deploy_modes.batch.settings import BatchSettings
     from deploy_modes.compose.runtime import Runtime
-    from deploy_modes.core.errors import DeployError
     from deploy_modes.core.settings import load_settings
 
     settings = load_settings(
@@ -205,8 +204,6 @@ def run(
     )
     trust = chosen_trust(trust_pickle, trust_type, model_sha256)
     if chosen_runtime(runtime) is Runtime.compose:
-        if settings.engine != "local":
-            raise DeployError("--engine dask runs with --runtime local (no compose stack yet)")
         _run_in_compose(settings, model, bake, trust)
         return
     # With --json, stdout carries only the summaries; messages go to stderr.
@@ -252,6 +249,10 @@ def _run_in_compose(settings: Any, model: str | None, bake: bool | None, trust: 
         first=settings.first,
         last=settings.last,
         window=settings.window,
+        engine=settings.engine,
+        workers=settings.workers,
+        scheduler=settings.scheduler,
+        partition_rows=settings.partition_rows,
     )
     done = run_batch(options)
     console.print(
@@ -260,6 +261,13 @@ def _run_in_compose(settings: Any, model: str | None, bake: bool | None, trust: 
     with contextlib.suppress(Exception):  # listing is a courtesy; the job already succeeded
         for uri, size in list_objects(done.prefix, done.endpoint):
             console.print(f"  {uri}  ({size:,} bytes)", highlight=False)
+    if done.scheduler:
+        console.print(
+            f"the Dask scheduler and its {done.workers} workers run until deploy down batch: "
+            f"{done.scheduler}",
+            highlight=False,
+            markup=False,
+        )
     keys = " ".join(f"{k}={v}" for k, v in EMULATOR_CREDENTIALS.items())
     console.print(
         f"the emulator keeps them while the stack runs: {done.endpoint}\nnext:\n"

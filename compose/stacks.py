@@ -29,6 +29,9 @@ __all__ = [
     "BATCH_OUTPUT",
     "BATCH_ROWS",
     "HEALTH_TIMEOUT",
+    "MAX_STACK_WORKERS",
+    "SCHEDULER_PORT",
+    "STACK_WORKERS",
     "BatchDone",
     "BatchStack",
     "StreamStack",
@@ -52,6 +55,9 @@ BATCH_OUTPUT = (
     "month={{month:02d}}/{{model_version}}.parquet"
 )
 HEALTH_TIMEOUT = 180.0
+STACK_WORKERS = 2  # worker containers of `--engine dask` without --workers (as locally)
+MAX_STACK_WORKERS = 16
+SCHEDULER_PORT = 8786  # inside the stack: tcp://scheduler:8786
 _LOOPBACK = (None, "127.0.0.1", "localhost")
 
 
@@ -84,6 +90,11 @@ class BatchStack:
     first: str | None = None
     last: str | None = None
     window: str | None = None
+    # --engine dask: a scheduler and ``workers`` worker containers next to the emulator.
+    engine: str = "local"
+    workers: int | None = None
+    scheduler: str | None = None  # refused: the stack runs its own
+    partition_rows: int | None = None  # rows per Dask task (None: the job's default)
 
     def __post_init__(self) -> None:
         from deploy_modes.core.tlc import parse_month
@@ -93,6 +104,15 @@ class BatchStack:
                 "the compose batch stack scores one --month: use --runtime local for "
                 "--run-date, --from/--to and --window"
             )
+        if self.scheduler:
+            raise DeployError(
+                "the compose batch stack runs its own Dask scheduler: drop --scheduler "
+                "(or use --runtime local --scheduler to submit to an existing cluster)"
+            )
+        if self.engine != "dask" and self.workers is not None:
+            raise DeployError("--workers needs --engine dask")
+        if self.workers is not None and not 1 <= self.workers <= MAX_STACK_WORKERS:
+            raise DeployError(f"--workers must be 1..{MAX_STACK_WORKERS}, got {self.workers}")
         parse_month(self.month or BATCH_MONTH)
 
 
@@ -110,11 +130,13 @@ class StreamStack:
 
 @dataclass(frozen=True)
 class BatchDone:
-    """Where a batch stack run left its predictions."""
+    """Where a batch stack run left its predictions (and its Dask scheduler, if any)."""
 
     prefix: str
     endpoint: str
     project: str
+    scheduler: str | None = None  # tcp://127.0.0.1:PORT of the stack's Dask scheduler
+    workers: int = 0
 
 
 def check_compose() -> None:
@@ -247,13 +269,80 @@ def run_batch(options: BatchStack) -> BatchDone:
         # --no-deps: the emulator is up; `run` would otherwise start (and re-run) dependencies
         if stack.run("run", "--rm", "--no-deps", "-T", "init", label="preparing S3") != 0:
             raise DeployError("preparing the emulated S3 failed (output above)")
-        say(f"running the batch job for {month}")
-        job = ["run", "--rm", "--no-deps", "-T", "-e", f"DEPLOY_BATCH_OUTPUT={target}", "batch"]
+        job_env = {"DEPLOY_BATCH_OUTPUT": target}
+        workers = 0
+        if options.engine == "dask":
+            workers = options.workers or STACK_WORKERS
+            _up_dask(stack, workers)
+            job_env.update(
+                DEPLOY_BATCH_ENGINE="dask",
+                DEPLOY_DASK_SCHEDULER=f"tcp://scheduler:{SCHEDULER_PORT}",
+            )
+            if options.partition_rows:
+                job_env["DEPLOY_BATCH_PARTITION_ROWS"] = str(int(options.partition_rows))
+        on = f" on {workers} Dask worker containers" if workers else ""
+        say(f"running the batch job for {month}{on}")
+        flags = [part for key, value in job_env.items() for part in ("-e", f"{key}={value}")]
+        job = ["run", "--rm", "--no-deps", "-T", *flags, "batch"]
         if stack.run(*job, label="scoring") != 0:
             raise DeployError("the batch job failed (its output is above)")
         port = stack.published_port("emulator", DEFAULT_EMULATOR_PORT)
+        scheduler = (
+            f"tcp://127.0.0.1:{stack.published_port('scheduler', SCHEDULER_PORT)}"
+            if workers
+            else None
+        )
     prefix = target.split("{", 1)[0].rsplit("/", 1)[0] + "/"
-    return BatchDone(prefix=prefix, endpoint=f"http://127.0.0.1:{port}", project=stack.project)
+    return BatchDone(
+        prefix=prefix,
+        endpoint=f"http://127.0.0.1:{port}",
+        project=stack.project,
+        scheduler=scheduler,
+        workers=workers,
+    )
+
+
+def _up_dask(stack: Stack, workers: int) -> None:
+    """Start the Dask scheduler and exactly ``workers`` worker containers; wait until they run."""
+    scale = ["--scale", f"worker={workers}"]
+    code = stack.run(
+        "up", "-d", "--no-build", *scale, "scheduler", "worker", label="starting the Dask cluster"
+    )
+    if code != 0:
+        raise DeployError("starting the Dask scheduler and workers failed (output above)")
+    say(f"waiting for the Dask scheduler and {workers} workers")
+    stack.wait_healthy(["scheduler"], timeout=HEALTH_TIMEOUT)
+    _wait_workers(stack, workers, timeout=HEALTH_TIMEOUT)
+
+
+def _wait_workers(stack: Stack, count: int, timeout: float) -> None:
+    """Wait until ``count`` worker containers have run a few seconds unrestarted; fail fast."""
+    import time
+
+    from deploy_modes.compose.stack import SETTLE_SECONDS
+
+    deadline = time.monotonic() + timeout
+    since: float | None = None
+    while True:
+        workers = [s for s in stack.containers() if s.service == "worker" and not s.oneoff]
+        broken = [s for s in workers if s.status in ("exited", "dead") or s.restarts]
+        if broken:
+            raise DeployError(
+                f"the Dask worker container {broken[0].name} exited (code "
+                f"{broken[0].exit_code}): see its logs above"
+            )
+        if len(workers) == count and all(s.status == "running" for s in workers):
+            since = since or time.monotonic()
+            if time.monotonic() - since >= SETTLE_SECONDS:
+                return
+        else:
+            since = None
+        if time.monotonic() > deadline:
+            raise DeployError(
+                f"{count} Dask worker containers not running within {timeout:.0f}s "
+                f"({len(workers)} found): see the logs above"
+            )
+        time.sleep(0.5)
 
 
 def list_objects(prefix: str, endpoint: str) -> list[tuple[str, int]]:

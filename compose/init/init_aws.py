@@ -39,7 +39,9 @@ def ensure_bucket(s3: object, bucket: str) -> None:
     _say(f"created bucket s3://{bucket}")
 
 
-def put_month(uri: str, month: str, rows: int, seed: int) -> None:
+def put_month(
+    uri: str, month: str, rows: int, seed: int, row_group_rows: int | None = None
+) -> None:
     """Generate ``month`` (TLC schema) into ``uri`` unless an object is already there."""
     from deploy_modes.core.data import generate_month, write_month
 
@@ -50,7 +52,9 @@ def put_month(uri: str, month: str, rows: int, seed: int) -> None:
         _say(f"{uri} exists")
         return
     year, mon = parse_month(month)
-    write_month(generate_month(year, mon, rows=rows, seed=seed), uri)
+    frame = generate_month(year, mon, rows=rows, seed=seed)
+    # Smaller row groups give a Dask run several partitions of a small month.
+    write_month(frame, uri, **({"row_group_size": row_group_rows} if row_group_rows else {}))
     _say(f"wrote {rows:,} generated rides for {month} to {uri}")
 
 
@@ -61,10 +65,18 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--month", help="month to generate, YYYY-MM (with --month-uri)")
     parser.add_argument("--month-uri", help="s3:// object to write the generated month to")
     parser.add_argument("--rows", type=int, default=20_000, help="rides in the generated month")
+    parser.add_argument(
+        "--row-group-rows",
+        type=lambda text: int(text) if text else None,  # empty: the writer's default
+        default=None,
+        help="rows per parquet row group of the generated month",
+    )
     parser.add_argument("--seed", type=int, default=42, help="seed for the generated rides")
     args = parser.parse_args(argv)
     if not 1 <= args.rows <= 10_000_000:
         parser.error("--rows must be 1..10000000")
+    if args.row_group_rows is not None and args.row_group_rows < 1:
+        parser.error("--row-group-rows must be at least 1")
     try:
         if args.month:
             parse_month(args.month)  # a typo fails before anything is created
@@ -76,7 +88,7 @@ def main(argv: list[str]) -> int:
             for bucket in dict.fromkeys(buckets):
                 ensure_bucket(s3, bucket)
         if args.month and args.month_uri:
-            put_month(args.month_uri, args.month, args.rows, args.seed)
+            put_month(args.month_uri, args.month, args.rows, args.seed, args.row_group_rows)
     except DeployError as exc:
         print(f"init: error: {exc}", file=sys.stderr)
         return 1

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 import psutil
 import pytest
+import sqlalchemy as sa
 
 from deploy_modes.batch import run_interval
 from deploy_modes.core.data import generate_month, month_file, write_month
@@ -51,11 +52,11 @@ def _staged(target: Path) -> list[Path]:
     return sorted(staging.glob("*/part-*.parquet")) if staging.is_dir() else []
 
 
-def _until(predicate: Any, what: str, timeout: float = 180) -> None:
+def _until(predicate: Any, what: str, timeout: float = 180, pause: float = 0.01) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, f"timed out waiting until {what}"
-        time.sleep(0.01)
+        time.sleep(pause)
 
 
 def test_a_worker_killed_mid_task_is_retried_and_the_output_is_exactly_once(
@@ -150,3 +151,108 @@ def test_a_killed_client_leaves_no_output_and_a_rerun_replaces_it(
     pd.testing.assert_frame_equal(pd.read_parquet(target), local_truth, check_exact=True)
     # The rerun swept the killed run's staged parts.
     assert [p.name for p in target.parent.iterdir()] == ["2021-03.parquet"]
+
+
+SQL_ROWS = 40_000  # SQL inserts are slower than parquet: a smaller month in 20 partitions
+SQL_ROW_GROUP = 2_000
+
+
+@pytest.fixture(scope="module")
+def sql_month(
+    tmp_path_factory: pytest.TempPathFactory, model_dir: Path
+) -> tuple[Path, pd.DataFrame]:
+    """Return a 40k-ride March 2021 in 20 row groups and the local engine's output for it."""
+    folder = tmp_path_factory.mktemp("sql-month")
+    path = folder / month_file(2021, 3)
+    write_month(generate_month(2021, 3, rows=SQL_ROWS, seed=7), path, row_group_size=SQL_ROW_GROUP)
+    out = folder / "local.parquet"
+    run_interval(
+        "2021-03", input=str(path), output=str(out), model=str(model_dir), say=lambda _m: None
+    )
+    return path, pd.read_parquet(out)
+
+
+def _count(url: str, table: str) -> int | None:
+    """Return the rows of ``table``, or None while it does not exist (or is locked)."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(sa.text(f"select count(*) from {table}")).scalar_one())
+    except sa.exc.SQLAlchemyError:
+        return None
+    finally:
+        engine.dispose()
+
+
+def _tables(url: str) -> list[str]:
+    engine = sa.create_engine(url)
+    try:
+        return sorted(sa.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_killed_clients_sql_staging_table_is_swept_by_the_rerun(
+    backend: str, sql_month: tuple[Path, pd.DataFrame], model_dir: Path, tmp_path: Path,
+    dask_scheduler: str, request: pytest.FixtureRequest,
+) -> None:  # fmt: skip
+    month, local_truth = sql_month
+    url = (
+        f"sqlite:///{tmp_path / 'out.db'}"
+        if backend == "sqlite"
+        else request.getfixturevalue("postgres_schema_url")
+    )
+    args = ["--month", "2021-03", "--input", str(month), "--output", url]
+    args += ["--model", str(model_dir), "--json", "--engine", "dask"]
+    env = {
+        **os.environ,
+        "DEPLOY_BATCH_PARTITION_ROWS": str(SQL_ROW_GROUP),
+        "DEPLOY_BATCH_CHUNK_ROWS": str(CHUNK),
+    }
+    deploy = [str(Path(sys.executable).parent / "deploy"), "batch", "--runtime", "local"]
+    client = subprocess.Popen(
+        [*deploy, *args, "--workers", "2"],
+        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        _until(
+            lambda: (_count(url, "predictions_staging") or 0) > 0 or client.poll() is not None,
+            "parts are staged",
+            timeout=600,
+            pause=0.2,  # a reader polling SQLite without pause would starve its writers
+        )
+        assert client.poll() is None, "the run ended before the client could be killed"
+        family = psutil.Process(client.pid).children(recursive=True)
+        os.kill(client.pid, signal.SIGKILL)
+        assert client.wait(30) == -signal.SIGKILL
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait()
+    _, alive = psutil.wait_procs(family, timeout=120)
+    for orphan in alive:
+        orphan.kill()
+    assert not alive, f"workers outlived their killed client: {[p.pid for p in alive]}"
+    # The killed run left its staged parts, and published nothing.
+    assert (_count(url, "predictions_staging") or 0) > 0
+    assert not _count(url, "predictions")
+
+    rerun = subprocess.run(
+        [*deploy, *args, "--scheduler", dask_scheduler],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert rerun.returncode == 0, rerun.stderr
+    summary = json.loads(rerun.stdout.strip().splitlines()[-1])
+    assert summary["rows_written"] == len(local_truth)
+    # The rerun replaced the killed run's parts, published, and dropped the emptied table.
+    assert _tables(url) == ["predictions"]
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        written = pd.read_sql(
+            sa.text("select ride_id, predicted_duration from predictions"), conn
+        ).sort_values("ride_id", ignore_index=True)  # sorted here: a database collates its own way
+    engine.dispose()
+    truth = local_truth.sort_values("ride_id", ignore_index=True)
+    assert written["ride_id"].tolist() == truth["ride_id"].tolist()
+    assert written["predicted_duration"].tolist() == truth["predicted_duration"].tolist()

@@ -264,6 +264,9 @@ def test_init_rejects_bad_arguments_clearly(
         ({"run_date": "2021-04-01"}, "use --runtime local for"),
         ({"month": "2021-13"}, "month must look like YYYY-MM"),
         ({"month": "March"}, "month must look like YYYY-MM"),
+        ({"engine": "dask", "scheduler": "tcp://h:8786"}, "runs its own Dask scheduler"),
+        ({"workers": 2}, "--workers needs --engine dask"),
+        ({"engine": "dask", "workers": 0}, "--workers must be 1..16"),
     ],
 )
 def test_batch_options_the_stack_cannot_honour_fail_before_anything_starts(

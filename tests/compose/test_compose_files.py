@@ -215,3 +215,26 @@ def test_the_stacks_pass_the_trust_they_are_given(
     assert env["DEPLOY_TRUSTED_TYPES"] == "a.B,c.D"
     assert env["DEPLOY_MODEL_SHA256"] == ""
     assert Path(env["DEPLOY_COMPOSE_MODEL_DIR"], "lin_reg.bin").is_file()
+
+
+def test_dask_workers_share_the_jobs_model_mount_s3_and_scheduler() -> None:
+    from deploy_modes.compose.stacks import SCHEDULER_PORT
+
+    services = _stack("batch")["services"]
+    job, worker, scheduler = services["batch"], services["worker"], services["scheduler"]
+    # Workers load the model by the location the job names, and read/write S3 as it does.
+    assert worker["volumes"] == job["volumes"]
+    assert worker["environment"]["AWS_ENDPOINT_URL"] == job["environment"]["AWS_ENDPOINT_URL"]
+    assert worker["image"] == scheduler["image"] == job["image"]
+    assert worker["command"][:3] == ["dask", "worker", f"tcp://scheduler:{SCHEDULER_PORT}"]
+    assert scheduler["command"][:2] == ["dask", "scheduler"]
+    assert str(SCHEDULER_PORT) in scheduler["command"]
+    assert worker["depends_on"]["scheduler"]["condition"] == "service_healthy"
+    # Only `--engine dask` starts them: the job never depends on the cluster.
+    assert "scheduler" not in job["depends_on"] and "worker" not in job["depends_on"]
+
+
+def test_the_batch_image_can_run_dask() -> None:
+    assert {"dask", "distributed"} <= set(_requirements("batch", "dask"))
+    text = (COMPOSE_DIR / "Dockerfile").read_text()
+    assert "pyproject.toml batch dask >" in text
