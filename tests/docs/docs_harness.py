@@ -28,6 +28,7 @@ matches anything, spacing is ignored).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -248,15 +249,19 @@ class _Server:
 class Project:
     """A fresh project folder a learner works in: the repository's files, its venv, free ports."""
 
-    def __init__(self, folder: Path, repo: Path, venv: Path) -> None:
+    def __init__(self, folder: Path, repo: Path, venv: Path, link_venv: bool = True) -> None:
+        """Copy the repository into ``folder``; link ``venv`` as its ``.venv`` unless told not to.
+
+        ``link_venv=False`` leaves ``.venv`` to the docs' own set-up command (the quick start).
+        """
         self.folder = folder
         self.servers: list[_Server] = []
         self.ports = {known: _free_port() for known in PORTS}
-        bin_dir = venv / "bin"
+        bin_dir = folder / ".venv" / "bin"  # as after `source .venv/bin/activate`
         self.env = {
             **os.environ,
             "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-            "VIRTUAL_ENV": str(venv),
+            "VIRTUAL_ENV": str(folder / ".venv"),
             "COLUMNS": "200",  # rich wraps at the terminal width: keep promised lines whole
             "NO_COLOR": "1",
             "TERM": "dumb",
@@ -269,7 +274,8 @@ class Project:
                 self.env[port_var] = str(port)
             self.env[url_var] = url.format(port=port)
         _copy_tracked(repo, folder)
-        (folder / ".venv").symlink_to(venv)
+        if link_venv:
+            (folder / ".venv").symlink_to(venv)
 
     def substitute(self, text: str) -> str:
         """Return ``text`` with the well-known ports replaced by this project's free ones."""
@@ -311,7 +317,7 @@ class Project:
             raise DocsError(
                 f"{where}: `{command.text}` exited with code {process.returncode}" + _tail(output)
             )
-        _check_promises(command, output, where)
+        self._check_promises(command, output, where)
 
     def _start(self, command: Command, where: str) -> None:
         log = self.folder / f".docs-harness-{len(self.servers)}.log"
@@ -332,7 +338,7 @@ class Project:
         while time.monotonic() < deadline:
             output = log.read_text(errors="replace")
             if ready.search(output):
-                _check_promises(command, output, where)
+                self._check_promises(command, output, where)
                 return
             if process.poll() is not None:
                 raise DocsError(
@@ -344,6 +350,15 @@ class Project:
             f"{where}: `{command.text}` printed no ready line /{ready.pattern}/ within "
             f"{READY_TIMEOUT:.0f}s" + _tail(log.read_text(errors="replace"))
         )
+
+    def _check_promises(self, command: Command, output: str, where: str) -> None:
+        normal = _normal(output)
+        for promise in command.expect:
+            if not expected_pattern(self.substitute(promise)).search(normal):
+                raise DocsError(
+                    f"{where}: `{command.text}`: the text promises {promise!r}, "
+                    "the output lacks it" + _tail(output)
+                )
 
     def stop(self) -> list[str]:
         """Ctrl-C every background command, last started first; return the ones that failed."""
@@ -364,20 +379,11 @@ class Project:
             if process.returncode not in (0, 130, -signal.SIGINT):
                 failures.append(
                     f"{server.where}: `{server.command.text}` exited with code "
-                    f"{process.returncode} after Ctrl-C" + _tail(server.log.read_text(errors="replace"))
+                    f"{process.returncode} after Ctrl-C"
+                    + _tail(server.log.read_text(errors="replace"))
                 )
         self.servers.clear()
         return failures
-
-
-def _check_promises(command: Command, output: str, where: str) -> None:
-    normal = _normal(output)
-    for promise in command.expect:
-        if not expected_pattern(promise).search(normal):
-            raise DocsError(
-                f"{where}: `{command.text}`: the text promises {promise!r}, the output lacks it"
-                + _tail(output)
-            )
 
 
 def _tail(output: str, lines: int = 25) -> str:
@@ -386,10 +392,8 @@ def _tail(output: str, lines: int = 25) -> str:
 
 
 def _kill(process: subprocess.Popen[bytes]) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     process.wait()
 
 

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from docs_harness import SKIPS, Block, DocsError, Project, doc_files, parse_blocks
 
 REPO = Path(__file__).resolve().parents[2]
@@ -33,6 +32,15 @@ def _cases() -> list[object]:
             marks = [pytest.mark.docs] + ([pytest.mark.docker] if "docker" in block.flags else [])
             cases.append(pytest.param(block, last, id=block.where, marks=marks))
     return cases
+
+
+def _makes_venv(path: Path) -> bool:
+    return any(
+        "python3 -m venv .venv" in command.text
+        for block in parse_blocks(path)
+        if block.runs and not block.skip
+        for command in block.commands
+    )
 
 
 @pytest.fixture(scope="session")
@@ -56,17 +64,21 @@ def test_block(
         pytest.fail(str(last), pytrace=False)
     if block.skip:
         pytest.skip(f"{block.where}: not run: {SKIPS[block.skip]}")
-    if "slow" in block.flags and os.environ.get("DEPLOY_DOCS_SLOW") != "1":
+    slow = os.environ.get("DEPLOY_DOCS_SLOW") == "1"
+    if "slow" in block.flags and not slow:
         pytest.skip(f"{block.where}: slow; .ci/run runs it (DEPLOY_DOCS_SLOW=1)")
     project = projects.get(block.path)
     if project is None:
         folder = tmp_path_factory.mktemp(block.path.stem)
-        project = projects[block.path] = Project(folder, REPO, VENV)
+        # With the slow blocks on, the quick start builds the folder's own venv, as on a clone.
+        link = not (slow and _makes_venv(block.path))
+        project = projects[block.path] = Project(folder, REPO, VENV, link_venv=link)
+    failures = []
     try:
         project.run(block)
     except DocsError as exc:
-        pytest.fail(str(exc), pytrace=False)
+        failures.append(str(exc))
     finally:
-        failures = project.stop() if last else []
+        failures += project.stop() if last else []
     if failures:
         pytest.fail("\n".join(failures), pytrace=False)
