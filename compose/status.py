@@ -119,11 +119,17 @@ def local_rows() -> tuple[list[ServiceRow], list[str]]:
     """Return a row per recorded local process, and a note per stale record removed."""
     live, stale = sweep()
     rows = [_local_row(entry) for entry in live]
-    notes = [
-        f"removed the record of `{entry.command}` (pid {entry.pid}): that process is gone"
-        for entry in stale
-    ]
+    notes = [_stale_note(entry) for entry in stale]
     return rows, notes
+
+
+def _stale_note(entry: ProcessRecord) -> str:
+    note = f"removed the record of `{entry.command}` (pid {entry.pid}): that process is gone"
+    probe = _LOCAL_HEALTH.get(entry.mode)
+    if probe and entry.port and _answers(entry.mode, probe.format(port=entry.port)):
+        # A killed `deploy web` cannot stop its gunicorn: say so rather than hide it.
+        note += f", but 127.0.0.1:{entry.port} still answers (a child it left behind?)"
+    return note
 
 
 def _local_row(entry: ProcessRecord) -> ServiceRow:

@@ -90,6 +90,8 @@ def test_status_and_logs_find_a_local_web_until_it_is_killed(
         shown = _deploy(tmp_path, "status")
         assert shown.returncode == 0, shown.stderr
         assert f"removed the record of `deploy web --runtime local --port {port}" in shown.stdout
+        # Its gunicorn, in its own session, outlived it: status says so instead of hiding it.
+        assert f"127.0.0.1:{port} still answers" in shown.stdout
         assert list((tmp_path / ".deploy" / "processes").glob("*.json")) == []
         again = _deploy(tmp_path, "status")
         assert "removed the record" not in again.stdout  # cleaned once, for good
