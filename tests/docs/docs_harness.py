@@ -66,10 +66,11 @@ STOP_TIMEOUT = 60.0
 SKIPS = {
     "aws-cli": "needs the AWS CLI, which is not a dependency of this project; "
     "`deploy stream send` and `deploy stream tail` (run above) do the same",
-    "suite": "runs the whole test suite, which contains this harness; .ci/run runs it",
+    "suite": "runs the test suite (or part of it), which .ci/run runs; this harness is in it",
     "cluster": "needs a running Dask scheduler at tcp://scheduler:8786 (a host named scheduler)",
     "remote-db": "needs a PostgreSQL server named db with user u",
     "remote-s3": "writes to an S3 bucket that exists only in the reader's account",
+    "container": "the container's own command: needs the model at /model, the image's mount",
     "course-file": "needs the course's lin_reg.bin, downloaded from the course's repository",
 }
 
@@ -91,6 +92,7 @@ SERVERS = [
 PORTS = {
     9696: ("DEPLOY_WEB_PORT", "DEPLOY_WEB_URL", "http://127.0.0.1:{port}"),
     4566: ("", "DEPLOY_STREAM_ENDPOINT_URL", "http://127.0.0.1:{port}"),
+    8000: ("", "", ""),  # docs/web.md's second server: only the text changes
 }
 
 
@@ -272,7 +274,8 @@ class Project:
             port_var, url_var, url = PORTS[known]
             if port_var:
                 self.env[port_var] = str(port)
-            self.env[url_var] = url.format(port=port)
+            if url_var:
+                self.env[url_var] = url.format(port=port)
         _copy_tracked(repo, folder)
         if link_venv:
             (folder / ".venv").symlink_to(venv)
