@@ -100,3 +100,22 @@ def test_the_readme_activates_the_venv_before_its_first_bare_deploy() -> None:
     ]
     first_bare = next(i for i, text in enumerate(commands) if text.startswith("deploy "))
     assert "source .venv/bin/activate" in commands[:first_bare]
+
+
+def test_the_makefile_has_the_usual_targets_one_line_each() -> None:
+    recipes: dict[str, list[str]] = {}
+    target = ""
+    for line in (REPO / "Makefile").read_text().splitlines():
+        if line.startswith("\t"):
+            recipes[target].append(line.strip())
+        elif line and not line.startswith(("#", ".")) and line.endswith(":"):
+            target = line[:-1]
+            recipes[target] = []
+    for name in ("setup", "test", "compare", "docker-test", "bench"):
+        assert len(recipes.get(name, [])) == 1, name
+        assert f"make {name}" in (REPO / "README.md").read_text()
+
+
+def test_ci_runs_the_documented_ci_script() -> None:
+    workflow = (REPO / ".github" / "workflows" / "ci.yml").read_text()
+    assert "run: bash .ci/run" in workflow and "debian:12" in workflow
