@@ -28,6 +28,8 @@ def status() -> None:
         console.print(table)
     else:
         console.print("nothing runs (start a mode: deploy web, deploy batch, deploy stream)")
+    for note in found.stale:
+        say(note)
     if found.engine_note:
         say(f"{found.engine_note}: only local services were checked")
 
@@ -37,9 +39,11 @@ def logs(
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep printing new lines.")
     ] = False,
-    tail: Annotated[int, typer.Option(min=1, max=100_000, help="Lines per container.")] = 200,
+    tail: Annotated[
+        int, typer.Option(min=1, max=100_000, help="Lines per container (or of the log file).")
+    ] = 200,
 ) -> None:
-    """Print the logs of a mode's compose stack.
+    """Print a mode's logs: its local process's (started from this folder) or its compose stack's.
 
     Example: deploy logs web -f
     """

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from deploy_modes.compose.runtime import docker_engine_answers
@@ -10,10 +13,20 @@ from deploy_modes.compose.stack import MODES, Stack, docker_client
 from deploy_modes.core.errors import DeployError
 from deploy_modes.launch.emulator import DEFAULT_EMULATOR_PORT, is_emulator
 from deploy_modes.launch.processes import http_ok
+from deploy_modes.launch.registry import ProcessRecord, live_records, process_started, sweep
 from deploy_modes.launch.terminal import say
 from deploy_modes.web.settings import DEFAULT_PORT
 
-__all__ = ["LOCAL_PROBES", "Overview", "ServiceRow", "down", "logs", "overview", "pick_modes"]
+__all__ = [
+    "LOCAL_PROBES",
+    "Overview",
+    "ServiceRow",
+    "down",
+    "local_rows",
+    "logs",
+    "overview",
+    "pick_modes",
+]
 
 # What `deploy status` probes for services started without compose (`deploy web`, moto).
 LOCAL_PROBES = {
@@ -40,6 +53,7 @@ class Overview:
 
     rows: list[ServiceRow]
     engine_note: str | None
+    stale: list[str] = field(default_factory=list)  # records of processes gone, now removed
 
 
 def pick_modes(mode: str | None, every: bool) -> list[str]:
@@ -84,6 +98,9 @@ def overview() -> Overview:
                     )
         finally:
             client.close()
+    recorded, stale = local_rows()
+    rows.extend(recorded)
+    published.update(row.ports.rsplit(":", 1)[-1] for row in recorded)
     for service, url in LOCAL_PROBES.items():
         port = str(urlsplit(url).port)
         if port not in published and _answers(service, url):
@@ -91,16 +108,83 @@ def overview() -> Overview:
             rows.append(
                 ServiceRow(mode, "local", service, "running", "answers", f"127.0.0.1:{port}")
             )
-    return Overview(rows=rows, engine_note=None if answers else why)
+    return Overview(rows=rows, engine_note=None if answers else why, stale=stale)
+
+
+# The local part: processes `deploy` started from this folder, found through their records.
+_LOCAL_HEALTH = {"web": "http://127.0.0.1:{port}/health", "emulator": "http://127.0.0.1:{port}"}
+
+
+def local_rows() -> tuple[list[ServiceRow], list[str]]:
+    """Return a row per recorded local process, and a note per stale record removed."""
+    live, stale = sweep()
+    rows = [_local_row(entry) for entry in live]
+    notes = [_stale_note(entry) for entry in stale]
+    return rows, notes
+
+
+def _stale_note(entry: ProcessRecord) -> str:
+    note = f"removed the record of `{entry.command}` (pid {entry.pid}): that process is gone"
+    probe = _LOCAL_HEALTH.get(entry.mode)
+    if probe and entry.port and _answers(entry.mode, probe.format(port=entry.port)):
+        # A killed `deploy web` cannot stop its gunicorn: say so rather than hide it.
+        note += f", but 127.0.0.1:{entry.port} still answers (a child it left behind?)"
+    return note
+
+
+def _local_row(entry: ProcessRecord) -> ServiceRow:
+    health = "-"
+    probe = _LOCAL_HEALTH.get(entry.mode)
+    if probe and entry.port:
+        health = "answers" if _answers(entry.mode, probe.format(port=entry.port)) else "no answer"
+    ports = f"127.0.0.1:{entry.port}" if entry.port else ""
+    mode = "batch/stream" if entry.mode == "emulator" else entry.mode
+    return ServiceRow(mode, "local", entry.command, f"running (pid {entry.pid})", health, ports)
 
 
 def logs(mode: str, follow: bool = False, tail: int = 200) -> int:
-    """Print a mode's stack logs on this terminal; return compose's exit code."""
-    stack = Stack(pick_modes(mode, False)[0])
+    """Print a mode's logs: its local process's log file if one runs here, else its stack's."""
+    pick_modes(mode, False)
+    local = [entry for entry in live_records() if entry.mode == mode]
+    if local:
+        return _local_logs(local[-1], follow, tail)
+    answers, why = docker_engine_answers()
+    if not answers:
+        raise DeployError(
+            f"no local {mode} process runs from this folder (start one: deploy {mode}) "
+            f"and no compose stack can run: {why}"
+        )
+    stack = Stack(mode)
     if not stack.containers():
         raise DeployError(f"no {mode} stack exists: start it with deploy {mode} --runtime compose")
     args = ["logs", "--no-color", "--tail", str(tail)]
     return stack.passthrough(*args, *(["--follow"] if follow else []))
+
+
+def _local_logs(entry: ProcessRecord, follow: bool, tail: int) -> int:
+    """Print the last ``tail`` lines of a local process's log, then follow it while it runs."""
+    if entry.log is None:
+        raise DeployError(
+            f"`{entry.command}` (pid {entry.pid}) prints to its own terminal and keeps no log file"
+        )
+    path = Path(entry.log)
+    try:
+        with path.open("rb") as log:
+            lines = log.read().splitlines(keepends=True)[-tail:]
+            sys.stdout.write(b"".join(lines).decode(errors="replace"))
+            sys.stdout.flush()
+            while follow and process_started(entry.pid) is not None:
+                chunk = log.read()
+                if chunk:
+                    sys.stdout.write(chunk.decode(errors="replace"))
+                    sys.stdout.flush()
+                else:
+                    time.sleep(0.2)
+    except OSError as exc:
+        raise DeployError(f"cannot read the log {path}: {exc.strerror}") from exc
+    except KeyboardInterrupt:
+        return 130
+    return 0
 
 
 def down(modes: list[str]) -> None:

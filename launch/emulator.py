@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Any
 
 from deploy_modes.core.errors import DeployError
 from deploy_modes.launch.processes import ManagedProcess, port_in_use, wait_http
+from deploy_modes.launch.registry import forget, record
 
 __all__ = [
     "DEFAULT_EMULATOR_PORT",
@@ -46,9 +48,12 @@ def emulator_client(service: str, url: str) -> Any:
 class Emulator:
     """A moto server we started (``process`` set) or found already answering."""
 
-    def __init__(self, url: str, process: ManagedProcess | None = None) -> None:
+    def __init__(
+        self, url: str, process: ManagedProcess | None = None, entry: Path | None = None
+    ) -> None:
         self.url = url
         self.process = process
+        self.entry = entry  # its record for `deploy status`, when we started it
 
     @property
     def started_here(self) -> bool:
@@ -68,6 +73,8 @@ class Emulator:
         if self.process is not None:
             self.process.stop()
             self.process = None
+        forget(self.entry)
+        self.entry = None
 
 
 def ensure_emulator(
@@ -100,4 +107,6 @@ def ensure_emulator(
     except BaseException:  # never leave a half-started server behind
         process.stop(timeout=5)
         raise
-    return Emulator(url, process)
+    # Recorded for `deploy status`/`deploy logs`; the record goes when Emulator.stop() runs.
+    entry = record("emulator", port, log, pid=process.pid, command=shlex.join(process.args))
+    return Emulator(url, process, entry)

@@ -108,6 +108,7 @@ def run_local(settings: Any, location: str, count: int = 0, trust: Trust | None 
     from urllib.parse import urlparse
 
     from deploy_modes.launch.emulator import ensure_emulator
+    from deploy_modes.launch.registry import registered
 
     endpoint = settings.endpoint_url
     emulator = None
@@ -136,7 +137,9 @@ def run_local(settings: Any, location: str, count: int = 0, trust: Trust | None 
             '"ride_id": 256}\'\n'
             "stop with Ctrl-C: the batch in flight is finished and checkpointed.\n"
         )
-        consume(location, settings, announce, count, trust)
+        # The consumer prints to this terminal; the record lets `deploy status` show it.
+        with registered("stream", None, None):
+            consume(location, settings, announce, count, trust)
     finally:
         if emulator is not None and emulator.started_here:
             say("stopping the AWS emulator we started (its streams go with it)")

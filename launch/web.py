@@ -18,6 +18,7 @@ from deploy_modes.launch.processes import (
     sigterm_as_interrupt,
     wait_http,
 )
+from deploy_modes.launch.registry import forget, record
 from deploy_modes.launch.terminal import console, isatty, say
 
 if TYPE_CHECKING:
@@ -73,9 +74,12 @@ def serve_local(
     echo = _LogEcho(log_path, log_path.stat().st_size if log_path.is_file() else 0)
     url = f"http://{probe_host}:{port}"
     process: ManagedProcess | None = None
+    entry = None
     try:
         with sigterm_as_interrupt():
             process = ManagedProcess.python("gunicorn", GUNICORN_ARGS, env=env, log_path=log_path)
+            # `deploy status` and `deploy logs web` find this run through the record.
+            entry = record("web", port, log_path)
             with _status(f"starting gunicorn on {host}:{port}"):
                 wait_http(f"{url}/ready", timeout=READY_TIMEOUT, process=process)
             _print_ready(url, log_path)
@@ -83,6 +87,7 @@ def serve_local(
     except KeyboardInterrupt:
         pass
     finally:
+        forget(entry)
         if process is not None and process.poll() is None:
             say("stopping: gunicorn finishes in-flight requests first")
             process.stop(timeout=STOP_TIMEOUT)

@@ -1,0 +1,118 @@
+"""Local process records: ``deploy status`` and ``deploy logs`` find ``deploy web`` by them."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from deploy_modes.launch.processes import ManagedProcess, free_port, wait_http
+from deploy_modes.launch.registry import ProcessRecord, process_started, record, sweep
+
+DEPLOY = str(Path(sys.executable).parent / "deploy")
+
+
+def test_a_running_process_is_live_and_its_record_goes_with_forget(tmp_path: Path) -> None:
+    path = record("web", 9877, tmp_path / "web.log", folder=tmp_path)
+    assert path is not None
+    live, stale = sweep(tmp_path)
+    assert [(entry.mode, entry.pid, entry.port) for entry in live] == [("web", os.getpid(), 9877)]
+    assert stale == []
+    assert live[0].log == str((tmp_path / "web.log").resolve())
+
+
+def test_a_record_of_a_dead_pid_is_stale_and_removed(tmp_path: Path) -> None:
+    child = subprocess.Popen(["sleep", "30"])
+    path = record("web", 9877, None, pid=child.pid, command="deploy web", folder=tmp_path)
+    assert path is not None and sweep(tmp_path)[0]  # alive: listed
+    child.kill()
+    child.wait()
+    live, stale = sweep(tmp_path)
+    assert live == []
+    assert [entry.pid for entry in stale] == [child.pid]
+    assert not path.exists()
+
+
+def test_a_reused_pid_is_stale(tmp_path: Path) -> None:
+    """Same pid, another start time: the pid now belongs to another process."""
+    started = process_started(os.getpid())
+    assert started is not None
+    reused = ProcessRecord("web", os.getpid(), 9877, None, "deploy web", started - 100.0)
+    (tmp_path / reused.path).write_text(json.dumps(reused.__dict__))
+    live, stale = sweep(tmp_path)
+    assert live == [] and [entry.command for entry in stale] == ["deploy web"]
+
+
+def test_an_unreadable_record_is_removed(tmp_path: Path) -> None:
+    (tmp_path / "web-1.json").write_text("{not json")
+    assert sweep(tmp_path) == ([], [])
+    assert not (tmp_path / "web-1.json").exists()
+
+
+def _deploy(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200", "DEPLOY_RUNTIME": "local"}
+    return subprocess.run(
+        [DEPLOY, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.mark.integration
+def test_status_and_logs_find_a_local_web_until_it_is_killed(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    port = free_port()
+    args = [DEPLOY, "web", "--runtime", "local", "--port", str(port), "--workers", "1"]
+    args += ["--model", str(model_dir)]
+    web = ManagedProcess("deploy web", args, log_path=tmp_path / "terminal.log", cwd=tmp_path)
+    gunicorn_pid = None
+    try:
+        wait_http(f"http://127.0.0.1:{port}/ready", timeout=90, process=web)
+        shown = _deploy(tmp_path, "status")
+        assert shown.returncode == 0, shown.stderr
+        assert f"deploy web --runtime local --port {port}" in shown.stdout
+        assert f"127.0.0.1:{port}" in shown.stdout and "answers" in shown.stdout
+
+        logs = _deploy(tmp_path, "logs", "web", "--tail", "50")
+        assert logs.returncode == 0, logs.stderr
+        assert "Listening at" in logs.stdout  # gunicorn's own line, from the recorded log file
+
+        (entry,) = sweep(tmp_path / ".deploy" / "processes")[0]
+        assert entry.pid == web.pid
+        gunicorn_pid = _child_of(web.pid)
+        os.kill(web.pid, signal.SIGKILL)  # no chance to remove its record
+        web.popen.wait()
+        shown = _deploy(tmp_path, "status")
+        assert shown.returncode == 0, shown.stderr
+        assert f"removed the record of `deploy web --runtime local --port {port}" in shown.stdout
+        # Its gunicorn, in its own session, outlived it: status says so instead of hiding it.
+        assert f"127.0.0.1:{port} still answers" in shown.stdout
+        assert list((tmp_path / ".deploy" / "processes").glob("*.json")) == []
+        again = _deploy(tmp_path, "status")
+        assert "removed the record" not in again.stdout  # cleaned once, for good
+    finally:
+        web.stop(timeout=40)
+        if gunicorn_pid is not None:  # the orphaned gunicorn leads its own process group
+            _kill_group(gunicorn_pid)
+
+
+def _child_of(pid: int) -> int:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        if children:
+            return int(children[0])
+        time.sleep(0.1)
+    raise AssertionError(f"deploy web (pid {pid}) started no gunicorn")
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
