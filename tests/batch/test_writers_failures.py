@@ -1,0 +1,303 @@
+"""Writers' failure paths, each provoked for real: one ``error:`` line, exit 1, old output intact.
+
+A read-only or full file system is a real mount (a read-only bind mount, a tiny tmpfs) made in a
+private mount namespace (``unshare --mount``) around one ``deploy batch`` process: root ignores
+file modes, so chmod proves nothing here or in CI, and the namespace's mounts vanish with the
+process whatever happens. Without the privilege to mount the tests fail, never skip.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from deploy_modes.batch import run_interval
+from deploy_modes.core.scoring import ModelService
+
+Invoke = Callable[..., object]
+RunDeploy = Callable[..., subprocess.CompletedProcess[str]]
+PREDICTIONS = "predictions"
+
+
+def _deploy() -> str:
+    return str(Path(sys.executable).parent / "deploy")
+
+
+def _one_error_line(stderr: str) -> str:
+    """Return the single ``error:`` line of a failed run, asserting there is no traceback."""
+    assert "Traceback" not in stderr, stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, stderr
+    return errors[0]
+
+
+def _in_private_mounts(script: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` (sh) in a private mount namespace; fail (not skip) if one cannot be made."""
+    if shutil.which("unshare") is None:
+        pytest.fail("unshare (util-linux) is needed to mount a read-only or full file system")
+    probe = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "true"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if probe.returncode != 0:
+        pytest.fail(f"cannot make a private mount namespace (run as root): {probe.stderr.strip()}")
+    return subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def _batch_args(model_dir: Path, march_file: Path, output: str) -> str:
+    args = [_deploy(), "batch", "--runtime", "local", "--model", str(model_dir)]
+    args += ["--month", "2021-03", "--input", str(march_file), "--output", output]
+    return shlex.join(args)
+
+
+@pytest.fixture
+def old_parquet(tmp_path: Path, march_file: Path, model_service: ModelService) -> Path:
+    """Return a good earlier output, written by a real run, in ``tmp_path/out``."""
+    path = tmp_path / "out" / "predictions.parquet"
+    run_interval(
+        "2021-03",
+        model=model_service,
+        say=lambda _m: None,
+        input=str(march_file),
+        output=str(path),
+    )
+    assert path.stat().st_size > 0
+    return path
+
+
+def test_read_only_file_system_is_one_error_line_and_the_old_output_stays(
+    old_parquet: Path, march_file: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    folder = old_parquet.parent
+    before = old_parquet.read_bytes()
+    mount = f"mount --bind {folder} {folder} && mount -o remount,bind,ro {folder}"
+    script = f"{mount} && exec {_batch_args(model_dir, march_file, str(old_parquet))}"
+    result = _in_private_mounts(script, tmp_path)
+    assert result.returncode == 1, result.stderr
+    line = _one_error_line(result.stderr)
+    assert line == f"error: cannot write {old_parquet}: Read-only file system"
+    assert old_parquet.read_bytes() == before
+    assert sorted(p.name for p in folder.iterdir()) == [old_parquet.name]
+
+
+def test_full_disk_is_one_error_line_no_partial_file_and_the_old_output_stays(
+    old_parquet: Path, march_file: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    target = disk / old_parquet.name
+    listing = tmp_path / "listing.txt"
+    # Room for the old output and a little more, not for a second copy of it.
+    size_kib = old_parquet.stat().st_size // 1024 + 8
+    script = " && ".join(
+        [
+            f"mount -t tmpfs -o size={size_kib}k tmpfs {disk}",
+            f"cp {old_parquet} {target}",
+            f"{{ {_batch_args(model_dir, march_file, str(target))}; rc=$?; }}",
+            # The tmpfs vanishes with this namespace: check what it holds from inside.
+            f"cmp {old_parquet} {target}",
+            f"ls -A {disk} > {listing}",
+            "exit $rc",
+        ]
+    )
+    result = _in_private_mounts(script, tmp_path)
+    assert result.returncode == 1, result.stderr
+    line = _one_error_line(result.stderr)
+    assert line.startswith(f"error: cannot write {target}: "), line
+    assert "No space left on device" in line, line
+    assert listing.read_text().split() == [target.name]  # cmp passed and no temp file is left
+
+
+def test_an_output_path_that_is_a_directory_is_one_error_line(
+    invoke: Invoke, march_file: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "out.parquet"
+    (folder / "keep").mkdir(parents=True)
+    result = invoke("--month", "2021-03", "--input", str(march_file), "--output", str(folder))
+    assert result.exit_code == 1, result.output
+    assert _one_error_line(result.stderr) == f"error: output is a directory, not a file: {folder}"
+    assert [p.name for p in folder.iterdir()] == ["keep"]
+
+
+# --- SQL ---------------------------------------------------------------------------------------
+
+# The output table's columns, each with its SQL type and the parquet output's column it equals.
+SQL_COLUMNS = {
+    "ride_id": sa.String,
+    "lpep_pickup_datetime": sa.DateTime,
+    "PULocationID": sa.BigInteger,
+    "DOLocationID": sa.BigInteger,
+    "actual_duration": sa.Float,
+    "predicted_duration": sa.Float,
+    "diff": sa.Float,
+    "model_version": sa.String,
+}
+
+
+def _rows(url: str, table: str = PREDICTIONS) -> list[tuple]:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(sa.text(f"select * from {table} order by 1"))]
+    finally:
+        engine.dispose()
+
+
+def _execute(url: str, *statements: str) -> None:
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            for statement in statements:
+                conn.execute(sa.text(statement))
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """Return a SQLite file URL in its own folder (a folder can be mounted read-only)."""
+    folder = tmp_path / "db"
+    folder.mkdir()
+    return f"sqlite:///{folder / 'out.db'}"
+
+
+@pytest.fixture
+def old_rows(sqlite_url: str, march_file: Path, invoke: Invoke) -> list[tuple]:
+    """Return the rows a first good run wrote into the SQLite output."""
+    result = invoke("--month", "2021-03", "--input", str(march_file), "--output", sqlite_url)
+    assert result.exit_code == 0, result.output
+    rows = _rows(sqlite_url)
+    assert len(rows) > 1_000
+    return rows
+
+
+@pytest.mark.parametrize("column", list(SQL_COLUMNS))
+def test_each_sql_output_column_has_its_type_and_the_parquet_values(
+    column: str, old_rows: list[tuple], sqlite_url: str, old_parquet: Path
+) -> None:
+    import pandas as pd
+
+    engine = sa.create_engine(sqlite_url)
+    try:
+        reflected = {c["name"]: c["type"] for c in sa.inspect(engine).get_columns(PREDICTIONS)}
+        sql = pd.read_sql_table(PREDICTIONS, engine).set_index("ride_id", drop=False)
+    finally:
+        engine.dispose()
+    assert isinstance(reflected[column], SQL_COLUMNS[column]), reflected[column]
+    parquet = pd.read_parquet(old_parquet).set_index("ride_id", drop=False)
+    assert sorted(sql.index) == sorted(parquet.index)
+    pd.testing.assert_series_equal(
+        sql[column].loc[parquet.index], parquet[column], check_dtype=False, check_names=False
+    )
+
+
+def test_an_existing_table_missing_columns_is_named_and_left_alone(
+    sqlite_url: str, march_file: Path, invoke: Invoke
+) -> None:
+    _execute(
+        sqlite_url,
+        f"create table {PREDICTIONS} (ride_id varchar(64) primary key, "
+        "PULocationID bigint, actual_duration float, batch_interval varchar(32))",
+        f"insert into {PREDICTIONS} values ('old', 7, 1.5, '2021-03')",
+    )
+    result = invoke("--month", "2021-03", "--input", str(march_file), "--output", sqlite_url)
+    assert result.exit_code == 1, result.output
+    assert _one_error_line(result.stderr) == (
+        f"error: table '{PREDICTIONS}' exists but lacks columns: lpep_pickup_datetime, "
+        "DOLocationID, predicted_duration, diff, model_version"
+    )
+    assert _rows(sqlite_url) == [("old", 7, 1.5, "2021-03")]
+
+
+def test_sqlite_locked_by_another_writer_fails_and_keeps_the_old_rows(
+    old_rows: list[tuple], sqlite_url: str, march_file: Path, invoke: Invoke
+) -> None:
+    import sqlite3
+
+    other = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None)
+    try:
+        other.execute("begin immediate")  # another job's write transaction, held open
+        other.execute(f"delete from {PREDICTIONS} where ride_id = 'none'")
+        result = invoke("--month", "2021-03", "--input", str(march_file), "--output", sqlite_url)
+    finally:
+        other.execute("rollback")
+        other.close()
+    assert result.exit_code == 1, result.output
+    line = _one_error_line(result.stderr)
+    assert line.startswith(f"error: cannot write to {sqlite_url}#{PREDICTIONS}: "), line
+    assert "database is locked" in line, line
+    assert _rows(sqlite_url) == old_rows
+
+
+def test_sqlite_commit_blocked_by_a_reader_fails_and_keeps_the_old_rows(
+    old_rows: list[tuple], sqlite_url: str, march_file: Path, invoke: Invoke
+) -> None:
+    import sqlite3
+
+    # A reader's open transaction holds a shared lock: the job deletes and inserts (a reserved
+    # lock allows that), then cannot get the exclusive lock its commit needs.
+    other = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None)
+    try:
+        other.execute("begin")
+        assert other.execute(f"select count(*) from {PREDICTIONS}").fetchone() == (len(old_rows),)
+        result = invoke("--month", "2021-03", "--input", str(march_file), "--output", sqlite_url)
+    finally:
+        other.execute("rollback")
+        other.close()
+    assert result.exit_code == 1, result.output
+    line = _one_error_line(result.stderr)
+    assert line.startswith(f"error: cannot commit to {sqlite_url}#{PREDICTIONS}: "), line
+    assert "database is locked" in line, line
+    assert _rows(sqlite_url) == old_rows
+
+
+def test_sqlite_insert_refused_mid_write_fails_and_keeps_the_old_rows(
+    old_rows: list[tuple], sqlite_url: str, march_file: Path, invoke: Invoke
+) -> None:
+    last_id = max(row[0] for row in old_rows)
+    _execute(
+        sqlite_url,
+        f"create trigger refuse before insert on {PREDICTIONS} when new.ride_id = '{last_id}' "
+        "begin select raise(abort, 'refused by a trigger'); end",
+    )
+    result = invoke(
+        "--month", "2021-03", "--input", str(march_file), "--output", sqlite_url,
+        "--chunk-rows", "500",
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    line = _one_error_line(result.stderr)
+    assert line.startswith(f"error: cannot write to {sqlite_url}#{PREDICTIONS}: "), line
+    assert "refused by a trigger" in line, line
+    assert _rows(sqlite_url) == old_rows
+
+
+def test_sqlite_on_a_read_only_file_system_fails_and_keeps_the_old_rows(
+    old_rows: list[tuple], sqlite_url: str, march_file: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    folder = Path(sqlite_url.removeprefix("sqlite:///")).parent
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    mount = f"mount --bind {folder} {folder} && mount -o remount,bind,ro {folder}"
+    script = f"{mount} && exec {_batch_args(model_dir, march_file, sqlite_url)}"
+    result = _in_private_mounts(script, tmp_path)
+    assert result.returncode == 1, result.stderr
+    line = _one_error_line(result.stderr)
+    assert line.startswith(f"error: cannot write to {sqlite_url}#{PREDICTIONS}: "), line
+    assert "readonly database" in line, line
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert _rows(sqlite_url) == old_rows
