@@ -301,3 +301,130 @@ def test_sqlite_on_a_read_only_file_system_fails_and_keeps_the_old_rows(
     assert "readonly database" in line, line
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
     assert _rows(sqlite_url) == old_rows
+
+
+# --- PostgreSQL --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def pg_url(postgres_schema_url: str) -> str:
+    """Return a fresh schema's URL whose sessions carry a name another connection can find."""
+    url = sa.engine.make_url(postgres_schema_url)
+    name = f"deploy-writers-{url.query['options'].rsplit('=', 1)[-1]}"
+    return url.update_query_dict({"application_name": name}).render_as_string(hide_password=False)
+
+
+@pytest.fixture
+def pg_old_rows(pg_url: str, march_file: Path, invoke: Invoke) -> list[tuple]:
+    """Return the rows a first good run wrote into the PostgreSQL output."""
+    result = invoke("--month", "2021-03", "--input", str(march_file), "--output", pg_url)
+    assert result.exit_code == 0, result.output
+    rows = _rows(pg_url)
+    assert len(rows) > 1_000
+    return rows
+
+
+def _pg_target(url: str) -> str:
+    from deploy_modes.batch.writers import SqlWriter
+
+    return SqlWriter(url).describe()
+
+
+def _rerun(invoke: Invoke, march_file: Path, url: str) -> object:
+    return invoke(
+        "--month", "2021-03", "--input", str(march_file), "--output", url, "--chunk-rows", "500"
+    )  # fmt: skip
+
+
+@pytest.mark.integration
+def test_postgres_insert_failure_fails_the_job_and_keeps_the_old_rows(
+    pg_old_rows: list[tuple], pg_url: str, march_file: Path, invoke: Invoke
+) -> None:
+    last_id = max(row[0] for row in pg_old_rows)
+    _execute(
+        pg_url,
+        "create function refuse() returns trigger language plpgsql as $$ begin "
+        "raise exception 'refused by a trigger'; end $$",
+        f"create trigger refuse before insert on {PREDICTIONS} for each row "
+        f"when (new.ride_id = '{last_id}') execute function refuse()",
+    )
+    result = _rerun(invoke, march_file, pg_url)
+    assert result.exit_code == 1, result.output
+    line = _one_error_line(result.stderr)
+    assert line.startswith(f"error: cannot write to {_pg_target(pg_url)}: "), line
+    assert "refused by a trigger" in line, line
+    assert _rows(pg_url) == pg_old_rows
+
+
+@pytest.mark.integration
+def test_postgres_commit_failure_fails_the_job_and_keeps_the_old_rows(
+    pg_old_rows: list[tuple], pg_url: str, march_file: Path, invoke: Invoke
+) -> None:
+    # A deferred constraint trigger runs at COMMIT: every insert succeeds, the commit fails.
+    _execute(
+        pg_url,
+        "create function refuse_commit() returns trigger language plpgsql as $$ begin "
+        "raise exception 'refused at commit'; end $$",
+        f"create constraint trigger refuse_commit after insert on {PREDICTIONS} "
+        "deferrable initially deferred for each row execute function refuse_commit()",
+    )
+    result = _rerun(invoke, march_file, pg_url)
+    assert result.exit_code == 1, result.output
+    line = _one_error_line(result.stderr)
+    assert line.startswith(f"error: cannot commit to {_pg_target(pg_url)}: "), line
+    assert "refused at commit" in line, line
+    assert _rows(pg_url) == pg_old_rows
+
+
+@pytest.mark.integration
+def test_postgres_connection_killed_before_commit_keeps_the_old_rows(
+    pg_old_rows: list[tuple], pg_url: str, postgres_url: str, march_file: Path, invoke: Invoke
+) -> None:
+    import threading
+    import time
+
+    # At COMMIT a deferred trigger sleeps; another connection kills the job's backend there.
+    _execute(
+        pg_url,
+        "create function stall() returns trigger language plpgsql as $$ begin "
+        "perform pg_sleep(120); return null; end $$",
+        f"create constraint trigger stall after insert on {PREDICTIONS} "
+        "deferrable initially deferred for each row "
+        f"when (new.ride_id = '{pg_old_rows[0][0]}') execute function stall()",
+    )
+    name = sa.engine.make_url(pg_url).query["application_name"]
+    killed: list[int] = []
+
+    def kill_at_commit() -> None:
+        engine = sa.create_engine(postgres_url)
+        try:
+            deadline = time.monotonic() + 240
+            while not killed and time.monotonic() < deadline:
+                with engine.begin() as conn:
+                    killed.extend(
+                        conn.execute(
+                            sa.text(
+                                "select pid from pg_stat_activity where application_name = :n "
+                                "and wait_event = 'PgSleep'"
+                            ),
+                            {"n": name},
+                        ).scalars()
+                    )
+                    for pid in killed:
+                        conn.execute(sa.text("select pg_terminate_backend(:p)"), {"p": pid})
+                time.sleep(0.1)
+        finally:
+            engine.dispose()
+
+    killer = threading.Thread(target=kill_at_commit)
+    killer.start()
+    try:
+        result = _rerun(invoke, march_file, pg_url)
+    finally:
+        killer.join()
+    assert killed, "the job's backend never reached the sleeping commit"
+    assert result.exit_code == 1, result.output
+    line = _one_error_line(result.stderr)
+    assert line.startswith(f"error: cannot commit to {_pg_target(pg_url)}: "), line
+    assert "terminat" in line, line
+    assert _rows(pg_url) == pg_old_rows
