@@ -12,7 +12,7 @@ import shlex
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -428,3 +428,190 @@ def test_postgres_connection_killed_before_commit_keeps_the_old_rows(
     assert line.startswith(f"error: cannot commit to {_pg_target(pg_url)}: "), line
     assert "terminat" in line, line
     assert _rows(pg_url) == pg_old_rows
+
+
+# --- S3 ----------------------------------------------------------------------------------------
+
+_ALLOW_ALL = {"Effect": "Allow", "Action": "*", "Resource": "*"}
+
+
+@pytest.fixture(scope="module")
+def guarded_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, dict[str, str]]]:
+    """Start a moto server that checks IAM policies; return each user's environment by name.
+
+    ``admin`` may do anything; ``no_put`` is denied ``PutObject``; ``no_head`` is denied
+    ``HeadBucket``. A server of its own: turning authorisation on would fail the shared one's
+    other users.
+    """
+    import json
+    import urllib.request
+
+    from deploy_modes.launch.emulator import ensure_emulator
+    from deploy_modes.launch.processes import free_port
+
+    emulator = ensure_emulator(port=free_port(), log_dir=tmp_path_factory.mktemp("moto-iam"))
+    try:
+        iam = emulator.client("iam")
+        denied = {"no_put": ["s3:PutObject"], "no_head": ["s3:HeadBucket", "s3:ListBucket"]}
+        envs: dict[str, dict[str, str]] = {}
+        for user in ("admin", "no_put", "no_head"):
+            iam.create_user(UserName=user)
+            statements: list[dict[str, object]] = [_ALLOW_ALL]
+            if user in denied:
+                statements.append({"Effect": "Deny", "Action": denied[user], "Resource": "*"})
+            iam.put_user_policy(
+                UserName=user,
+                PolicyName="access",
+                PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": statements}),
+            )
+            key = iam.create_access_key(UserName=user)["AccessKey"]
+            envs[user] = {
+                **emulator.env(),
+                "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
+                "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
+            }
+        emulator.client("s3").create_bucket(
+            Bucket="guarded", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+        )
+        # From now on every request is signed-checked and authorised against the user's policy.
+        request = urllib.request.Request(
+            f"{emulator.url}/moto-api/reset-auth",
+            data=b"0",
+            method="POST",
+            headers={"Content-Type": "text/plain"},  # a form body would hide the count
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert json.load(response)["status"] == "ok"
+        yield envs
+    finally:
+        emulator.stop()
+
+
+def _s3_object(env: dict[str, str], key: str) -> bytes:
+    from deploy_modes.core.storage import aws_client
+
+    s3 = aws_client(
+        "s3",
+        endpoint=env["AWS_ENDPOINT_URL"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )
+    return s3.get_object(Bucket="guarded", Key=key)["Body"].read()
+
+
+def _batch_to_s3(
+    run_deploy: RunDeploy, model_dir: Path, march_file: Path, key: str, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """Run ``deploy batch`` as ``env``'s user in its own process (boto3 caches credentials)."""
+    args = ["batch", "--runtime", "local", "--model", str(model_dir), "--month", "2021-03"]
+    args += ["--input", str(march_file), "--output", f"s3://guarded/{key}"]
+    return run_deploy(args, march_file.parent, env=env)
+
+
+@pytest.fixture
+def old_s3_object(
+    guarded_s3: dict[str, dict[str, str]],
+    run_deploy: RunDeploy,
+    model_dir: Path,
+    march_file: Path,
+    tmp_path: Path,
+) -> tuple[str, bytes]:
+    """Return a fresh key the admin's good run wrote, and its bytes."""
+    key = f"{tmp_path.name}/predictions.parquet"
+    result = _batch_to_s3(run_deploy, model_dir, march_file, key, guarded_s3["admin"])
+    assert result.returncode == 0, result.stderr
+    return key, _s3_object(guarded_s3["admin"], key)
+
+
+@pytest.mark.integration
+def test_s3_upload_denied_by_policy_fails_the_job_and_keeps_the_old_object(
+    guarded_s3: dict[str, dict[str, str]],
+    old_s3_object: tuple[str, bytes],
+    run_deploy: RunDeploy,
+    model_dir: Path,
+    march_file: Path,
+) -> None:
+    key, before = old_s3_object
+    result = _batch_to_s3(run_deploy, model_dir, march_file, key, guarded_s3["no_put"])
+    assert result.returncode == 1, result.stderr
+    line = _one_error_line(result.stderr)
+    assert line.startswith(f"error: upload to s3://guarded/{key} failed: "), line
+    assert "AccessDenied" in line, line
+    assert _s3_object(guarded_s3["admin"], key) == before
+
+
+@pytest.mark.integration
+def test_s3_head_bucket_access_denied_is_an_error_not_a_missing_bucket(
+    guarded_s3: dict[str, dict[str, str]],
+    old_s3_object: tuple[str, bytes],
+    run_deploy: RunDeploy,
+    model_dir: Path,
+    march_file: Path,
+) -> None:
+    key, before = old_s3_object
+    result = _batch_to_s3(run_deploy, model_dir, march_file, key, guarded_s3["no_head"])
+    assert result.returncode == 1, result.stderr
+    line = _one_error_line(result.stderr)
+    assert line.startswith("error: S3 request for s3://guarded failed: "), line
+    assert "403" in line and "HeadBucket" in line, line
+    assert "does not exist" not in line
+    assert _s3_object(guarded_s3["admin"], key) == before
+
+
+# --- The CLI's other outputs: `deploy data`, standard output ----------------------------------
+
+
+def test_deploy_data_on_a_read_only_file_system_is_one_error_line(tmp_path: Path) -> None:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    out = folder / "green_tripdata_2021-03.parquet"
+    out.write_bytes(b"old month")
+    mount = f"mount --bind {folder} {folder} && mount -o remount,bind,ro {folder}"
+    data = shlex.join([_deploy(), "data", "--month", "2021-03", "--rows", "500", "--out", str(out)])
+    result = _in_private_mounts(f"{mount} && exec {data}", tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert _one_error_line(result.stderr) == f"error: cannot write {out}: Read-only file system"
+    assert out.read_bytes() == b"old month"
+    assert [p.name for p in folder.iterdir()] == [out.name]
+
+
+def test_deploy_data_on_a_full_disk_is_one_error_line_and_leaves_no_partial_file(
+    tmp_path: Path,
+) -> None:
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    out = disk / "green_tripdata_2021-03.parquet"
+    listing = tmp_path / "listing.txt"
+    data = shlex.join(
+        [_deploy(), "data", "--month", "2021-03", "--rows", "20000", "--out", str(out)]
+    )
+    script = " && ".join(
+        [
+            f"mount -t tmpfs -o size=64k tmpfs {disk}",
+            f"printf 'old month' > {out}",
+            f"{{ {data}; rc=$?; }}",
+            f"cat {out} > {listing}",
+            f"ls -A {disk} >> {listing}",
+            "exit $rc",
+        ]
+    )
+    result = _in_private_mounts(script, tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert _one_error_line(result.stderr) == f"error: cannot write {out}: No space left on device"
+    assert listing.read_text() == f"old month{out.name}\n"
+
+
+@pytest.mark.parametrize("args", [["--help"], ["batch", "--help"], ["status"]])
+def test_a_full_standard_output_is_one_error_line(args: list[str], tmp_path: Path) -> None:
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [_deploy(), *args],
+            cwd=tmp_path,
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert result.returncode == 1, result.stderr
+    assert result.stderr == "error: cannot write to standard output: No space left on device\n"
