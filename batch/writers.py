@@ -28,7 +28,14 @@ from deploy_modes.batch.locations import (
     sql_url,
 )
 from deploy_modes.core.errors import DataError, DeployError
-from deploy_modes.core.storage import aws_client, create_temp, is_s3, parse_s3, s3_error
+from deploy_modes.core.storage import (
+    aws_client,
+    create_temp,
+    is_s3,
+    os_cause,
+    parse_s3,
+    s3_error,
+)
 
 __all__ = [
     "INTERVAL_COLUMN",
@@ -112,19 +119,32 @@ class _ParquetSession:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise DeployError(f"cannot create output folder {path.parent}: {exc}") from exc
-            _remove_stale_temps(path)
-            # Created with the mode open() gives, as the renamed file is what readers see.
-            fd, self._tmp = create_temp(path.parent, _temp_prefix(path), _TMP_SUFFIX)
+                raise DeployError(
+                    f"cannot create output folder {path.parent}: {os_cause(exc)}"
+                ) from exc
+            try:
+                _remove_stale_temps(path)
+                # Created with the mode open() gives, as the renamed file is what readers see.
+                fd, self._tmp = create_temp(path.parent, _temp_prefix(path), _TMP_SUFFIX)
+            except OSError as exc:  # a read-only file system, no permission, ...
+                raise self._os_error(exc) from exc
         os.close(fd)
-        self._writer: pq.ParquetWriter | None = pq.ParquetWriter(
-            self._tmp,
-            OUTPUT_SCHEMA,
-            compression="snappy",
-            # Dictionary-encoding unique ride ids and float columns costs more than it saves
-            # (the writer tries, then falls back): encode only the low-cardinality columns.
-            use_dictionary=_DICTIONARY_COLUMNS,
-        )
+        try:
+            self._writer: pq.ParquetWriter | None = pq.ParquetWriter(
+                self._tmp,
+                OUTPUT_SCHEMA,
+                compression="snappy",
+                # Dictionary-encoding unique ride ids and float columns costs more than it saves
+                # (the writer tries, then falls back): encode only the low-cardinality columns.
+                use_dictionary=_DICTIONARY_COLUMNS,
+            )
+        except OSError as exc:
+            Path(self._tmp).unlink(missing_ok=True)
+            raise self._os_error(exc) from exc
+
+    def _os_error(self, exc: OSError) -> DeployError:
+        """Return the one line for a failed local write: the output path and the cause."""
+        return DeployError(f"cannot write {self.target}: {os_cause(exc)}")
 
     def _s3(self) -> Any:
         if self._client is None:
@@ -140,13 +160,17 @@ class _ParquetSession:
 
     def write(self, table: pa.Table) -> None:
         assert self._writer is not None
-        self._writer.write_table(table)
+        try:
+            self._writer.write_table(table)
+        except OSError as exc:  # a full disk: the temp file is dropped by abort
+            raise self._os_error(exc) from exc
 
     def commit(self) -> None:
         assert self._writer is not None
-        self._writer.close()
-        self._writer = None
         try:
+            writer, self._writer = self._writer, None
+            # Closing writes the footer: a full disk may first show here.
+            writer.close()
             if is_s3(self.target):
                 try:
                     # upload_file goes multipart for big files; S3 shows the object only once
@@ -158,6 +182,8 @@ class _ParquetSession:
                 with open(self._tmp, "rb+") as handle:
                     os.fsync(handle.fileno())
                 os.replace(self._tmp, self.target)
+        except OSError as exc:
+            raise self._os_error(exc) from exc
         finally:
             Path(self._tmp).unlink(missing_ok=True)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -19,6 +21,8 @@ __all__ = [
     "err_console",
     "fail",
     "isatty",
+    "os_error_line",
+    "os_errors_as_lines",
     "progress",
     "say",
     "typer_app",
@@ -32,12 +36,56 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+def os_error_line(exc: OSError) -> str:
+    """Return the one line for an OSError no command handled: the path and the errno text."""
+    cause = exc.strerror or " ".join(str(exc).split())
+    if exc.filename is not None:
+        return f"{exc.filename}: {cause}"
+    if _failed_stream(exc) is sys.stdout:
+        # Point stdout at nothing so the interpreter's flush at exit adds no second message.
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return f"cannot write to standard output: {cause}"
+    return cause
+
+
+def _failed_stream(exc: BaseException) -> object:
+    """Return the file of the rich console whose write raised ``exc``, if one did."""
+    from rich.console import Console
+
+    stream = None
+    tb = exc.__traceback__
+    while tb is not None:  # the innermost console frame is the one that wrote
+        owner = tb.tb_frame.f_locals.get("self")
+        if isinstance(owner, Console):
+            stream = owner.file
+        tb = tb.tb_next
+    return stream
+
+
+@contextlib.contextmanager
+def os_errors_as_lines() -> Iterator[None]:
+    """Turn a system error (one with an errno) into one ``error:`` line and exit code 1.
+
+    Exits with SystemExit, not typer.Exit, so it works around ``app()`` too, where a failing
+    ``--help`` on a full disk is raised outside click's own handling.
+    """
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno is None:  # not the system's answer: a bug, whose traceback helps
+            raise
+        fail(os_error_line(exc))
+        raise SystemExit(1) from None
+
+
 class DeployGroup(TyperGroup):
     """A typer group that turns user-facing errors into one clear line and exit code 1."""
 
     def invoke(self, ctx: typer.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            with os_errors_as_lines():
+                return super().invoke(ctx)
         except DeployError as exc:
             raise fail(str(exc)) from None
         except KeyboardInterrupt:

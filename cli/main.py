@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from deploy_modes.cli import model
-from deploy_modes.cli.console import DeployGroup
+from deploy_modes.cli.console import DeployGroup, os_errors_as_lines
 from deploy_modes.web.settings import DEFAULT_PORT
 
 __all__ = ["app", "main"]
@@ -45,4 +45,5 @@ def main() -> None:
     from deploy_modes.core.notices import show_warnings_as_lines
 
     show_warnings_as_lines()  # e.g. ModelVersionWarning: one `warning:` line, said once
-    app()
+    with os_errors_as_lines():  # e.g. --help into a full disk, before any command runs
+        app()

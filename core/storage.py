@@ -26,6 +26,7 @@ __all__ = [
     "is_s3",
     "list_s3",
     "local_file",
+    "os_cause",
     "parse_s3",
     "read_bytes",
     "s3_error",
@@ -125,6 +126,11 @@ def s3_error(exc: BaseException, uri: str, error: type[DeployError] = DeployErro
         return error(f"S3 object does not exist: {uri}")
     detail = " ".join(str(exc).split())  # botocore messages may span lines: keep one
     return error(f"S3 request for {uri} failed: {detail}")
+
+
+def os_cause(exc: OSError) -> str:
+    """Return an OSError's cause as one line: the errno text, else its message."""
+    return exc.strerror or " ".join(str(exc).split()) or type(exc).__name__
 
 
 def local_file(path: str | os.PathLike[str], what: str) -> Path:
