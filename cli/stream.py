@@ -136,8 +136,8 @@ def consume(
         bool | None,
         typer.Option(
             "--group/--no-group",
-            help="Share the shards with the other consumers of this name through leases "
-            "(env DEPLOY_STREAM_GROUP; default: off).",
+            help="Share the shards with the other consumers of this name through leases; "
+            "--no-group reads every shard alone (env DEPLOY_STREAM_GROUP; default: on).",
             show_default=False,
         ),
     ] = None,
@@ -146,7 +146,7 @@ def consume(
         typer.Option(
             min=1,
             max=600,
-            help="Seconds before an unrenewed lease is taken over, with --group "
+            help="Seconds before an unrenewed lease is taken over (group) "
             "(env DEPLOY_STREAM_LEASE_TIMEOUT; default: 10).",
             show_default=False,
         ),
