@@ -17,6 +17,7 @@ the busiest owner until each consumer holds about shards/consumers.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sqlite3
 import time
@@ -37,9 +38,13 @@ __all__ = [
     "LeaseTable",
     "LeaseTaker",
     "SQLiteLeases",
+    "StoredLease",
+    "read_dynamo_leases",
+    "read_sqlite_leases",
 ]
 
 SHARD_END = "SHARD_END"  # the checkpoint of a shard closed by a reshard and read to its end
+_KEY_SEPARATOR = "|"  # DynamoDB lease keys are group|stream|shard
 # Columns added after the first release; an older lease file gets them with empty values.
 _ADDED_COLUMNS = {"incarnation": "text not null default ''", "updated": "real not null default 0"}
 
@@ -61,6 +66,83 @@ class Lease:
     def finished(self) -> bool:
         """Return whether the shard was read to its end (its children may start)."""
         return self.checkpoint == SHARD_END
+
+
+@dataclass(frozen=True)
+class StoredLease:
+    """A lease as a table holds it, with the group and stream it belongs to (for status)."""
+
+    group: str
+    stream: str
+    lease: Lease
+
+
+def read_sqlite_leases(path: Path | str) -> list[StoredLease]:
+    """Return every lease in a SQLite lease file (read-only; none when the file is absent)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            have = {row[1] for row in db.execute("pragma table_info(leases)")}
+            if not have:
+                return []
+            extra = ", ".join(c if c in have else "null" for c in _ADDED_COLUMNS)
+            rows = db.execute(
+                f"select grp, stream, shard_id, owner, counter, checkpoint, parents, {extra} "
+                "from leases order by grp, stream, shard_id"
+            ).fetchall()
+    except sqlite3.Error as exc:
+        raise DeployError(f"cannot read the lease file {path}: {exc}") from exc
+    return [
+        StoredLease(
+            r[0],
+            r[1],
+            Lease(
+                r[2],
+                r[3],
+                r[4],
+                r[5],
+                tuple(filter(None, r[6].split(","))),
+                r[7] or "",
+                r[8] or 0.0,
+            ),
+        )
+        for r in rows
+    ]
+
+
+def read_dynamo_leases(client: Any, table: str) -> list[StoredLease]:
+    """Return every lease in a DynamoDB lease table (none when the table does not exist)."""
+    found: list[StoredLease] = []
+    kwargs: dict[str, Any] = {"TableName": table, "ConsistentRead": True}
+    while True:
+        try:
+            page = client.scan(**kwargs)
+        except Exception as exc:
+            if aws_error_code(exc) == "ResourceNotFoundException":
+                return []
+            raise
+        for item in page.get("Items", []):
+            # rsplit: stream names and shard ids never hold the separator, a group name may
+            group, stream, _ = item["lease_key"]["S"].rsplit(_KEY_SEPARATOR, 2)
+            found.append(StoredLease(group, stream, _lease(item)))
+        if "LastEvaluatedKey" not in page:
+            return sorted(found, key=lambda s: (s.group, s.stream, s.lease.shard_id))
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _lease(item: dict[str, Any]) -> Lease:
+    """Return the lease a DynamoDB item holds."""
+    return Lease(
+        item["shard_id"]["S"],
+        item.get("owner", {}).get("S"),
+        int(item["counter"]["N"]),
+        item.get("checkpoint", {}).get("S"),
+        tuple(sorted(item.get("parents", {}).get("SS", ()))),
+        item.get("incarnation", {}).get("S", ""),
+        float(item.get("updated", {}).get("N", "0")),
+    )
 
 
 class LeaseTable(Protocol):
@@ -153,7 +235,7 @@ class DynamoLeases:
 
     def __init__(self, client: Any, table: str, group: str, stream: str) -> None:
         self.client, self.table, self.group, self.stream = client, table, group, stream
-        self._prefix = f"{group}|{stream}|"
+        self._prefix = f"{group}{_KEY_SEPARATOR}{stream}{_KEY_SEPARATOR}"
         try:
             client.create_table(
                 TableName=table,
@@ -185,18 +267,7 @@ class DynamoLeases:
         }
         while True:
             page = self.client.scan(**kwargs)
-            for item in page.get("Items", []):
-                leases.append(
-                    Lease(
-                        item["shard_id"]["S"],
-                        item.get("owner", {}).get("S"),
-                        int(item["counter"]["N"]),
-                        item.get("checkpoint", {}).get("S"),
-                        tuple(sorted(item.get("parents", {}).get("SS", ()))),
-                        item.get("incarnation", {}).get("S", ""),
-                        float(item.get("updated", {}).get("N", "0")),
-                    )
-                )
+            leases.extend(_lease(item) for item in page.get("Items", []))
             if "LastEvaluatedKey" not in page:
                 return sorted(leases, key=lambda lease: lease.shard_id)
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
