@@ -30,7 +30,10 @@ def status() -> None:
         console.print("nothing runs (start a mode: deploy web, deploy batch, deploy stream)")
     if found.engine_note:
         say(f"{found.engine_note}: only local services were checked")
-    _print_leases(stacks.lease_rows(found))
+    notes: list[str] = []
+    _print_leases(stacks.lease_rows(found, notes=notes))
+    for note in notes:
+        say(note)
 
 
 def _print_leases(rows: list[stacks.LeaseRow]) -> None:

@@ -169,13 +169,17 @@ def _emulator_urls(found: Overview) -> list[str]:
     return urls
 
 
-def lease_rows(found: Overview, settings: StreamSettings | None = None) -> list[LeaseRow]:
+def lease_rows(
+    found: Overview, settings: StreamSettings | None = None, notes: list[str] | None = None
+) -> list[LeaseRow]:
     """Return who holds which shard: the local lease file and the emulators' lease tables.
 
-    Read-only: a missing file or table means no group ran there, and nothing is created.
+    Read-only: a missing file or table means no group ran there, and nothing is created. An
+    emulator that does not answer is named in ``notes`` (one line each), not skipped silently.
     """
-    from deploy_modes.launch.emulator import emulator_client
+    from deploy_modes.core.storage import aws_client, emulator_keys
     from deploy_modes.stream.checkpoints import DynamoCheckpoints
+    from deploy_modes.stream.kinesis import client_config
     from deploy_modes.stream.leases import read_dynamo_leases, read_sqlite_leases
     from deploy_modes.stream.settings import StreamSettings
 
@@ -189,13 +193,16 @@ def lease_rows(found: Overview, settings: StreamSettings | None = None) -> list[
         now,
     )
     for url in _emulator_urls(found):
-        client = emulator_client("dynamodb", url)
-        stored = read_dynamo_leases(client, settings.lease_table)
-        if stored:
-            checkpoints = DynamoCheckpoints(
-                emulator_client("dynamodb", url), settings.checkpoint_table, create=False
-            )
+        # The region rule the consumers use; short timeouts: a stuck emulator must not hang us.
+        client = aws_client("dynamodb", url, config=client_config(2.0, 5.0), **emulator_keys())
+        try:
+            stored = read_dynamo_leases(client, settings.lease_table)
+            checkpoints = DynamoCheckpoints(client, settings.checkpoint_table, create=False)
             rows += _rows(url, stored, _Missing(checkpoints), now)
+        except Exception as exc:
+            if notes is None:
+                raise
+            notes.append(f"could not read the lease table at {url}: {exc}")
     return rows
 
 
