@@ -39,6 +39,7 @@ __all__ = [
     "LeaseTaker",
     "SQLiteLeases",
     "StoredLease",
+    "fast_commits",
     "read_dynamo_leases",
     "read_sqlite_leases",
 ]
@@ -66,6 +67,18 @@ class Lease:
     def finished(self) -> bool:
         """Return whether the shard was read to its end (its children may start)."""
         return self.checkpoint == SHARD_END
+
+
+def fast_commits(db: sqlite3.Connection) -> None:
+    """Commit to the write-ahead log without an fsync per transaction (WAL, synchronous=NORMAL).
+
+    A commit then survives the process being killed (the guarantee the consumer needs); only
+    an OS crash or power loss may lose the last commits, and a lost checkpoint or lease write
+    means rides read again, never skipped. The default (rollback journal, FULL) costs two or
+    more fsyncs per commit: 35 ms each on a loaded disk, several per consumer round.
+    """
+    db.execute("pragma journal_mode=wal")
+    db.execute("pragma synchronous=normal")
 
 
 @dataclass(frozen=True)
@@ -169,6 +182,7 @@ class SQLiteLeases:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+            fast_commits(self._db)
             with self._db:
                 self._db.execute(
                     "create table if not exists leases (grp text not null, stream text not null, "
