@@ -14,7 +14,7 @@ __all__ = ["down", "logs", "register", "status"]
 
 
 def status() -> None:
-    """Show what runs, in which runtime, and whether it is healthy.
+    """Show what runs, in which runtime, whether it is healthy, and who holds which shard.
 
     Example: deploy status
     """
@@ -32,6 +32,30 @@ def status() -> None:
         say(note)
     if found.engine_note:
         say(f"{found.engine_note}: only local services were checked")
+    notes: list[str] = []
+    _print_leases(stacks.lease_rows(found, notes=notes))
+    for note in notes:
+        say(note)
+
+
+def _print_leases(rows: list[stacks.LeaseRow]) -> None:
+    """Print which consumer of a stream group holds which shard, one table per source."""
+    for source in dict.fromkeys(row.source for row in rows):
+        table = Table(title=f"stream leases ({source})")
+        for column in ("group", "stream", "shard", "owner", "counter", "checkpoint", "age"):
+            table.add_column(column)
+        for row in rows:
+            if row.source == source:
+                table.add_row(
+                    row.group,
+                    row.stream,
+                    row.shard,
+                    row.owner,
+                    str(row.counter),
+                    row.checkpoint,
+                    row.age,
+                )
+        console.print(table)
 
 
 def logs(

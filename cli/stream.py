@@ -104,6 +104,15 @@ def run(
     count: Annotated[
         int, typer.Option(min=0, max=1_000_000, help="Demo rides to send once it runs (0: none).")
     ] = 0,
+    consumers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=16,
+            help="Consumer containers sharing the shards (--runtime compose; locally, run "
+            "`deploy stream consume` in more terminals).",
+        ),
+    ] = 1,
     bake: BakeOption = None,
     trust_pickle: TrustPickleOption = None,
     trust_type: TrustTypeOption = None,
@@ -111,7 +120,7 @@ def run(
 ) -> None:
     """Start the emulator, create the streams, and run the consumer in the foreground.
 
-    Example: deploy stream --runtime local --shards 2
+    Example: deploy stream --runtime compose --shards 4 --consumers 2
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -120,8 +129,13 @@ def run(
     settings = _settings(shards=shards, consumer_name=consumer_name, endpoint_url=endpoint_url)
     trust = chosen_trust(trust_pickle, trust_type, model_sha256)
     if chosen_runtime(runtime) is Runtime.compose:
-        _up_in_compose(settings.shards, count, model, bake, trust)
+        _up_in_compose(settings.shards, count, model, bake, trust, consumers)
         return
+    if consumers != 1:
+        raise DeployError(
+            "--consumers scales the compose stack: locally, run `deploy stream consume` "
+            "in more terminals (they share the shards)"
+        )
     local.run_local(settings, model_location(model), count, trust)
 
 
@@ -145,8 +159,8 @@ def consume(
         bool | None,
         typer.Option(
             "--group/--no-group",
-            help="Share the shards with the other consumers of this name through leases "
-            "(env DEPLOY_STREAM_GROUP; default: off).",
+            help="Share the shards with the other consumers of this name through leases; "
+            "--no-group reads every shard alone (env DEPLOY_STREAM_GROUP; default: on).",
             show_default=False,
         ),
     ] = None,
@@ -155,7 +169,7 @@ def consume(
         typer.Option(
             min=1,
             max=600,
-            help="Seconds before an unrenewed lease is taken over, with --group "
+            help="Seconds before an unrenewed lease is taken over (group) "
             "(env DEPLOY_STREAM_LEASE_TIMEOUT; default: 10).",
             show_default=False,
         ),
@@ -276,12 +290,14 @@ def tail(
 
 
 def _up_in_compose(
-    shards: int, count: int, model: str | None, bake: bool | None, trust: Any
+    shards: int, count: int, model: str | None, bake: bool | None, trust: Any, consumers: int
 ) -> None:
     """Bring the stream stack up and say how to talk to it."""
     from deploy_modes.compose.stacks import StreamStack, up_stream
 
-    options = StreamStack(shards=shards, count=count, model=model, bake=bake, trust=trust)
+    options = StreamStack(
+        shards=shards, count=count, model=model, bake=bake, trust=trust, consumers=consumers
+    )
     stack, endpoint = up_stream(options)
     console.print(
         f"[bold green]stream stack up[/bold green] ({stack.project}): Kinesis at {endpoint}"
@@ -291,7 +307,8 @@ def _up_in_compose(
         "next:\n"
         f"  deploy stream send --count 100 --endpoint-url {endpoint}\n"
         f"  deploy stream tail --endpoint-url {endpoint}\n"
-        "  deploy logs stream -f      deploy down stream",
+        "  deploy status   (who holds which shard)      deploy logs stream -f      "
+        "deploy down stream",
         highlight=False,
         markup=False,
     )

@@ -29,6 +29,7 @@ __all__ = [
     "BATCH_OUTPUT",
     "BATCH_ROWS",
     "HEALTH_TIMEOUT",
+    "MAX_CONSUMERS",
     "MAX_STACK_WORKERS",
     "SCHEDULER_PORT",
     "STACK_WORKERS",
@@ -58,6 +59,7 @@ HEALTH_TIMEOUT = 180.0
 STACK_WORKERS = 2  # worker containers of `--engine dask` without --workers (as locally)
 MAX_STACK_WORKERS = 16
 SCHEDULER_PORT = 8786  # inside the stack: tcp://scheduler:8786
+MAX_CONSUMERS = 16  # more consumers than shards only wait for a lease
 _LOOPBACK = (None, "127.0.0.1", "localhost")
 
 
@@ -126,6 +128,11 @@ class StreamStack:
     bake: bool | None = None
     emulator_port: int | None = None
     trust: Trust | None = None
+    consumers: int = 1  # consumer containers of one group, sharing the shards through leases
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.consumers <= MAX_CONSUMERS:
+            raise DeployError(f"--consumers must be 1..{MAX_CONSUMERS}, got {self.consumers}")
 
 
 @dataclass(frozen=True)
@@ -359,6 +366,20 @@ def list_objects(prefix: str, endpoint: str) -> list[tuple[str, int]]:
     ]
 
 
+def _check_consumers(stack: Stack, wanted: int) -> None:
+    """Fail unless ``wanted`` consumer containers run (the health wait sees one per service)."""
+    running = [
+        s for s in stack.containers() if s.service == "consumer" and not s.oneoff and s.healthy
+    ]
+    if len(running) != wanted:
+        raise DeployError(f"{len(running)} of {wanted} consumer containers run: see the logs above")
+    if wanted > 1:
+        say(
+            f"{wanted} consumers share the shards through leases "
+            "(deploy status shows who holds which)"
+        )
+
+
 def up_stream(options: StreamStack) -> tuple[Stack, str]:
     """Bring the stream stack up (and send ``count`` rides); return it and its Kinesis URL."""
     check_compose()
@@ -367,7 +388,10 @@ def up_stream(options: StreamStack) -> tuple[Stack, str]:
     env.update(_emulator_env(options.emulator_port))
     stack = build_stack("stream", env, options.bake)
     with torn_down_on_failure(stack):
-        up(stack, ["consumer"], ["emulator", "consumer"])
+        # Scaled consumers share the shards through leases in the emulator's DynamoDB.
+        scale = ["--scale", f"consumer={int(options.consumers)}"]
+        up(stack, [*scale, "consumer"], ["emulator", "consumer"])
+        _check_consumers(stack, int(options.consumers))
         if options.count:
             stack.env = {**env, "DEPLOY_COMPOSE_SEND_COUNT": str(int(options.count))}
             say(f"sending {int(options.count):,} rides with the producer")

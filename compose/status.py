@@ -6,6 +6,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from deploy_modes.compose.runtime import docker_engine_answers
@@ -17,11 +18,17 @@ from deploy_modes.launch.registry import ProcessRecord, live_records, process_st
 from deploy_modes.launch.terminal import say
 from deploy_modes.web.settings import DEFAULT_PORT
 
+if TYPE_CHECKING:
+    from deploy_modes.stream.leases import StoredLease
+    from deploy_modes.stream.settings import StreamSettings
+
 __all__ = [
     "LOCAL_PROBES",
+    "LeaseRow",
     "Overview",
     "ServiceRow",
     "down",
+    "lease_rows",
     "local_rows",
     "logs",
     "overview",
@@ -140,6 +147,118 @@ def _local_row(entry: ProcessRecord) -> ServiceRow:
     ports = f"127.0.0.1:{entry.port}" if entry.port else ""
     mode = "batch/stream" if entry.mode == "emulator" else entry.mode
     return ServiceRow(mode, "local", entry.command, f"running (pid {entry.pid})", health, ports)
+
+
+@dataclass(frozen=True)
+class LeaseRow:
+    """One shard lease of a stream consumer group, for ``deploy status``."""
+
+    source: str  # the SQLite lease file, or the emulator whose DynamoDB holds the table
+    group: str
+    stream: str
+    shard: str
+    owner: str
+    counter: int
+    checkpoint: str
+    age: str  # since the lease was last written (renewed, taken, checkpointed, released)
+
+
+def _age(updated: float, now: float) -> str:
+    return f"{max(0.0, now - updated):.1f} s" if updated else "-"
+
+
+def _sqlite_checkpoints(path: Path) -> Any:
+    from deploy_modes.stream.checkpoints import SQLiteCheckpoints
+
+    return SQLiteCheckpoints(path) if path.is_file() else None
+
+
+def _rows(source: str, stored: list[StoredLease], checkpoints: Any, now: float) -> list[LeaseRow]:
+    rows = []
+    for item in stored:
+        lease = item.lease
+        checkpoint = lease.checkpoint  # SHARD_END once a closed shard was read to its end
+        if checkpoint is None and checkpoints is not None:
+            found = checkpoints.get(item.group, item.stream, lease.shard_id)
+            checkpoint = found.sequence if found else None
+        rows.append(
+            LeaseRow(
+                source,
+                item.group,
+                item.stream,
+                lease.shard_id,
+                lease.owner or "(free)",
+                lease.counter,
+                checkpoint or "-",
+                _age(lease.updated, now),
+            )
+        )
+    return rows
+
+
+def _emulator_urls(found: Overview) -> list[str]:
+    """Return the loopback URLs of the emulators ``deploy status`` found (local or compose)."""
+    urls = []
+    for row in found.rows:
+        if row.service == "emulator" and row.ports:
+            port = row.ports.split(", ")[0].split("->")[0].rsplit(":", 1)[-1]
+            if port.isdigit():
+                urls.append(f"http://127.0.0.1:{port}")
+    return urls
+
+
+def lease_rows(
+    found: Overview, settings: StreamSettings | None = None, notes: list[str] | None = None
+) -> list[LeaseRow]:
+    """Return who holds which shard: the local lease file and the emulators' lease tables.
+
+    Read-only: a missing file or table means no group ran there, and nothing is created. An
+    emulator that does not answer is named in ``notes`` (one line each), not skipped silently.
+    """
+    from deploy_modes.core.storage import aws_client, emulator_keys
+    from deploy_modes.stream.checkpoints import DynamoCheckpoints
+    from deploy_modes.stream.kinesis import client_config
+    from deploy_modes.stream.leases import read_dynamo_leases, read_sqlite_leases
+    from deploy_modes.stream.settings import StreamSettings
+
+    settings = settings or StreamSettings()
+    now = time.time()
+    path = settings.lease_file
+    rows = _rows(
+        str(path),
+        read_sqlite_leases(path),
+        _sqlite_checkpoints(settings.checkpoint_path),
+        now,
+    )
+    for url in _emulator_urls(found):
+        # The region rule the consumers use; short timeouts: a stuck emulator must not hang us.
+        client = aws_client("dynamodb", url, config=client_config(2.0, 5.0), **emulator_keys())
+        try:
+            stored = read_dynamo_leases(client, settings.lease_table)
+            checkpoints = DynamoCheckpoints(client, settings.checkpoint_table, create=False)
+            rows += _rows(url, stored, _Missing(checkpoints), now)
+        except Exception as exc:
+            if notes is None:
+                raise
+            notes.append(f"could not read the lease table at {url}: {exc}")
+    return rows
+
+
+class _Missing:
+    """Checkpoints that read as none while their table does not exist (yet)."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def get(self, consumer: str, stream: str, shard_id: str) -> Any:
+        from deploy_modes.core.storage import aws_error_code
+
+        try:
+            return self.store.get(consumer, stream, shard_id)
+        except Exception as exc:
+            if aws_error_code(exc) == "ResourceNotFoundException":
+                return None
+            raise
 
 
 def logs(mode: str, follow: bool = False, tail: int = 200) -> int:

@@ -66,7 +66,7 @@ def lease_coordinator(
         client = _client("dynamodb", settings)
         table = DynamoLeases(client, settings.lease_table, group, stream)
     else:
-        table = SQLiteLeases(settings.lease_path, group, stream)
+        table = SQLiteLeases(settings.lease_file, group, stream)
     me = f"{socket.gethostname()}-{os.getpid()}"
     say = log or (lambda message: None)
     return LeaseCoordinator(

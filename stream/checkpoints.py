@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from deploy_modes.core.errors import DeployError
 from deploy_modes.core.storage import aws_error_code
 from deploy_modes.stream.kinesis import Shard
+from deploy_modes.stream.leases import fast_commits
 
 __all__ = [
     "Checkpoint",
@@ -97,6 +98,7 @@ class SQLiteCheckpoints:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # The consumer is single-threaded, but the CLI may read while it runs.
             self._db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+            fast_commits(self._db)  # after-ack checkpoints stay safe across a SIGKILL
             with self._db:
                 self._db.execute(
                     "create table if not exists checkpoints (consumer text not null, "

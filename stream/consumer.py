@@ -145,8 +145,12 @@ class Consumer:
             [
                 (s.shard_id, tuple(p for p in (s.parent_shard_id, s.adjacent_parent_shard_id) if p))
                 for s in self._shards
-            ]
+            ],
+            self._incarnation,
         )
+        if self.leases.newer_incarnation:
+            # Another consumer saw the stream created again before we did: list it now.
+            self._refreshed_at = float("-inf")
         for shard_id in list(self.readers):
             if shard_id not in held:
                 self._drop(shard_id)

@@ -77,15 +77,22 @@ class StreamSettings(BaseSettings):
     """Seconds ``consume`` waits at start for the input stream to answer before it gives up
     with an error; once running, outages are retried with backoff for as long as they last."""
 
-    group: bool = False
+    group: bool = True
     """Share the shards with every other consumer of the same name through leases (a
-    consumer group); off: this consumer reads every shard."""
+    consumer group, as the Kinesis Client Library does); off: this consumer reads every
+    shard, children of a reshard at once beside their parents (no per-key order across it)."""
 
     lease_timeout: float = Field(10.0, ge=1.0, le=600.0)
     """Seconds after which a lease its owner stopped renewing is taken over (group only)."""
 
-    lease_path: Path = Path(".deploy/stream/leases.sqlite")
-    """SQLite lease file shared by the consumers of one host (group, checkpoint_store=sqlite)."""
+    lease_path: Path | None = None
+    """SQLite lease file shared by the consumers of one host (group, checkpoint_store=sqlite);
+    unset: ``leases.sqlite`` beside the checkpoint file, so leases and checkpoints move together."""
 
     lease_table: str = "deploy_stream_leases"
     """DynamoDB lease table, created on first use (group, checkpoint_store=dynamodb)."""
+
+    @property
+    def lease_file(self) -> Path:
+        """Return the SQLite lease file: ``lease_path``, or the one beside the checkpoints."""
+        return self.lease_path or self.checkpoint_path.parent / "leases.sqlite"

@@ -1,4 +1,4 @@
-"""Benchmark: a consumer group of real ``deploy stream consume --group`` processes on 4 shards.
+"""Benchmark: a consumer group of real ``deploy stream consume`` processes on 4 shards.
 
 On one moto server started here, with one model:
 

@@ -16,6 +16,7 @@ from deploy_modes.stream.bootstrap import build_consumer
 from deploy_modes.stream.checkpoints import DynamoCheckpoints, SQLiteCheckpoints
 from deploy_modes.stream.consumer import Consumer
 from deploy_modes.stream.kinesis import list_shard_ids, put_records
+from deploy_modes.stream.leases import DynamoLeases
 from deploy_modes.stream.rides import generated_rides, send_rides
 from deploy_modes.stream.service import OutputRecord, StreamService
 from deploy_modes.stream.settings import StreamSettings
@@ -178,6 +179,11 @@ def test_wired_consumer_with_dynamodb_checkpoints_resumes(
     send_rides(kinesis, settings.input_stream, generated_rides(120, seed=6))
     first = build_consumer(str(model_dir), settings)
     assert isinstance(first.checkpoints, DynamoCheckpoints)
+    # A group by default, its leases beside the checkpoints: in DynamoDB too.
+    assert first.leases is not None and isinstance(first.leases.table, DynamoLeases)
     assert _drain(first) == 120
-    assert _drain(build_consumer(str(model_dir), settings)) == 0  # resumes after the checkpoint
+    first.leases.release_all()  # what a graceful stop does
+    second = build_consumer(str(model_dir), settings)
+    assert _drain(second) == 0  # resumes after the checkpoint
+    assert second.leases is not None and len(second.leases.held) == 4  # it did read every shard
     assert len(predictions_by_id(kinesis, settings.output_stream)) == 120

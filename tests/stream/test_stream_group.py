@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ from typing import Any
 import pytest
 from stream_helpers import predictions_by_id
 
+from deploy_modes.compose.status import LeaseRow, Overview, ServiceRow, lease_rows
+from deploy_modes.launch.emulator import Emulator
 from deploy_modes.launch.processes import ManagedProcess
 from deploy_modes.stream.leases import Lease, SQLiteLeases
 from deploy_modes.stream.rides import generated_rides, send_rides
@@ -31,7 +34,12 @@ DEPLOY = str(Path(sys.executable).parent / "deploy")  # the venv's console scrip
 
 
 def _consumer(
-    settings: StreamSettings, model_dir: Path, tmp_path: Path, name: str, lease_timeout: float
+    settings: StreamSettings,
+    model_dir: Path,
+    tmp_path: Path,
+    name: str,
+    lease_timeout: float,
+    extra: dict[str, str] | None = None,
 ) -> ManagedProcess:
     env = {
         "DEPLOY_STREAM_ENDPOINT_URL": str(settings.endpoint_url),
@@ -44,6 +52,7 @@ def _consumer(
         "DEPLOY_STREAM_POLL_INTERVAL": "0.05",
         "DEPLOY_MODEL_LOCATION": str(model_dir),
         "PYTHONUNBUFFERED": "1",
+        **(extra or {}),
     }
     args = [DEPLOY, "stream", "consume", "--group", "--lease-timeout", str(lease_timeout)]
     return ManagedProcess(name, args, env=env, log_path=tmp_path / f"{name}.log")
@@ -178,3 +187,76 @@ def test_a_graceful_stop_hands_the_shards_over_without_waiting_for_the_timeout(
     assert "released the lease" in (tmp_path / "first.log").read_text()
     found = predictions_by_id(kinesis, settings.output_stream)
     assert sorted(found) == list(range(1, 201))
+
+
+def _status_rows(settings: StreamSettings, rows: list[LeaseRow]) -> dict[str, LeaseRow]:
+    return {row.shard: row for row in rows if row.stream == settings.input_stream}
+
+
+def test_status_shows_who_holds_which_shard_in_sqlite_and_dynamodb(
+    kinesis: Any, make_streams: Any, model_dir: Path, tmp_path: Path, moto_server: Emulator
+) -> None:
+    settings: StreamSettings = make_streams(4)
+    table = f"leases_{settings.input_stream}"
+    dynamo = {
+        "DEPLOY_STREAM_CHECKPOINT_STORE": "dynamodb",
+        "DEPLOY_STREAM_LEASE_TABLE": table,
+        "DEPLOY_STREAM_CHECKPOINT_TABLE": f"checkpoints_{settings.input_stream}",
+    }
+    # Two consumers in the SQLite lease file, two others (another name) in DynamoDB on moto.
+    consumers = [
+        _consumer(settings, model_dir, tmp_path, f"s{i}", lease_timeout=5) for i in range(2)
+    ] + [
+        _consumer(
+            settings,
+            model_dir,
+            tmp_path,
+            f"d{i}",
+            lease_timeout=5,
+            extra={**dynamo, "DEPLOY_STREAM_CONSUMER_NAME": "dyn"},
+        )
+        for i in range(2)
+    ]
+    dynamo_settings = settings.model_copy(
+        update={"lease_table": table, "checkpoint_table": dynamo["DEPLOY_STREAM_CHECKPOINT_TABLE"]}
+    )
+    emulator = ServiceRow("stream", "local", "emulator", "running", "answers", moto_server.url[7:])
+    found = Overview(rows=[emulator], engine_note=None)
+
+    def balanced(source: str) -> bool:
+        rows = [r for r in lease_rows(found, dynamo_settings) if r.source == source]
+        owners = Counter(r.owner for r in _status_rows(settings, rows).values())
+        return sorted(owners.values()) == [2, 2] and "(free)" not in owners
+
+    try:
+        _wait_for(lambda: balanced(str(settings.lease_file)), "SQLite leases 2+2", consumers)
+        _wait_for(lambda: balanced(moto_server.url), "DynamoDB leases 2+2", consumers)
+        send_rides(kinesis, settings.input_stream, generated_rides(200, seed=53))
+        _wait_for(
+            lambda: all(
+                r.checkpoint != "-"
+                for r in lease_rows(found, dynamo_settings)
+                if r.stream == settings.input_stream
+            ),
+            "every shard checkpointed in both groups",
+            consumers,
+        )
+        rows = lease_rows(found, dynamo_settings)
+        pids = {f"-{c.popen.pid}": c.name for c in consumers}
+    finally:
+        for consumer in consumers:
+            consumer.stop(sig=signal.SIGTERM)
+    local = _status_rows(settings, [r for r in rows if r.source == str(settings.lease_file)])
+    remote = _status_rows(settings, [r for r in rows if r.source == moto_server.url])
+    assert sorted(local) == sorted(remote) == [f"shardId-00000000000{i}" for i in range(4)]
+    assert {r.group for r in local.values()} == {"default"}
+    assert {r.group for r in remote.values()} == {"dyn"}
+    # Owners are host-pid: each names one of the real processes of that group.
+    assert {pids[o[o.rindex("-") :]] for o in (r.owner for r in local.values())} == {"s0", "s1"}
+    assert {pids[o[o.rindex("-") :]] for o in (r.owner for r in remote.values())} == {"d0", "d1"}
+    for row in [*local.values(), *remote.values()]:
+        assert row.counter >= 1 and int(row.checkpoint) > 0
+        assert float(row.age.removesuffix(" s")) < 30  # renewed while it ran
+    # The SIGTERMed consumers released their leases: status says the shards are free.
+    after = lease_rows(found, dynamo_settings)
+    assert {r.owner for r in after if r.stream == settings.input_stream} == {"(free)"}

@@ -15,7 +15,8 @@ from stream_helpers import predictions_by_id
 from deploy_modes.core.storage import aws_client
 from deploy_modes.stream.checkpoints import SQLiteCheckpoints
 from deploy_modes.stream.consumer import Consumer
-from deploy_modes.stream.kinesis import ensure_streams, list_shard_ids
+from deploy_modes.stream.kinesis import ensure_streams, list_shard_ids, stream_incarnation
+from deploy_modes.stream.leases import SHARD_END, LeaseCoordinator, SQLiteLeases
 from deploy_modes.stream.rides import generated_rides, send_rides
 from deploy_modes.stream.service import StreamService
 from deploy_modes.stream.settings import StreamSettings
@@ -23,13 +24,21 @@ from deploy_modes.stream.settings import StreamSettings
 pytestmark = pytest.mark.integration
 
 
-def _consumer(service: StreamService, settings: StreamSettings, lines: list[str]) -> Consumer:
+def _consumer(
+    service: StreamService, settings: StreamSettings, lines: list[str], me: str | None = None
+) -> Consumer:
+    """Return a consumer; with ``me``, a member of the group (leases beside the checkpoints)."""
+    leases = None
+    if me is not None:
+        table = SQLiteLeases(settings.lease_file, settings.consumer_name, settings.input_stream)
+        leases = LeaseCoordinator(table, me, settings.lease_timeout, lines.append)
     return Consumer(
         service,
         aws_client("kinesis", settings.endpoint_url),
         SQLiteCheckpoints(settings.checkpoint_path),
         settings,
         lines.append,
+        leases,
     )
 
 
@@ -102,3 +111,65 @@ def test_a_valid_checkpoint_still_resumes_without_repeating(
     assert sum(line.count("reading shardId") for line in lines) == len(
         list_shard_ids(kinesis, settings.input_stream)
     )
+
+
+def _group_table(settings: StreamSettings) -> SQLiteLeases:
+    return SQLiteLeases(settings.lease_file, settings.consumer_name, settings.input_stream)
+
+
+def test_a_recreated_stream_does_not_inherit_the_groups_leases(
+    kinesis: Any, make_streams: Any, stream_service: StreamService
+) -> None:
+    settings: StreamSettings = make_streams(2)
+    send_rides(kinesis, settings.input_stream, generated_rides(200, seed=16))
+    first_lines: list[str] = []
+    first = _consumer(stream_service, settings, first_lines, me="first")
+    assert _drain(first) == 200
+    old = stream_incarnation(kinesis, settings.input_stream)
+    table = _group_table(settings)
+    # What the old stream's leases look like after a reshard closed shard 0 and it was read
+    # to its end (moto never ends a closed shard, see test_stream_reshard.py), and after a
+    # SIGKILL of the holder of shard 1: neither may carry over to the new stream.
+    zero, one = table.list()
+    assert (zero.incarnation, one.incarnation) == (old, old)
+    assert table.write(
+        zero, zero.__class__(zero.shard_id, None, zero.counter + 1, SHARD_END, (), old)
+    )
+    _recreate(kinesis, settings.input_stream, 2)
+    send_rides(kinesis, settings.input_stream, generated_rides(40, seed=17, first_id=1001))
+
+    lines: list[str] = []
+    # A lease timeout far beyond the test: only the reset can explain taking shard 1 at once.
+    slow = settings.model_copy(update={"lease_timeout": 600.0})
+    restarted = _consumer(stream_service, slow, lines, me="second")
+    assert _drain(restarted) == 40
+    found = predictions_by_id(kinesis, settings.output_stream)
+    assert sorted(k for k in found if k > 1000) == list(range(1001, 1041))
+    assert all(len(durations) == 1 for durations in found.values())
+    new = stream_incarnation(kinesis, settings.input_stream)
+    assert all(
+        (lease.incarnation, lease.owner, lease.checkpoint) == (new, "second", None)
+        for lease in table.list()
+    )
+    assert sum("reset the lease" in line for line in lines) == 2
+
+
+def test_a_consumer_with_a_stale_listing_does_not_undo_a_newer_reset(
+    kinesis: Any, make_streams: Any, stream_service: StreamService
+) -> None:
+    settings: StreamSettings = make_streams(1)
+    stale = _consumer(stream_service, settings, [], me="stale")
+    assert _drain(stale) == 0  # holds shard 0 of the first incarnation
+    _recreate(kinesis, settings.input_stream, 1)
+    send_rides(kinesis, settings.input_stream, generated_rides(20, seed=18, first_id=3001))
+    fresh = _consumer(
+        stream_service, settings.model_copy(update={"lease_timeout": 1.0}), [], me="fresh"
+    )
+    fresh.refresh_shards()  # resets the lease to the new incarnation (and may take it later)
+    new = stream_incarnation(kinesis, settings.input_stream)
+    assert [lease.incarnation for lease in _group_table(settings).list()] == [new]
+    assert stale.leases is not None
+    stale._sync_leases()  # its listing is from before the recreate: it must not reset back
+    assert [lease.incarnation for lease in _group_table(settings).list()] == [new]
+    assert stale.leases.newer_incarnation == new
+    assert stale.readers == {}  # it lost the lease it held on the old stream

@@ -37,10 +37,10 @@ def tables(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Lease
 
 def test_only_one_of_two_consumers_takes_a_lease(tables: Callable[[], LeaseTable]) -> None:
     first, second = tables(), tables()
-    first.create("shard-0", ())
-    second.create("shard-0", ())  # idempotent: the lease is not reset
+    first.create("shard-0", (), "s@1")
+    second.create("shard-0", (), "s@1")  # idempotent: the lease is not reset
     (seen,) = first.list()
-    assert seen == Lease("shard-0")
+    assert seen == Lease("shard-0", incarnation="s@1")
     assert first.write(seen, LeaseTaker.taken(seen, "a"))
     assert not second.write(seen, LeaseTaker.taken(seen, "b"))  # b saw an old version
     (now,) = second.list()
@@ -49,7 +49,7 @@ def test_only_one_of_two_consumers_takes_a_lease(tables: Callable[[], LeaseTable
 
 def test_renew_checkpoint_release_and_a_lost_lease(tables: Callable[[], LeaseTable]) -> None:
     table = tables()
-    table.create("shard-1", ("shard-0",))
+    table.create("shard-1", ("shard-0",), "s@1")
     (lease,) = table.list()
     assert lease.parents == ("shard-0",)
     held = LeaseTaker.taken(lease, "a")
