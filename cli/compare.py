@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from deploy_modes.cli.console import console, progress, say
 from deploy_modes.cli.options import (
@@ -153,7 +154,7 @@ def _print(outcome: Outcome) -> None:
     console.print(ratios_line(report), highlight=False)
     for result in report.results:
         for error in result.errors[:5]:
-            console.print(f"[yellow]{result.mode}:[/yellow] {error}", highlight=False)
+            console.print(f"[yellow]{result.mode}:[/yellow] {escape(error)}", highlight=False)
     if agreed.ok:
         console.print(
             f"[bold green]agreement[/bold green]: all {rides_text(agreed.compared)}, "
@@ -177,4 +178,5 @@ def _print(outcome: Outcome) -> None:
     console.print(
         f"wrote {paths['json']}, {paths['md']}, {paths['png']} (logs in {outcome.log_dir})",
         highlight=False,
+        markup=False,
     )

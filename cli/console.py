@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import typer
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from deploy_modes.core.errors import DeployError
@@ -28,7 +29,10 @@ __all__ = [
 
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print a one-line error (no traceback) and return the Exit to raise."""
-    err_console.print(f"[bold red]error:[/bold red] {message}", highlight=False, soft_wrap=True)
+    # The message quotes user input and library text (botocore's `[/:]`): never markup.
+    err_console.print(
+        f"[bold red]error:[/bold red] {escape(message)}", highlight=False, soft_wrap=True
+    )
     return typer.Exit(code)
 
 
@@ -67,7 +71,7 @@ def warnings_as_lines() -> Iterator[None]:
         finally:
             for item in caught:
                 err_console.print(
-                    f"[bold yellow]warning:[/bold yellow] {item.message}",
+                    f"[bold yellow]warning:[/bold yellow] {escape(str(item.message))}",
                     highlight=False,
                     soft_wrap=True,
                 )

@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from deploy_modes.cli.console import console, say, typer_app, warnings_as_lines
 from deploy_modes.cli.options import (
@@ -79,11 +81,13 @@ def data(
     year, mon = parse_month(month)
     target = out or str(settings.data_dir / month_file(year, mon))
     started = time.perf_counter()
-    with console.status(f"generating {rows:,} rides for {month}"):
+    with console.status(f"generating {rows:,} rides for {escape(month)}"):
         frame = generate_month(year, mon, rows=rows, seed=seed)
         write_month(frame, target)
     seconds = time.perf_counter() - started
-    console.print(f"wrote {len(frame):,} rides to {target} in {seconds:.1f}s", highlight=False)
+    console.print(
+        f"wrote {len(frame):,} rides to {target} in {seconds:.1f}s", highlight=False, markup=False
+    )
 
 
 def train(
@@ -160,7 +164,7 @@ def train(
     console.print(
         f"[bold green]trained[/bold green] {manifest['name']} version {manifest['version']}: "
         f"validation RMSE {manifest['metrics']['val_rmse']:.3f} min "
-        f"(train {manifest['metrics']['train_rmse']:.3f}) -> {out}",
+        f"(train {manifest['metrics']['train_rmse']:.3f}) -> {escape(out)}",
         highlight=False,
     )
 
@@ -209,11 +213,12 @@ def _print_rows(title: str, rows: list[tuple[str, str]]) -> None:
         for key, text in rows:
             console.print(f"{key}: {text}", highlight=False, markup=False)
         return
-    table = Table(title=title, show_header=False)
+    # Text cells: a manifest or a location is data, never markup.
+    table = Table(title=Text(title), show_header=False)
     table.add_column("field", style="bold")
     table.add_column("value", overflow="fold")
     for key, text in rows:
-        table.add_row(key, text)
+        table.add_row(Text(key), Text(text))
     console.print(table)
 
 
@@ -235,7 +240,7 @@ def convert(
         result = convert_model(source, out, chosen_trust(trust_pickle, trust_type, model_sha256))
     manifest = result.manifest
     console.print(
-        f"[bold green]converted[/bold green] {source} -> {out}: skops version "
+        f"[bold green]converted[/bold green] {escape(source)} -> {escape(out)}: skops version "
         f"{manifest['version']}; predictions equal on {result.proof.rides:,} probe rides "
         f"(max |diff| {result.proof.max_diff:g})",
         highlight=False,

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from urllib.parse import urlparse
 
 import typer
+from rich.markup import escape
 
 from deploy_modes.cli.console import console, isatty, progress, typer_app
 from deploy_modes.cli.options import (
@@ -212,7 +213,7 @@ def send(
     client = local.kinesis(settings)
     with local.aws_errors(settings):
         sent = _send(client, settings.input_stream, rides, rate or None, total)
-    console.print(f"sent {sent:,} rides to {settings.input_stream}", highlight=False)
+    console.print(f"sent {sent:,} rides to {settings.input_stream}", highlight=False, markup=False)
 
 
 def _send(client: Any, stream: str, rides: Iterable[Any], rate: float | None, total: int) -> int:
@@ -259,7 +260,7 @@ def tail(
         pass
     if not isatty():
         return
-    console.print(f"[dim]{shown:,} events from {stream}[/dim]")
+    console.print(f"[dim]{shown:,} events from {escape(stream)}[/dim]")
 
 
 def _up_in_compose(

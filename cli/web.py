@@ -8,6 +8,7 @@ import urllib.request
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from deploy_modes.cli.console import console, typer_app
 from deploy_modes.cli.options import (
@@ -88,7 +89,7 @@ def run(
 
 
 def _print_stack_up(project: str, url: str) -> None:
-    console.print(f"[bold green]web stack up[/bold green] ({project}): {url}")
+    console.print(f"[bold green]web stack up[/bold green] ({escape(project)}): {escape(url)}")
     console.print(
         f"  POST {url}/predict   GET {url}/health  {url}/ready  {url}/metrics\n"
         "next:\n"
@@ -127,7 +128,7 @@ def predict(
     answer = post_json(f"{url.rstrip('/')}/predict", payload, timeout)
     console.print(
         f"predicted duration: [bold]{answer['duration']:.2f}[/bold] min "
-        f"(model version {answer.get('model_version', '?')})",
+        f"(model version {escape(str(answer.get('model_version', '?')))})",
         highlight=False,
     )
 

@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rich.markup import escape
+
 from deploy_modes.core.errors import DeployError
 from deploy_modes.core.storage import is_s3
 from deploy_modes.launch.processes import (
@@ -106,7 +108,9 @@ def _status(message: str) -> contextlib.AbstractContextManager[Any]:
 
 def _print_ready(url: str, log_path: Path) -> None:
     ride = '{"PULocationID": 10, "DOLocationID": 50, "trip_distance": 40}'
-    console.print(f"[bold green]ready[/bold green] at {url}  (logs also in {log_path})")
+    console.print(
+        f"[bold green]ready[/bold green] at {escape(url)}  (logs also in {escape(str(log_path))})"
+    )
     console.print(
         f"try:  curl -s -X POST {url}/predict -H 'Content-Type: application/json' -d '{ride}'",
         highlight=False,
