@@ -102,6 +102,8 @@ def run(
     output: Annotated[
         str | None,
         typer.Option(
+            "--out",
+            "--output",  # the name before the convention: scripts keep working
             help="Predictions: .parquet path or s3:// template, or a database URL "
             "(default: output/taxi_type={taxi_type}/year={year:04d}/month={month:02d}/"
             "{model_version}.parquet).",
@@ -115,7 +117,10 @@ def run(
     output_table: Annotated[
         str | None,
         typer.Option(
+            "--out-table",
+            "--output-table",
             help="Output table for a database output (default: predictions).",
+            show_default=False,
         ),
     ] = None,
     window: Annotated[

@@ -9,8 +9,8 @@ from typing import Any
 
 import typer
 from rich.markup import escape
-from typer.core import TyperGroup
 
+from deploy_modes.cli.convention import ConventionGroup
 from deploy_modes.core.errors import DeployError
 from deploy_modes.launch.terminal import console, err_console, isatty, progress, say
 
@@ -36,7 +36,7 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
-class DeployGroup(TyperGroup):
+class DeployGroup(ConventionGroup):
     """A typer group that turns user-facing errors into one clear line and exit code 1."""
 
     def invoke(self, ctx: typer.Context) -> Any:
@@ -52,6 +52,7 @@ class DeployGroup(TyperGroup):
 def typer_app(help_text: str, **kwargs: Any) -> typer.Typer:
     """Return a Typer app with the project's defaults (no pretty tracebacks, short help)."""
     kwargs.setdefault("no_args_is_help", False)
+    kwargs.setdefault("cls", ConventionGroup)
     return typer.Typer(
         help=help_text,
         pretty_exceptions_enable=False,

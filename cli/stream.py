@@ -18,6 +18,7 @@ from deploy_modes.cli.options import (
     ModelOption,
     ModelSha256Option,
     RuntimeOption,
+    ShardsOption,
     TrustPickleOption,
     TrustTypeOption,
     chosen_runtime,
@@ -50,15 +51,6 @@ ConsumerOption = Annotated[
     typer.Option(
         help="Consumer name; each name keeps its own checkpoints (fan-out) "
         "(env DEPLOY_STREAM_CONSUMER_NAME; default: default).",
-        show_default=False,
-    ),
-]
-ShardsOption = Annotated[
-    int | None,
-    typer.Option(
-        min=1,
-        max=64,
-        help="Shards per created stream (env DEPLOY_STREAM_SHARDS; default: 2).",
         show_default=False,
     ),
 ]
@@ -227,7 +219,7 @@ def _send(client: Any, stream: str, rides: Iterable[Any], rate: float | None, to
 @app.command("tail")
 def tail(
     follow: Annotated[
-        bool, typer.Option("--follow/--no-follow", help="Keep waiting for new events.")
+        bool, typer.Option("--follow/--no-follow", "-f", help="Keep waiting for new events.")
     ] = True,
     limit: Annotated[int | None, typer.Option(min=1, help="Stop after this many events.")] = None,
     dead_letters: Annotated[
