@@ -11,6 +11,7 @@ from deploy_modes.core.errors import DataError, DeployError
 from deploy_modes.core.storage import is_http, is_s3, local_file, parse_s3
 
 __all__ = [
+    "SQL_SCHEMES",
     "check_location",
     "check_source",
     "is_http",
@@ -23,14 +24,14 @@ __all__ = [
 ]
 
 _URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
-_SQL_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "mariadb", "mssql", "oracle")
+SQL_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "mariadb", "mssql", "oracle")
 PARQUET_SUFFIX = ".parquet"
 
 
 def is_sql(location: str) -> bool:
     """Return whether ``location`` is a SQLAlchemy database URL."""
     match = _URL_SCHEME.match(location)
-    return bool(match) and match.group(1).split("+")[0].lower() in _SQL_SCHEMES
+    return bool(match) and match.group(1).split("+")[0].lower() in SQL_SCHEMES
 
 
 def sql_url(location: str) -> str:

@@ -64,9 +64,16 @@ def data(
     out: Annotated[
         str | None,
         typer.Option(
-            help="Output file or s3:// URI (default: DATA_DIR/green_tripdata_YYYY-MM.parquet)."
+            help="A .parquet path or s3:// URI, or a database URL (sqlite:///rides.db, "
+            "postgresql+psycopg://...) to write a table (default: "
+            "DATA_DIR/green_tripdata_YYYY-MM.parquet).",
+            show_default=False,
         ),
     ] = None,
+    table: Annotated[
+        str,
+        typer.Option(help="Table to (re)create when --out is a database URL."),
+    ] = "trips",
     seed: SeedOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
@@ -74,20 +81,29 @@ def data(
 
     Example: deploy data --month 2021-03 --rows 1000000
     """
-    from deploy_modes.core.data import generate_month, month_file, parse_month, write_month
+    from deploy_modes.core.data import generate_month, month_file, parse_month
+    from deploy_modes.core.data_output import check_target, write_trips
 
     settings = load_settings(CoreSettings, demo_rows=rows, seed=seed, data_dir=data_dir)
     rows, seed = settings.demo_rows, settings.seed
     year, mon = parse_month(month)
     target = out or str(settings.data_dir / month_file(year, mon))
+    kind = check_target(target, table)  # before generating: a wrong target costs nothing
     started = time.perf_counter()
     with console.status(f"generating {rows:,} rides for {escape(month)}"):
         frame = generate_month(year, mon, rows=rows, seed=seed)
-        write_month(frame, target)
+        write_trips(frame, target, table)
     seconds = time.perf_counter() - started
+    where = f"table {table} of {_safe(target)}" if kind == "sql" else target
     console.print(
-        f"wrote {len(frame):,} rides to {target} in {seconds:.1f}s", highlight=False, markup=False
+        f"wrote {len(frame):,} rides to {where} in {seconds:.1f}s", highlight=False, markup=False
     )
+
+
+def _safe(url: str) -> str:
+    from deploy_modes.batch.locations import safe_url
+
+    return safe_url(url)
 
 
 def train(
