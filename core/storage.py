@@ -242,15 +242,22 @@ def download(url: str, sink: BinaryIO, timeout: float = HTTP_TIMEOUT) -> int:
     import urllib.error
     import urllib.request
 
+    start = sink.tell()
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:  # user-given URL
+            promised = response.headers.get("Content-Length")
             shutil.copyfileobj(response, sink, _COPY_BYTES)
     except urllib.error.HTTPError as exc:
+        exc.close()  # it holds the open response: an unclosed socket otherwise
         raise DataError(f"cannot download {url}: HTTP {exc.code} {exc.reason}") from None
     except urllib.error.URLError as exc:
         raise DataError(f"cannot download {url}: {exc.reason}") from None
     except (http.client.HTTPException, OSError, ValueError) as exc:
-        # IncompleteRead (a cut transfer) is an HTTPException, not an OSError: never a
-        # truncated file passed on as if whole.
+        # IncompleteRead (a cut chunked transfer) is an HTTPException, not an OSError.
         raise DataError(f"cannot download {url}: {type(exc).__name__}: {exc}") from None
-    return sink.tell()
+    got = sink.tell() - start
+    # http.client returns a short body quietly when the server closes early: never pass a
+    # truncated file on as if whole.
+    if promised is not None and promised.isdigit() and got != int(promised):
+        raise DataError(f"cannot download {url}: got {got:,} of {int(promised):,} bytes (cut off)")
+    return got
