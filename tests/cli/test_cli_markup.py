@@ -37,11 +37,23 @@ def _deploy(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.parametrize("name", ["in[/x].parquet", "rides[old].parquet", "[bold]x.parquet"])
-def test_a_bracketed_input_is_named_verbatim(tmp_path: Path, name: str) -> None:
-    done = _deploy(tmp_path, "batch", "--runtime", "local", "--month", "2021-03", "--input", name)
-    assert done.returncode == 1, done.stderr
-    assert done.stderr.strip() == f"error: input file does not exist: {name}"
+def test_a_bracketed_input_is_named_verbatim(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(
+        app, ["batch", "--runtime", "local", "--month", "2021-03", "--input", name]
+    )
+    assert result.exit_code == 1, result.output
+    assert result.output.strip() == f"error: input file does not exist: {name}"
     assert not (tmp_path / "models").exists()  # checked before any demo model is trained
+
+
+def test_the_console_script_prints_brackets_on_stderr(tmp_path: Path) -> None:
+    """The real entry point: one line on stderr, as a user's terminal shows it."""
+    done = _deploy(tmp_path, "batch", "--runtime", "local", "--input", "in[/x].parquet")
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip() == "error: input file does not exist: in[/x].parquet"
 
 
 def test_model_show_names_a_bracketed_location_verbatim(tmp_path: Path) -> None:
@@ -68,14 +80,12 @@ def test_an_invalid_bucket_is_one_line_with_botocores_brackets(
     assert "[/:]" in lines[0]
 
 
-def test_a_stray_bracket_in_an_s3_uri_is_one_line(tmp_path: Path) -> None:
-    done = _deploy(
-        tmp_path,
-        *("batch", "--runtime", "local", "--month", "2021-03", "--input", "s3://b[/x.parquet"),
-    )
-    assert done.returncode == 1
-    assert done.stderr.startswith("error: not an S3 URI")
-    assert "Traceback" not in done.stderr
+def test_a_stray_bracket_in_an_s3_uri_is_one_line() -> None:
+    args = ["batch", "--runtime", "local", "--month", "2021-03", "--input", "s3://b[/x.parquet"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1
+    assert result.output.startswith("error: not an S3 URI")
+    assert "Traceback" not in result.output
 
 
 def test_say_prints_brackets(capsys: pytest.CaptureFixture[str]) -> None:
