@@ -83,8 +83,9 @@ def run(
         stack = up_web(options)
         _print_stack_up(stack.project, f"http://127.0.0.1:{settings.port}")
         return
-    from deploy_modes.launch.web import serve_local
+    from deploy_modes.launch.web import check_port, serve_local
 
+    check_port(settings.host, settings.port)  # before a demo model may be trained
     serve_local(settings.host, settings.port, workers, model_location(model), trust)
 
 

@@ -25,7 +25,7 @@ from deploy_modes.launch.terminal import console, isatty, say
 if TYPE_CHECKING:
     from deploy_modes.core.artifact import Trust
 
-__all__ = ["GUNICORN_ARGS", "LOG_DIR", "connect_host", "serve_local"]
+__all__ = ["GUNICORN_ARGS", "LOG_DIR", "check_port", "connect_host", "serve_local"]
 
 # Exactly what the container runs; the settings travel as DEPLOY_WEB_* variables.
 GUNICORN_ARGS = [
@@ -37,6 +37,15 @@ GUNICORN_ARGS = [
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0  # above gunicorn's graceful_timeout, so in-flight requests finish first
 LOG_DIR = Path(".deploy/logs")
+
+
+def check_port(host: str, port: int) -> None:
+    """Refuse a port something already listens on (cheap: before any model is trained)."""
+    if port_in_use(port, connect_host(host)):
+        raise DeployError(
+            f"port {port} on {host} is already in use: stop what listens there "
+            f"or choose another port with --port"
+        )
 
 
 def serve_local(
@@ -51,11 +60,7 @@ def serve_local(
     trust = trust or Trust.from_settings()
 
     probe_host = connect_host(host)
-    if port_in_use(port, probe_host):
-        raise DeployError(
-            f"port {port} on {host} is already in use: stop what listens there "
-            f"or choose another port with --port"
-        )
+    check_port(host, port)
     loaded = load_model(location, trust)  # a broken model fails here, in one line, not in gunicorn
     say(f"serving {loaded.name} version {loaded.version} from {location}")
     metrics_dir = tempfile.mkdtemp(prefix="deploy-web-metrics-")
