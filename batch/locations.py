@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlparse
 
 from deploy_modes.core.errors import DataError, DeployError
-from deploy_modes.core.storage import is_s3, parse_s3
+from deploy_modes.core.storage import is_http, is_s3, local_file, parse_s3
 
 __all__ = [
+    "SQL_SCHEMES",
     "check_location",
+    "check_source",
+    "is_http",
     "is_sql",
     "one_line",
     "safe_url",
@@ -20,13 +24,14 @@ __all__ = [
 ]
 
 _URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
-_SQL_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "mariadb", "mssql", "oracle")
+SQL_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "mariadb", "mssql", "oracle")
+PARQUET_SUFFIX = ".parquet"
 
 
 def is_sql(location: str) -> bool:
     """Return whether ``location`` is a SQLAlchemy database URL."""
     match = _URL_SCHEME.match(location)
-    return bool(match) and match.group(1).split("+")[0].lower() in _SQL_SCHEMES
+    return bool(match) and match.group(1).split("+")[0].lower() in SQL_SCHEMES
 
 
 def sql_url(location: str) -> str:
@@ -37,18 +42,48 @@ def sql_url(location: str) -> str:
     return location
 
 
-def check_location(location: str) -> None:
-    """Refuse URIs no reader or writer understands, with one clear line."""
+def check_location(location: str, *, readable: bool = False) -> None:
+    """Refuse URIs no reader (``readable``) or writer understands, with one clear line."""
     if not location or not str(location).strip():
         raise DeployError("empty location: give a path, an s3:// URI or a database URL")
     match = _URL_SCHEME.match(location)
-    if match and not is_sql(location) and not is_s3(location):
+    web = readable and is_http(location)
+    if match and not is_sql(location) and not is_s3(location) and not web:
+        inputs = "an http(s):// parquet URL, " if readable else ""
         raise DeployError(
-            f"unsupported location {location!r}: use a local path, s3://bucket/key "
-            "or a database URL (sqlite:///file.db, postgresql://...)"
+            f"unsupported location {location!r}: use a local path, s3://bucket/key, "
+            f"{inputs}or a database URL (sqlite:///file.db, postgresql://...)"
         )
     if is_s3(location) and not parse_s3(location).key:
         raise DeployError(f"S3 URI has no key: {location!r}")
+
+
+def check_source(location: str) -> None:
+    """Refuse an input batch cannot read before any model is trained or loaded: cheap first."""
+    check_location(location, readable=True)
+    if is_sql(location):
+        return
+    path = urlparse(location).path if _URL_SCHEME.match(location) else location
+    suffix = PurePosixPath(path).suffix
+    # A name without a suffix may still be parquet (the reader judges); one naming another
+    # format (rides.csv, rides.db) is refused now, not after a demo model is trained.
+    if suffix and suffix.lower() != PARQUET_SUFFIX:
+        hint = (
+            f" (a SQLite file? use sqlite:///{location} --table trips)"
+            if suffix
+            in (
+                ".db",
+                ".sqlite",
+                ".sqlite3",
+            )
+            else ""
+        )
+        raise DeployError(
+            f"input {location!r} is not parquet ({suffix}): batch reads TLC .parquet files "
+            f"(a path, s3:// or http(s):// URL) or a database table{hint}"
+        )
+    if not _URL_SCHEME.match(location):
+        local_file(location, "input file")
 
 
 def one_line(exc: BaseException) -> str:

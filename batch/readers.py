@@ -29,7 +29,15 @@ from deploy_modes.batch.locations import (
     sql_url,
 )
 from deploy_modes.core.errors import DataError
-from deploy_modes.core.storage import aws_client, is_s3, local_file, parse_s3, s3_error
+from deploy_modes.core.storage import (
+    aws_client,
+    download,
+    is_http,
+    is_s3,
+    local_file,
+    parse_s3,
+    s3_error,
+)
 from deploy_modes.core.tlc import (
     DROPOFF,
     NUMERIC_COLUMNS,
@@ -153,6 +161,12 @@ class ParquetReader:
         return self.location
 
     def _local_path(self) -> str:
+        if is_http(self.location):
+            # Like S3: the month lands in a temp file (bounded memory), deleted by close().
+            fd, self._tmp = tempfile.mkstemp(prefix="deploy-batch-", suffix=".parquet")
+            with os.fdopen(fd, "wb") as sink:
+                download(self.location, sink)
+            return self._tmp
         if not is_s3(self.location):
             return str(local_file(self.location, "input file"))
         # Downloading to a temp file keeps memory bounded (the file, not RAM, holds the month).
@@ -427,7 +441,7 @@ def open_reader(
     location: str, interval: Interval, chunk_rows: int = DEFAULT_CHUNK_ROWS, table: str = "trips"
 ) -> Reader:
     """Return the reader for ``location``: a database URL, ``s3://`` parquet or a local file."""
-    check_location(location)
+    check_location(location, readable=True)
     if is_sql(location):
         return SqlReader(location, table, interval, chunk_rows)
     return ParquetReader(location, chunk_rows)

@@ -21,7 +21,7 @@ from deploy_modes.batch.intervals import (
     resolve_intervals,
 )
 from deploy_modes.batch.job import BatchJob, Progress, Summary
-from deploy_modes.batch.locations import check_location, is_sql
+from deploy_modes.batch.locations import check_location, check_source, is_http, is_sql
 from deploy_modes.batch.readers import DEFAULT_CHUNK_ROWS, DEFAULT_PARTITION_ROWS, open_reader
 from deploy_modes.batch.writers import open_writer
 from deploy_modes.core.errors import DeployError
@@ -90,7 +90,17 @@ class BatchRun:
             )
         kinds = {i.kind for i in intervals}
         source = self.source_template(core)
-        check_location(source)
+        check_location(source, readable=True)
+        if self.engine == "dask" and is_http(source):
+            raise DeployError(
+                "--engine dask reads local, s3:// or database inputs: its workers read row "
+                "groups by range, which an http(s):// URL does not offer; use --engine local"
+            )
+        # A given input is checked now (format, a local file's existence): a typo must not
+        # cost a demo model's training first. The default month is generated when missing.
+        if self.input is not None and "{model_version" not in source:
+            for interval in intervals:
+                check_source(render(source, interval, self.taxi_type))
         if kinds != {"month"} and not is_sql(source):
             raise DeployError("--window 1h/1d needs a database input (files hold whole months)")
         if not is_sql(self.output) and (len(intervals) > 1 or kinds != {"month"}):
@@ -103,7 +113,7 @@ class BatchRun:
     def source(self, interval: Interval, core: CoreSettings, model_version: str) -> str:
         """Return the interval's input location."""
         location = render(self.source_template(core), interval, self.taxi_type, model_version)
-        check_location(location)
+        check_location(location, readable=True)
         return location
 
     def target(self, interval: Interval, model_version: str) -> str:

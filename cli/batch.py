@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from deploy_modes.batch.engines import Engine
 from deploy_modes.cli.console import console, err_console, isatty, say, typer_app
@@ -101,6 +102,8 @@ def run(
     output: Annotated[
         str | None,
         typer.Option(
+            "--out",
+            "--output",  # the name before the convention: scripts keep working
             help="Predictions: .parquet path or s3:// template, or a database URL "
             "(default: output/taxi_type={taxi_type}/year={year:04d}/month={month:02d}/"
             "{model_version}.parquet).",
@@ -114,7 +117,10 @@ def run(
     output_table: Annotated[
         str | None,
         typer.Option(
+            "--out-table",
+            "--output-table",
             help="Output table for a database output (default: predictions).",
+            show_default=False,
         ),
     ] = None,
     window: Annotated[
@@ -207,7 +213,11 @@ def run(
         _run_in_compose(settings, model, bake, trust)
         return
     # With --json, stdout carries only the summaries; messages go to stderr.
-    tell = (lambda msg: err_console.print(f"· {msg}", highlight=False)) if as_json else say
+    tell = (
+        (lambda msg: err_console.print(f"· {msg}", highlight=False, markup=False))
+        if as_json
+        else say
+    )
     batch_run = BatchRun(
         input=settings.input,
         output=settings.output,
@@ -256,11 +266,12 @@ def _run_in_compose(settings: Any, model: str | None, bake: bool | None, trust: 
     )
     done = run_batch(options)
     console.print(
-        f"[bold green]batch job done[/bold green] ({done.project}): predictions in {done.prefix}"
+        f"[bold green]batch job done[/bold green] ({done.project}): "
+        f"predictions in {escape(done.prefix)}"
     )
     with contextlib.suppress(Exception):  # listing is a courtesy; the job already succeeded
         for uri, size in list_objects(done.prefix, done.endpoint):
-            console.print(f"  {uri}  ({size:,} bytes)", highlight=False)
+            console.print(f"  {uri}  ({size:,} bytes)", highlight=False, markup=False)
     if done.scheduler:
         console.print(
             f"the Dask scheduler and its {done.workers} workers run until deploy down batch: "

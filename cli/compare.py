@@ -6,12 +6,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from deploy_modes.cli.console import console, progress, say
 from deploy_modes.cli.options import (
     ModelOption,
     ModelSha256Option,
     RuntimeOption,
+    ShardsOption,
     TrustPickleOption,
     TrustTypeOption,
     WorkersOption,
@@ -74,15 +76,7 @@ def compare(
         ),
     ] = None,
     workers: WorkersOption = None,
-    shards: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            max=16,
-            help="Kinesis shards (env DEPLOY_STREAM_SHARDS; default: 2).",
-            show_default=False,
-        ),
-    ] = None,
+    shards: ShardsOption = None,
     trust_pickle: TrustPickleOption = None,
     trust_type: TrustTypeOption = None,
     model_sha256: ModelSha256Option = None,
@@ -153,7 +147,7 @@ def _print(outcome: Outcome) -> None:
     console.print(ratios_line(report), highlight=False)
     for result in report.results:
         for error in result.errors[:5]:
-            console.print(f"[yellow]{result.mode}:[/yellow] {error}", highlight=False)
+            console.print(f"[yellow]{result.mode}:[/yellow] {escape(error)}", highlight=False)
     if agreed.ok:
         console.print(
             f"[bold green]agreement[/bold green]: all {rides_text(agreed.compared)}, "
@@ -177,4 +171,5 @@ def _print(outcome: Outcome) -> None:
     console.print(
         f"wrote {paths['json']}, {paths['md']}, {paths['png']} (logs in {outcome.log_dir})",
         highlight=False,
+        markup=False,
     )

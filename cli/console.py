@@ -10,8 +10,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import typer
-from typer.core import TyperGroup
+from rich.markup import escape
 
+from deploy_modes.cli.convention import ConventionGroup
 from deploy_modes.core.errors import DeployError
 from deploy_modes.launch.terminal import console, err_console, isatty, progress, say
 
@@ -32,7 +33,10 @@ __all__ = [
 
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print a one-line error (no traceback) and return the Exit to raise."""
-    err_console.print(f"[bold red]error:[/bold red] {message}", highlight=False, soft_wrap=True)
+    # The message quotes user input and library text (botocore's `[/:]`): never markup.
+    err_console.print(
+        f"[bold red]error:[/bold red] {escape(message)}", highlight=False, soft_wrap=True
+    )
     return typer.Exit(code)
 
 
@@ -79,7 +83,7 @@ def os_errors_as_lines() -> Iterator[None]:
         raise SystemExit(1) from None
 
 
-class DeployGroup(TyperGroup):
+class DeployGroup(ConventionGroup):
     """A typer group that turns user-facing errors into one clear line and exit code 1."""
 
     def invoke(self, ctx: typer.Context) -> Any:
@@ -96,6 +100,7 @@ class DeployGroup(TyperGroup):
 def typer_app(help_text: str, **kwargs: Any) -> typer.Typer:
     """Return a Typer app with the project's defaults (no pretty tracebacks, short help)."""
     kwargs.setdefault("no_args_is_help", False)
+    kwargs.setdefault("cls", ConventionGroup)
     return typer.Typer(
         help=help_text,
         pretty_exceptions_enable=False,
@@ -115,7 +120,7 @@ def warnings_as_lines() -> Iterator[None]:
         finally:
             for item in caught:
                 err_console.print(
-                    f"[bold yellow]warning:[/bold yellow] {item.message}",
+                    f"[bold yellow]warning:[/bold yellow] {escape(str(item.message))}",
                     highlight=False,
                     soft_wrap=True,
                 )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from importlib.metadata import version
+from typing import Annotated
+
 import typer
 
 from deploy_modes.cli import model
@@ -12,15 +15,39 @@ __all__ = ["app", "main"]
 
 app = typer.Typer(
     cls=DeployGroup,
-    help=(
-        "One NYC taxi ride-duration model, deployed three ways: batch, web service, stream.\n\n"
-        f"Example: deploy web   (then: curl -X POST localhost:{DEFAULT_PORT}/predict ...)"
-    ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"deploy-modes {version('deploy-modes')}")
+        raise typer.Exit()
+
+
+@app.callback(
+    help=(
+        "One NYC taxi ride-duration model, deployed three ways: batch, web service, stream.\n\n"
+        f"Example: deploy web   (then: curl -X POST localhost:{DEFAULT_PORT}/predict ...)"
+    )
+)
+def _root(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the installed version and exit.",
+        ),
+    ] = False,
+) -> None:
+    pass
+
+
 app.command("data")(model.data)
 app.command("train")(model.train)
 app.add_typer(model.model_app, name="model")

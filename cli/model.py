@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from deploy_modes.cli.console import console, say, typer_app, warnings_as_lines
 from deploy_modes.cli.options import (
@@ -64,9 +66,16 @@ def data(
     out: Annotated[
         str | None,
         typer.Option(
-            help="Output file or s3:// URI (default: DATA_DIR/green_tripdata_YYYY-MM.parquet)."
+            help="A .parquet path or s3:// URI, or a database URL (sqlite:///rides.db, "
+            "postgresql+psycopg://...) to write a table (default: "
+            "DATA_DIR/green_tripdata_YYYY-MM.parquet).",
+            show_default=False,
         ),
     ] = None,
+    table: Annotated[
+        str,
+        typer.Option(help="Table to (re)create when --out is a database URL."),
+    ] = "trips",
     seed: SeedOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
@@ -74,18 +83,29 @@ def data(
 
     Example: deploy data --month 2021-03 --rows 1000000
     """
-    from deploy_modes.core.data import generate_month, month_file, parse_month, write_month
+    from deploy_modes.core.data import generate_month, month_file, parse_month
+    from deploy_modes.core.data_output import check_target, write_trips
 
     settings = load_settings(CoreSettings, demo_rows=rows, seed=seed, data_dir=data_dir)
     rows, seed = settings.demo_rows, settings.seed
     year, mon = parse_month(month)
     target = out or str(settings.data_dir / month_file(year, mon))
+    kind = check_target(target, table)  # before generating: a wrong target costs nothing
     started = time.perf_counter()
-    with console.status(f"generating {rows:,} rides for {month}"):
+    with console.status(f"generating {rows:,} rides for {escape(month)}"):
         frame = generate_month(year, mon, rows=rows, seed=seed)
-        write_month(frame, target)
+        write_trips(frame, target, table)
     seconds = time.perf_counter() - started
-    console.print(f"wrote {len(frame):,} rides to {target} in {seconds:.1f}s", highlight=False)
+    where = f"table {table} of {_safe(target)}" if kind == "sql" else target
+    console.print(
+        f"wrote {len(frame):,} rides to {where} in {seconds:.1f}s", highlight=False, markup=False
+    )
+
+
+def _safe(url: str) -> str:
+    from deploy_modes.batch.locations import safe_url
+
+    return safe_url(url)
 
 
 def train(
@@ -175,7 +195,7 @@ def train(
     console.print(
         f"[bold green]trained[/bold green] {manifest['name']} version {manifest['version']}: "
         f"validation RMSE {manifest['metrics']['val_rmse']:.3f} {unit_label(target)} "
-        f"(train {manifest['metrics']['train_rmse']:.3f}) -> {out}",
+        f"(train {manifest['metrics']['train_rmse']:.3f}) -> {escape(out)}",
         highlight=False,
     )
 
@@ -225,11 +245,12 @@ def _print_rows(title: str, rows: list[tuple[str, str]]) -> None:
         for key, text in rows:
             console.print(f"{key}: {text}", highlight=False, markup=False)
         return
-    table = Table(title=title, show_header=False)
+    # Text cells: a manifest or a location is data, never markup.
+    table = Table(title=Text(title), show_header=False)
     table.add_column("field", style="bold")
     table.add_column("value", overflow="fold")
     for key, text in rows:
-        table.add_row(key, text)
+        table.add_row(Text(key), Text(text))
     console.print(table)
 
 
@@ -251,7 +272,7 @@ def convert(
         result = convert_model(source, out, chosen_trust(trust_pickle, trust_type, model_sha256))
     manifest = result.manifest
     console.print(
-        f"[bold green]converted[/bold green] {source} -> {out}: skops version "
+        f"[bold green]converted[/bold green] {escape(source)} -> {escape(out)}: skops version "
         f"{manifest['version']}; predictions equal on {result.proof.rides:,} probe rides "
         f"(max |diff| {result.proof.max_diff:g})",
         highlight=False,

@@ -13,6 +13,7 @@ import typer
 from deploy_modes.compose.runtime import Runtime, resolve_runtime
 from deploy_modes.core.settings import CoreSettings, load_settings
 from deploy_modes.launch.terminal import say
+from deploy_modes.stream.settings import DEFAULT_SHARDS, MAX_SHARDS
 from deploy_modes.web.settings import DEFAULT_PORT
 
 if TYPE_CHECKING:
@@ -24,6 +25,7 @@ __all__ = [
     "ModelSha256Option",
     "PortOption",
     "RuntimeOption",
+    "ShardsOption",
     "TrustPickleOption",
     "TrustTypeOption",
     "WorkersOption",
@@ -55,6 +57,15 @@ RuntimeOption = Annotated[
     typer.Option(
         help="Where to run (env DEPLOY_RUNTIME; default: auto).",
         case_sensitive=False,
+        show_default=False,
+    ),
+]
+ShardsOption = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        max=MAX_SHARDS,
+        help=f"Kinesis shards per stream (env DEPLOY_STREAM_SHARDS; default: {DEFAULT_SHARDS}).",
         show_default=False,
     ),
 ]

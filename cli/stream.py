@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from urllib.parse import urlparse
 
 import typer
+from rich.markup import escape
 
 from deploy_modes.cli.console import console, isatty, progress, typer_app
 from deploy_modes.cli.options import (
@@ -17,6 +18,7 @@ from deploy_modes.cli.options import (
     ModelOption,
     ModelSha256Option,
     RuntimeOption,
+    ShardsOption,
     TrustPickleOption,
     TrustTypeOption,
     chosen_runtime,
@@ -57,15 +59,6 @@ OutputStreamOption = Annotated[
     typer.Option(
         help="Prediction stream, e.g. tip_predictions for a second model's consumer "
         "(env DEPLOY_STREAM_OUTPUT_STREAM; default: ride_predictions).",
-        show_default=False,
-    ),
-]
-ShardsOption = Annotated[
-    int | None,
-    typer.Option(
-        min=1,
-        max=64,
-        help="Shards per created stream (env DEPLOY_STREAM_SHARDS; default: 2).",
         show_default=False,
     ),
 ]
@@ -238,7 +231,7 @@ def send(
     client = local.kinesis(settings)
     with local.aws_errors(settings):
         sent = _send(client, settings.input_stream, rides, rate or None, total)
-    console.print(f"sent {sent:,} rides to {settings.input_stream}", highlight=False)
+    console.print(f"sent {sent:,} rides to {settings.input_stream}", highlight=False, markup=False)
 
 
 def _send(client: Any, stream: str, rides: Iterable[Any], rate: float | None, total: int) -> int:
@@ -252,7 +245,7 @@ def _send(client: Any, stream: str, rides: Iterable[Any], rate: float | None, to
 @app.command("tail")
 def tail(
     follow: Annotated[
-        bool, typer.Option("--follow/--no-follow", help="Keep waiting for new events.")
+        bool, typer.Option("--follow/--no-follow", "-f", help="Keep waiting for new events.")
     ] = True,
     limit: Annotated[int | None, typer.Option(min=1, help="Stop after this many events.")] = None,
     dead_letters: Annotated[
@@ -286,7 +279,7 @@ def tail(
         pass
     if not isatty():
         return
-    console.print(f"[dim]{shown:,} events from {stream}[/dim]")
+    console.print(f"[dim]{shown:,} events from {escape(stream)}[/dim]")
 
 
 def _up_in_compose(

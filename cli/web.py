@@ -8,6 +8,7 @@ import urllib.request
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from deploy_modes.cli.console import console, typer_app
 from deploy_modes.cli.options import (
@@ -28,7 +29,7 @@ from deploy_modes.core.errors import DeployError
 from deploy_modes.core.settings import load_settings
 from deploy_modes.web.settings import DEFAULT_PORT, WebSettings
 
-__all__ = ["app", "post_json", "predict", "run"]
+__all__ = ["app", "base_url", "post_json", "predict", "run"]
 
 DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
 
@@ -82,13 +83,14 @@ def run(
         stack = up_web(options)
         _print_stack_up(stack.project, f"http://127.0.0.1:{settings.port}")
         return
-    from deploy_modes.launch.web import serve_local
+    from deploy_modes.launch.web import check_port, serve_local
 
+    check_port(settings.host, settings.port)  # before a demo model may be trained
     serve_local(settings.host, settings.port, workers, model_location(model), trust)
 
 
 def _print_stack_up(project: str, url: str) -> None:
-    console.print(f"[bold green]web stack up[/bold green] ({project}): {url}")
+    console.print(f"[bold green]web stack up[/bold green] ({escape(project)}): {escape(url)}")
     console.print(
         f"  POST {url}/predict   GET {url}/health  {url}/ready  {url}/metrics\n"
         "next:\n"
@@ -103,7 +105,11 @@ def _print_stack_up(project: str, url: str) -> None:
 @app.command("predict")
 def predict(
     url: Annotated[
-        str, typer.Option(envvar="DEPLOY_WEB_URL", help="Base URL of a running service.")
+        str,
+        typer.Option(
+            envvar="DEPLOY_WEB_URL",
+            help="Base URL of a running service; host:port means http://host:port.",
+        ),
     ] = DEFAULT_URL,
     pickup: Annotated[int, typer.Option("--pu", help="Pickup zone ID (PULocationID).")] = 10,
     dropoff: Annotated[int, typer.Option("--do", help="Dropoff zone ID (DOLocationID).")] = 50,
@@ -124,12 +130,23 @@ def predict(
             raise DeployError(f"--ride is not valid JSON: {exc}") from None
     else:
         payload = {"PULocationID": pickup, "DOLocationID": dropoff, "trip_distance": distance}
-    answer = post_json(f"{url.rstrip('/')}/predict", payload, timeout)
+    answer = post_json(f"{base_url(url)}/predict", payload, timeout)
     console.print(
         f"predicted duration: [bold]{answer['duration']:.2f}[/bold] min "
-        f"(model version {answer.get('model_version', '?')})",
+        f"(model version {escape(str(answer.get('model_version', '?')))})",
         highlight=False,
     )
+
+
+def base_url(url: str) -> str:
+    """Return ``url`` as an http(s) base URL; ``localhost:9696`` means http, as for curl."""
+    text = url.strip()
+    if "://" not in text:
+        text = f"http://{text}"
+    scheme = text.split("://", 1)[0].lower()
+    if scheme not in ("http", "https") or not text.split("://", 1)[1].strip("/"):
+        raise DeployError(f"--url must be http(s)://host:port or host:port, got {url!r}")
+    return text.rstrip("/")
 
 
 def post_json(url: str, payload: Any, timeout: float) -> dict[str, Any]:

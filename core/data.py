@@ -8,6 +8,7 @@ a model trained on one month generalises to the next; the rides come from ``seed
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from deploy_modes.core.errors import DataError, DeployError
-from deploy_modes.core.storage import is_s3, local_file, read_bytes, write_bytes
+from deploy_modes.core.storage import (
+    download,
+    is_http,
+    is_s3,
+    local_file,
+    read_bytes,
+    write_bytes,
+)
 
 # Re-exported: the column list and the month helpers are defined once, pandas-free, in
 # core.tlc; callers that read trips find them here too.
@@ -242,8 +250,12 @@ def write_month(frame: pd.DataFrame, target: str | Path, row_group_size: int = 1
 
 
 def _source(path: str | Path) -> tuple[str, Any]:
-    """Return a label and something pyarrow can open: a local path or the bytes of an S3 object."""
+    """Return a label and what pyarrow opens: a local path, or an S3 object's or URL's bytes."""
     label = str(path)
+    if is_http(label):
+        buffer = io.BytesIO()
+        download(label, buffer)
+        return label, pa.BufferReader(buffer.getvalue())
     if is_s3(label):
         try:
             return label, pa.BufferReader(read_bytes(label))

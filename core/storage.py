@@ -1,5 +1,7 @@
 """Bytes in and out of local paths and ``s3://`` URIs; the only place that builds AWS clients.
 
+``http(s)://`` URLs (the TLC site's monthly files) can be read, never written.
+
 Endpoints honour ``AWS_ENDPOINT_URL`` (and boto3's per-service ``AWS_ENDPOINT_URL_<SERVICE>``),
 plus the course's ``KINESIS_ENDPOINT_URL`` and ``S3_ENDPOINT_URL``, so the same code talks to
 the local emulator and to real AWS.
@@ -11,7 +13,7 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import urlparse
 
 from deploy_modes.core.errors import DataError, DeployError
@@ -21,8 +23,10 @@ __all__ = [
     "aws_client",
     "aws_error_code",
     "create_temp",
+    "download",
     "emulator_keys",
     "endpoint_url",
+    "is_http",
     "is_s3",
     "list_s3",
     "local_file",
@@ -40,6 +44,8 @@ _DEFAULT_REGION = "eu-west-1"
 _MISSING_OBJECT_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 _MISSING_BUCKET_CODES = frozenset({"NoSuchBucket"})
 _TEMP_ATTEMPTS = 100
+HTTP_TIMEOUT = 60.0  # seconds without a byte before a download fails (not the whole transfer)
+_COPY_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -58,9 +64,17 @@ def is_s3(uri: str | os.PathLike[str]) -> bool:
     return str(uri).startswith("s3://")
 
 
+def is_http(uri: str | os.PathLike[str]) -> bool:
+    """Return whether ``uri`` is an ``http://`` or ``https://`` URL."""
+    return str(uri).lower().startswith(("http://", "https://"))
+
+
 def parse_s3(uri: str) -> S3Location:
     """Split ``s3://bucket/key`` or raise a clear error."""
-    parsed = urlparse(uri)
+    try:
+        parsed = urlparse(uri)
+    except ValueError as exc:  # e.g. a stray "[" reads as an IPv6 host: "Invalid IPv6 URL"
+        raise DeployError(f"not an S3 URI (expected s3://bucket/key): {uri!r} ({exc})") from None
     if parsed.scheme != "s3" or not parsed.netloc:
         raise DeployError(f"not an S3 URI (expected s3://bucket/key): {uri!r}")
     return S3Location(parsed.netloc, parsed.path.lstrip("/"))
@@ -225,3 +239,31 @@ def list_s3(uri: str, client: Any = None) -> list[str]:
     except Exception as exc:
         raise s3_error(exc, uri) from exc
     return keys
+
+
+def download(url: str, sink: BinaryIO, timeout: float = HTTP_TIMEOUT) -> int:
+    """Copy an http(s) URL's body into ``sink``; return its size or raise one DataError line."""
+    import http.client
+    import shutil
+    import urllib.error
+    import urllib.request
+
+    start = sink.tell()
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # user-given URL
+            promised = response.headers.get("Content-Length")
+            shutil.copyfileobj(response, sink, _COPY_BYTES)
+    except urllib.error.HTTPError as exc:
+        exc.close()  # it holds the open response: an unclosed socket otherwise
+        raise DataError(f"cannot download {url}: HTTP {exc.code} {exc.reason}") from None
+    except urllib.error.URLError as exc:
+        raise DataError(f"cannot download {url}: {exc.reason}") from None
+    except (http.client.HTTPException, OSError, ValueError) as exc:
+        # IncompleteRead (a cut chunked transfer) is an HTTPException, not an OSError.
+        raise DataError(f"cannot download {url}: {type(exc).__name__}: {exc}") from None
+    got = sink.tell() - start
+    # http.client returns a short body quietly when the server closes early: never pass a
+    # truncated file on as if whole.
+    if promised is not None and promised.isdigit() and got != int(promised):
+        raise DataError(f"cannot download {url}: got {got:,} of {int(promised):,} bytes (cut off)")
+    return got

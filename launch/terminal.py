@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable, Iterator
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
 __all__ = ["console", "err_console", "isatty", "progress", "say"]
@@ -19,8 +20,9 @@ err_console = Console(stderr=True, soft_wrap=True)
 
 
 def say(message: str) -> None:
-    """Print a progress message the way every command does."""
-    console.print(f"[dim]·[/dim] {message}", highlight=False)
+    """Print a progress message the way every command does (its text is never markup)."""
+    # Messages carry paths, URLs and library errors: `rides[old].parquet` must print as typed.
+    console.print(f"[dim]·[/dim] {escape(message)}", highlight=False)
 
 
 def isatty() -> bool:
@@ -33,7 +35,7 @@ def progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
     """Yield ``advance(n)``: a rich progress bar on a terminal, a few plain lines otherwise."""
     if console.is_terminal:
         bar = Progress(
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),
             BarColumn(),
             TaskProgressColumn(),
             TimeElapsedColumn(),

@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rich.markup import escape
+
 from deploy_modes.core.errors import DeployError
 from deploy_modes.core.storage import is_s3
 from deploy_modes.launch.processes import (
@@ -24,7 +26,7 @@ from deploy_modes.launch.terminal import console, isatty, say
 if TYPE_CHECKING:
     from deploy_modes.core.artifact import Trust
 
-__all__ = ["GUNICORN_ARGS", "LOG_DIR", "connect_host", "serve_local"]
+__all__ = ["GUNICORN_ARGS", "LOG_DIR", "check_port", "connect_host", "serve_local"]
 
 # Exactly what the container runs; the settings travel as DEPLOY_WEB_* variables.
 GUNICORN_ARGS = [
@@ -36,6 +38,15 @@ GUNICORN_ARGS = [
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0  # above gunicorn's graceful_timeout, so in-flight requests finish first
 LOG_DIR = Path(".deploy/logs")
+
+
+def check_port(host: str, port: int) -> None:
+    """Refuse a port something already listens on (cheap: before any model is trained)."""
+    if port_in_use(port, connect_host(host)):
+        raise DeployError(
+            f"port {port} on {host} is already in use: stop what listens there "
+            f"or choose another port with --port"
+        )
 
 
 def serve_local(
@@ -51,11 +62,7 @@ def serve_local(
     trust = trust or Trust.from_settings()
 
     probe_host = connect_host(host)
-    if port_in_use(port, probe_host):
-        raise DeployError(
-            f"port {port} on {host} is already in use: stop what listens there "
-            f"or choose another port with --port"
-        )
+    check_port(host, port)
     loaded = load_model(location, trust)  # a broken model fails here, in one line, not in gunicorn
     loaded.check_target((DURATION,))  # so does a tip model: the web service answers durations
     say(f"serving {loaded.name} version {loaded.version} from {location}")
@@ -113,7 +120,9 @@ def _status(message: str) -> contextlib.AbstractContextManager[Any]:
 
 def _print_ready(url: str, log_path: Path) -> None:
     ride = '{"PULocationID": 10, "DOLocationID": 50, "trip_distance": 40}'
-    console.print(f"[bold green]ready[/bold green] at {url}  (logs also in {log_path})")
+    console.print(
+        f"[bold green]ready[/bold green] at {escape(url)}  (logs also in {escape(str(log_path))})"
+    )
     console.print(
         f"try:  curl -s -X POST {url}/predict -H 'Content-Type: application/json' -d '{ride}'",
         highlight=False,

@@ -6,7 +6,12 @@ from typing import Literal
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["StreamSettings"]
+__all__ = ["DEFAULT_SHARDS", "MAX_SHARDS", "StreamSettings"]
+
+DEFAULT_SHARDS = 2
+# One range for every --shards (deploy stream, stream init, compare): what the local
+# emulator and the compare harness are run with; real AWS allows more, on request.
+MAX_SHARDS = 16
 
 
 class StreamSettings(BaseSettings):
@@ -26,7 +31,7 @@ class StreamSettings(BaseSettings):
     dlq_stream: str = "ride_events_dlq"
     """Dead-letter stream for poison records (error + original payload)."""
 
-    shards: int = Field(2, ge=1, le=64)
+    shards: int = Field(DEFAULT_SHARDS, ge=1, le=MAX_SHARDS)
     """Shard count used when ``deploy stream init`` creates the streams."""
 
     endpoint_url: str | None = Field(
