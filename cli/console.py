@@ -45,7 +45,7 @@ def os_error_line(exc: OSError) -> str:
     cause = exc.strerror or " ".join(str(exc).split())
     if exc.filename is not None:
         return f"{exc.filename}: {cause}"
-    if _failed_stream(exc) is sys.stdout:
+    if _writing_stdout(exc):
         # Point stdout at nothing so the interpreter's flush at exit adds no second message.
         with contextlib.suppress(OSError, ValueError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -53,18 +53,20 @@ def os_error_line(exc: OSError) -> str:
     return cause
 
 
-def _failed_stream(exc: BaseException) -> object:
-    """Return the file of the rich console whose write raised ``exc``, if one did."""
+def _writing_stdout(exc: BaseException) -> bool:
+    """Return whether ``exc`` came from writing stdout: a rich console's or click.echo's."""
     from rich.console import Console
 
-    stream = None
     tb = exc.__traceback__
-    while tb is not None:  # the innermost console frame is the one that wrote
-        owner = tb.tb_frame.f_locals.get("self")
-        if isinstance(owner, Console):
-            stream = owner.file
+    if tb is None:
+        return False
+    while tb.tb_next is not None:  # the innermost Python frame is the one whose write failed
         tb = tb.tb_next
-    return stream
+    names = tb.tb_frame.f_locals
+    owner = names.get("self")
+    if isinstance(owner, Console):
+        return owner.file is sys.stdout
+    return names.get("file") is sys.stdout
 
 
 @contextlib.contextmanager

@@ -615,3 +615,20 @@ def test_a_full_standard_output_is_one_error_line(args: list[str], tmp_path: Pat
         )
     assert result.returncode == 1, result.stderr
     assert result.stderr == "error: cannot write to standard output: No space left on device\n"
+
+
+def test_batch_json_into_a_full_standard_output_is_one_error_line(
+    march_file: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    output = tmp_path / "out.parquet"
+    args = [*shlex.split(_batch_args(model_dir, march_file, str(output))), "--json"]
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            args, cwd=tmp_path, stdout=full, stderr=subprocess.PIPE, text=True, timeout=300,
+            check=False,
+        )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    line = _one_error_line(result.stderr)
+    assert line == "error: cannot write to standard output: No space left on device"
+    assert "Exception ignored" not in result.stderr
+    assert output.is_file()  # the summary is printed after the output is complete
