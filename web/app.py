@@ -30,11 +30,13 @@ from deploy_modes.web.openapi import openapi_document
 from deploy_modes.web.payload import (
     NO_RIDE_ID,
     ClientError,
+    check_json_body,
     dump_json,
     parse_json_object,
     prediction,
 )
 from deploy_modes.web.settings import WebSettings
+from deploy_modes.web.v2 import create_v2_blueprint
 
 __all__ = ["ACCESS_LOGGER", "REQUEST_ID_HEADER", "create_app"]
 
@@ -149,6 +151,8 @@ def create_app(service: ModelService, settings: WebSettings) -> Flask:
     def openapi_json() -> Response:
         return Response(openapi, mimetype=JSON_MIMETYPE)
 
+    app.register_blueprint(create_v2_blueprint(service, metrics, _json_body_bytes, lambda: ready))
+
     @app.errorhandler(ClientError)
     def _client_error(exc: ClientError) -> Response:
         return _json(exc.to_dict(), exc.status)
@@ -175,6 +179,11 @@ def create_app(service: ModelService, settings: WebSettings) -> Flask:
 
 def _body() -> dict[str, Any]:
     """Return the request's JSON object, or raise the ClientError that explains why not."""
+    return parse_json_object(request.mimetype, _body_bytes())
+
+
+def _body_bytes() -> bytes:
+    """Return the request body within the size limit, or raise 413."""
     limit = request.max_content_length
     if request.content_length is None and limit is not None:
         # A chunked upload: werkzeug would silently cut it at the limit (and the truncated
@@ -184,7 +193,17 @@ def _body() -> dict[str, Any]:
             raise RequestEntityTooLarge()
     else:
         data = request.get_data(cache=False)
-    return parse_json_object(request.mimetype, data)
+    return data
+
+
+def _json_body_bytes() -> bytes:
+    """Return a non-empty JSON body's bytes (checked as ``_body`` does), unparsed."""
+    # V2 clients (tritonclient) send no Content-Type at all: JSON is the protocol's default.
+    mimetype = request.mimetype or JSON_MIMETYPE
+    check_json_body(mimetype, b"{}")  # the content type, before reading anything
+    data = _body_bytes()
+    check_json_body(mimetype, data)
+    return data
 
 
 def _probe(service: ModelService) -> str | None:
