@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask, Response, request
+from flask_swagger_ui import get_swaggerui_blueprint
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from deploy_modes.core.errors import RideValidationError
@@ -38,9 +39,10 @@ from deploy_modes.web.payload import (
 from deploy_modes.web.settings import WebSettings
 from deploy_modes.web.v2 import create_v2_blueprint
 
-__all__ = ["ACCESS_LOGGER", "REQUEST_ID_HEADER", "create_app"]
+__all__ = ["ACCESS_LOGGER", "DOCS_PATH", "REQUEST_ID_HEADER", "create_app"]
 
 JSON_MIMETYPE = "application/json"
+DOCS_PATH = "/docs"  # the interactive API page (Swagger UI) for /openapi.json
 # A ride every model can score: the start-up check behind /ready.
 _PROBE_RIDE = {"PULocationID": 1, "DOLocationID": 1, "trip_distance": 1.0}
 _UNMATCHED = "<unmatched>"
@@ -152,6 +154,10 @@ def create_app(service: ModelService, settings: WebSettings) -> Flask:
         return Response(openapi, mimetype=JSON_MIMETYPE)
 
     app.register_blueprint(create_v2_blueprint(service, metrics, _json_body_bytes, lambda: ready))
+    # Swagger UI's pinned assets (flask-swagger-ui's copy), served here: no CDN, no internet.
+    app.register_blueprint(
+        get_swaggerui_blueprint(DOCS_PATH, "/openapi.json", {"app_name": "Ride duration API"})
+    )
 
     @app.errorhandler(ClientError)
     def _client_error(exc: ClientError) -> Response:

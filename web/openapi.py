@@ -54,6 +54,10 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+def _html(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"text/html": {"schema": {"type": "string"}}}}
+
+
 def _error(description: str) -> dict[str, Any]:
     return _json(_ref(Error), description)
 
@@ -132,6 +136,28 @@ def openapi_document(max_batch_rides: int, max_body_bytes: int, model_version: s
             "/model": _get("The served model's manifest.", "model", _json(any_json, "OK")),
             "/metrics": _get("Prometheus metrics (text exposition format).", "metrics", text),
             "/openapi.json": _get("This document.", "openapi", _json(any_json, "OK")),
+            "/docs/": {
+                "get": {
+                    "summary": "This document as an interactive page (Swagger UI).",
+                    "operationId": "docs",
+                    "responses": {"200": _html("The page."), **_COMMON},
+                }
+            },
+            "/docs/{path}": {
+                "get": {
+                    "summary": "The page's assets (Swagger UI's scripts, styles, icons).",
+                    "operationId": "docsAsset",
+                    "parameters": [
+                        {
+                            "name": "path",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        }
+                    ],
+                    "responses": {"200": {"description": "The asset."}, **_COMMON},
+                }
+            },
             **_v2_paths(any_json),
         },
         "components": {
