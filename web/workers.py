@@ -18,6 +18,7 @@ import json
 import re
 import socket
 import struct
+from http import HTTPStatus
 from typing import Any
 
 from gunicorn.asgi import protocol as asgi_protocol
@@ -43,6 +44,13 @@ def json_error_response(status: int, reason: str, message: str, extra: str = "")
         "Connection: close\r\n\r\n"
     )
     return head.encode("latin-1") + body
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
 
 
 class _Capture:
@@ -175,7 +183,7 @@ class _Protocol(asgi_protocol.ASGIProtocol):
         super().connection_lost(exc)
 
     def _send_error_response(self, status: int, message: str, extra_headers: Any = ()) -> None:
-        reason = asgi_protocol._REASON_PHRASES.get(status) or self._get_reason_phrase(status)
+        reason = asgi_protocol._REASON_PHRASES.get(status) or _phrase(status)
         extra = "".join(f"{name}: {value}\r\n" for name, value in extra_headers)
         self._safe_write(json_error_response(status, reason, message, extra))
 
