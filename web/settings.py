@@ -78,9 +78,10 @@ class WebSettings(BaseSettings):
     """Seconds the body gets once the headers are in (``asgi``: the whole body; ``gthread``,
     ``sync``: each read). A stalled body gets a JSON 408 and the connection is closed."""
 
-    max_connections: int = Field(1000, ge=1, le=100_000)
+    max_connections: int = Field(100, ge=1, le=100_000)
     """Open client connections per worker. ``asgi`` closes one over the cap at once;
-    ``gthread`` stops accepting (the kernel's backlog holds the rest)."""
+    ``gthread`` stops accepting (the kernel's backlog holds the rest). It also bounds memory:
+    a worker buffers at most this many bodies of ``max_body_bytes`` (100 MiB by default)."""
 
     backlog: int = Field(2048, ge=1)
     """Pending connections the kernel queues while every worker is busy."""
