@@ -110,6 +110,39 @@ def _receive_timeout(sock: socket.socket, seconds: float) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", whole, micro))
 
 
+class _HeaderDeadlineSocket:
+    """A client socket whose header-phase receive timeout reads as the client going away.
+
+    With ``SO_RCVTIMEO`` a blocking read that times out fails with EAGAIN, which gunicorn
+    logs as a socket error with a traceback; read as end of stream it is gunicorn's "premature
+    client disconnection" (a debug line) and the connection is closed. Only EAGAIN in blocking
+    mode (the header phase) is translated: a body read under a Python timeout raises
+    ``TimeoutError``, which the app answers with a 408.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+
+    def recv(self, size: int, *flags: int) -> bytes:
+        try:
+            return self._sock.recv(size, *flags)
+        except BlockingIOError:
+            if self._sock.gettimeout() is not None:  # non-blocking by choice: not ours to hide
+                raise
+            return b""
+
+    def recv_into(self, buffer: Any, *args: int) -> int:
+        try:
+            return self._sock.recv_into(buffer, *args)
+        except BlockingIOError:
+            if self._sock.gettimeout() is not None:
+                raise
+            return 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
 class ThreadWorker(_JSONErrors, gthread.ThreadWorker):
     """gunicorn's ``gthread`` worker: JSON protocol errors, header and body timeouts."""
 
@@ -119,7 +152,9 @@ class ThreadWorker(_JSONErrors, gthread.ThreadWorker):
         super().init_process()
 
     def handle(self, conn: Any) -> Any:
-        _receive_timeout(conn.sock, self._header_timeout)
+        if not isinstance(conn.sock, _HeaderDeadlineSocket):  # once per connection
+            _receive_timeout(conn.sock, self._header_timeout)
+            conn.sock = _HeaderDeadlineSocket(conn.sock)
         return super().handle(conn)
 
     def handle_request(self, req: Any, conn: Any) -> Any:
@@ -138,7 +173,7 @@ class SyncWorker(_JSONErrors, sync.SyncWorker):
 
     def handle(self, listener: Any, client: Any, addr: Any) -> None:
         _receive_timeout(client, self._header_timeout)
-        super().handle(listener, client, addr)
+        super().handle(listener, _HeaderDeadlineSocket(client), addr)
 
     def handle_request(self, listener: Any, req: Any, client: Any, addr: Any) -> Any:
         client.settimeout(self._body_timeout)
