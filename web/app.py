@@ -177,6 +177,14 @@ def create_app(service: ModelService, settings: WebSettings) -> Flask:
 
     app.make_default_options_response = options_response  # type: ignore[method-assign]
     app.register_blueprint(create_v2_blueprint(service, metrics, _json_body_bytes, lambda: ready))
+
+    @app.get(DOCS_PATH)
+    def docs_redirect() -> Response:
+        # werkzeug's own slash redirect carries an HTML body: this one has none.
+        response = Response(status=308, headers={"Location": f"{DOCS_PATH}/"})
+        del response.headers["Content-Type"]
+        return response
+
     # Swagger UI's pinned assets (flask-swagger-ui's copy), served here: no CDN, no internet.
     app.register_blueprint(
         get_swaggerui_blueprint(DOCS_PATH, "/openapi.json", {"app_name": "Ride duration API"})

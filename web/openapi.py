@@ -136,6 +136,13 @@ def openapi_document(max_batch_rides: int, max_body_bytes: int, model_version: s
             "/model": _get("The served model's manifest.", "model", _json(any_json, "OK")),
             "/metrics": _get("Prometheus metrics (text exposition format).", "metrics", text),
             "/openapi.json": _get("This document.", "openapi", _json(any_json, "OK")),
+            "/docs": {
+                "get": {
+                    "summary": "Redirects to /docs/.",
+                    "operationId": "docsRedirect",
+                    "responses": {"308": {"description": "Location: /docs/"}, **_COMMON},
+                }
+            },
             "/docs/": {
                 "get": {
                     "summary": "This document as an interactive page (Swagger UI).",

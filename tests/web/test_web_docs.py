@@ -40,6 +40,9 @@ def _assets(html: str) -> list[str]:
 
 
 def test_docs_page_and_every_asset_are_served_by_the_app(client: FlaskClient):
+    redirect = client.get("/docs")
+    assert redirect.status_code == 308 and redirect.headers["Location"] == "/docs/"
+    assert not redirect.get_data() and "Content-Type" not in redirect.headers
     page = client.get("/docs", follow_redirects=True)
     assert page.status_code == 200 and page.mimetype == "text/html"
     html = page.get_data(as_text=True)
