@@ -12,8 +12,9 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask, Response, request
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from flask import Flask, Response, current_app, request
+from flask_swagger_ui import get_swaggerui_blueprint
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
 
 from deploy_modes.core.errors import RideValidationError
 from deploy_modes.core.scoring import ModelService
@@ -24,24 +25,40 @@ from deploy_modes.web.access import (
     access_logger,
     request_id,
 )
+from deploy_modes.web.bridge import BODY_TIMEOUT_ENVIRON
 from deploy_modes.web.fastpath import PredictFastPath
 from deploy_modes.web.metrics import CONTENT_TYPE, WebMetrics
 from deploy_modes.web.openapi import openapi_document
 from deploy_modes.web.payload import (
     NO_RIDE_ID,
     ClientError,
+    check_json_body,
     dump_json,
     parse_json_object,
     prediction,
 )
 from deploy_modes.web.settings import WebSettings
+from deploy_modes.web.v2 import create_v2_blueprint
 
-__all__ = ["ACCESS_LOGGER", "REQUEST_ID_HEADER", "create_app"]
+__all__ = [
+    "ACCESS_LOGGER",
+    "DOCS_PATH",
+    "METRIC_METHODS",
+    "OTHER_METHOD",
+    "REQUEST_ID_HEADER",
+    "create_app",
+]
 
 JSON_MIMETYPE = "application/json"
+DOCS_PATH = "/docs"  # the interactive API page (Swagger UI) for /openapi.json
 # A ride every model can score: the start-up check behind /ready.
 _PROBE_RIDE = {"PULocationID": 1, "DOLocationID": 1, "trip_distance": 1.0}
 _UNMATCHED = "<unmatched>"
+# The method label's values: HTTP's registered methods in common use, and one for the rest.
+METRIC_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
+)
+OTHER_METHOD = "other"
 _STARTED = "deploy_web.started"
 _ID = "deploy_web.request_id"
 
@@ -70,6 +87,8 @@ def create_app(service: ModelService, settings: WebSettings) -> Flask:
         environ = request.environ
         environ[_STARTED] = time.perf_counter()
         environ[_ID] = request_id(environ)
+        if environ.get(BODY_TIMEOUT_ENVIRON):
+            raise _body_timed_out()
 
     @app.after_request
     def _finish(response: Response) -> Response:
@@ -78,10 +97,8 @@ def create_app(service: ModelService, settings: WebSettings) -> Flask:
         seconds = time.perf_counter() - started if started is not None else 0.0
         rid = environ.get(_ID) or request_id(environ)
         response.headers[REQUEST_ID_HEADER] = rid
-        rule = request.url_rule
-        endpoint = rule.rule if rule is not None else _UNMATCHED
         status = response.status_code
-        metrics.observe(endpoint, request.method, status, seconds)
+        metrics.observe(_endpoint_label(app), _method_label(request.method), status, seconds)
         if settings.access_log:
             line = access_line(
                 request.method, request.path, status, seconds, rid, request.remote_addr
@@ -149,6 +166,30 @@ def create_app(service: ModelService, settings: WebSettings) -> Flask:
     def openapi_json() -> Response:
         return Response(openapi, mimetype=JSON_MIMETYPE)
 
+    default_options = app.make_default_options_response
+
+    def options_response() -> Response:
+        # Flask's automatic OPTIONS answer is an empty text/html 200: say "no content" instead.
+        response = default_options()
+        response.status_code = 204
+        del response.headers["Content-Type"]
+        return response
+
+    app.make_default_options_response = options_response  # type: ignore[method-assign]
+    app.register_blueprint(create_v2_blueprint(service, metrics, _json_body_bytes, lambda: ready))
+
+    @app.get(DOCS_PATH)
+    def docs_redirect() -> Response:
+        # werkzeug's own slash redirect carries an HTML body: this one has none.
+        response = Response(status=308, headers={"Location": f"{DOCS_PATH}/"})
+        del response.headers["Content-Type"]
+        return response
+
+    # Swagger UI's pinned assets (flask-swagger-ui's copy), served here: no CDN, no internet.
+    app.register_blueprint(
+        get_swaggerui_blueprint(DOCS_PATH, "/openapi.json", {"app_name": "Ride duration API"})
+    )
+
     @app.errorhandler(ClientError)
     def _client_error(exc: ClientError) -> Response:
         return _json(exc.to_dict(), exc.status)
@@ -173,18 +214,75 @@ def create_app(service: ModelService, settings: WebSettings) -> Flask:
     return app
 
 
+def _method_label(method: str) -> str:
+    """Return the method's metric label: a client's made-up method must not add a series."""
+    return method if method in METRIC_METHODS else OTHER_METHOD
+
+
+def _endpoint_label(app: Flask) -> str:
+    """Return the matched route, the route a 405 was refused on, or ``<unmatched>``."""
+    rule = request.url_rule
+    if rule is not None:
+        return rule.rule
+    refused = request.routing_exception
+    if isinstance(refused, MethodNotAllowed) and refused.valid_methods:
+        # The path matched a route, only not for this method: match it again with one it allows.
+        adapter = app.create_url_adapter(request)
+        if adapter is not None:
+            try:
+                matched, _ = adapter.match(method=refused.valid_methods[0], return_rule=True)
+            except HTTPException:  # e.g. a redirect: no one route to name
+                return _UNMATCHED
+            return matched.rule
+    return _UNMATCHED
+
+
 def _body() -> dict[str, Any]:
     """Return the request's JSON object, or raise the ClientError that explains why not."""
+    return parse_json_object(request.mimetype, _body_bytes())
+
+
+def _body_bytes() -> bytes:
+    """Return the request body within the size limit, or raise 413."""
     limit = request.max_content_length
     if request.content_length is None and limit is not None:
         # A chunked upload: werkzeug would silently cut it at the limit (and the truncated
         # JSON would look malformed), so read one byte past the limit to tell "too large".
-        data = request.environ["wsgi.input"].read(limit + 1)
+        try:
+            data = request.environ["wsgi.input"].read(limit + 1)
+        except TimeoutError:  # the worker's socket deadline: the body stalled
+            raise _body_timed_out() from None
         if len(data) > limit:
             raise RequestEntityTooLarge()
     else:
-        data = request.get_data(cache=False)
-    return parse_json_object(request.mimetype, data)
+        try:
+            data = request.get_data(cache=False)
+        except TimeoutError:  # the worker's socket deadline: the body stalled
+            raise _body_timed_out() from None
+    return data
+
+
+def _body_timed_out() -> ClientError:
+    """Return the 408 of a body that stalled, logging it (the access line follows)."""
+    seconds = current_app.extensions["deploy_web"]["settings"].body_timeout
+    _log.warning(
+        "request body timeout: %s %s from %s sent no complete body within %g s",
+        request.method,
+        request.path,
+        request.remote_addr,
+        seconds,
+    )
+    return ClientError(408, f"the request body did not arrive within {seconds:g} seconds")
+
+
+def _json_body_bytes() -> bytes:
+    """Return a non-empty JSON body's bytes (checked as ``_body`` does), unparsed."""
+    # V2 clients (tritonclient) send no Content-Type at all: JSON is the protocol's default.
+    mimetype = request.mimetype or JSON_MIMETYPE
+    check_json_body(mimetype, b"{}")  # the content type, before reading anything
+    data = _body_bytes()
+    check_json_body(mimetype, data)
+    return data
 
 
 def _probe(service: ModelService) -> str | None:

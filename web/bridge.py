@@ -13,16 +13,20 @@ runs, so a slow client never holds a worker while the app waits for its bytes.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import sys
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote_to_bytes
+from urllib.parse import unquote_to_bytes, urlsplit
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
 
-__all__ = ["WSGIBridge"]
+__all__ = ["BODY_TIMEOUT_ENVIRON", "WSGIBridge"]
+
+# Set (to the timeout, in seconds) when the request's body stalled: the app then answers 408.
+BODY_TIMEOUT_ENVIRON = "deploy_web.body_timeout"
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -35,9 +39,12 @@ _SPECIAL_HEADERS = {b"content-type": "CONTENT_TYPE", b"content-length": "CONTENT
 class WSGIBridge:
     """An ASGI application running a WSGI application inline, one request at a time."""
 
-    def __init__(self, app: WSGIApplication, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: WSGIApplication, max_body_bytes: int, body_timeout: float = 10.0
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.body_timeout = body_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -46,10 +53,19 @@ class WSGIBridge:
         if scope["type"] != "http":  # websockets: nothing here speaks them; refuse the upgrade
             await send({"type": "websocket.close", "code": 1003})
             return
-        body = await self._read_body(receive)
-        if body is None:
-            return  # the client went away mid-body: nobody to answer
-        status, headers, chunks = self._call(_environ(scope, body))
+        try:
+            body = await asyncio.wait_for(self._read_body(receive), self.body_timeout)
+        except TimeoutError:
+            # The app answers (a JSON 408, logged and counted) from an empty body; the
+            # connection closes after it, since its unread body can never be framed.
+            environ = _environ(scope, b"")
+            environ[BODY_TIMEOUT_ENVIRON] = self.body_timeout
+            status, headers, chunks = self._call(environ)
+            headers.append((b"connection", b"close"))
+        else:
+            if body is None:
+                return  # the client went away mid-body: nobody to answer
+            status, headers, chunks = self._call(_environ(scope, body))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": b"".join(chunks)})
 
@@ -101,6 +117,10 @@ def _environ(scope: Scope, body: bytes) -> dict[str, Any]:
     client = scope.get("client")
     # WSGI's PATH_INFO is the decoded path as latin-1 text; ASGI's path includes root_path.
     raw_path = scope.get("raw_path")
+    if raw_path and not raw_path.startswith(b"/") and b"://" in raw_path:
+        # An absolute-form target (``POST http://host/predict``, RFC 9112 section 3.2.2): the
+        # path is the URL's; gunicorn's WSGI workers split it so, and the answer must not differ.
+        raw_path = urlsplit(raw_path).path or b"/"
     if raw_path:  # the exact bytes: /%FF is b"\xff", as gunicorn's WSGI workers give it
         path = unquote_to_bytes(raw_path).decode("latin-1")
     else:

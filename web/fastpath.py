@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from deploy_modes.core.schema import RideRequest
 from deploy_modes.core.scoring import ModelService
 from deploy_modes.web.access import REQUEST_ID_HEADER, access_line, access_logger, request_id
+from deploy_modes.web.bridge import BODY_TIMEOUT_ENVIRON
 from deploy_modes.web.metrics import WebMetrics
 from deploy_modes.web.payload import NO_RIDE_ID, dump_json, prediction
 
@@ -68,7 +69,12 @@ class PredictFastPath:
         length = _declared_length(environ.get("CONTENT_LENGTH"))
         if length is None or length > self._limit or not _is_json(environ.get("CONTENT_TYPE")):
             return self.app(environ, start_response)  # chunked, large or not JSON: Flask says
-        data = environ["wsgi.input"].read(length)
+        try:
+            data = environ["wsgi.input"].read(length)
+        except TimeoutError:  # the body stalled (the worker's socket deadline): Flask says 408
+            environ[BODY_TIMEOUT_ENVIRON] = True
+            environ["wsgi.input"] = io.BytesIO()
+            return self.app(environ, start_response)
         # A body shorter than declared (the client went away) is Flask's 400 to give.
         answer = self._answer(data) if len(data) == length else None
         if answer is None:  # not the common case: the Flask route answers it, once

@@ -20,6 +20,12 @@ from typing import Any
 from deploy_modes.core.errors import DeployError
 from deploy_modes.web.settings import MULTIPROC_ENV, WebSettings, load_settings
 
+WORKER_CLASSES = {
+    "asgi": "deploy_modes.web.workers.ASGIWorker",
+    "gthread": "deploy_modes.web.workers.ThreadWorker",
+    "sync": "deploy_modes.web.workers.SyncWorker",
+}
+
 __all__ = [
     "accesslog",
     "backlog",
@@ -37,6 +43,7 @@ __all__ = [
     "threads",
     "timeout",
     "worker_class",
+    "worker_connections",
     "worker_tmp_dir",
     "workers",
     "wsgi_app",
@@ -69,10 +76,15 @@ _metrics_dir, _created_metrics_dir = _fresh_multiproc_dir()
 _host = f"[{_settings.host}]" if ":" in _settings.host else _settings.host
 bind = [f"{_host}:{_settings.port}"]
 workers = _settings.workers
-worker_class = _settings.worker_class
+# gunicorn's classes, subclassed: its own error answers (431, 400...) go out as JSON, and a body
+# or header that stalls past its timeout frees the connection (web/workers.py).
+worker_class = WORKER_CLASSES[_settings.worker_class]
 # The asyncio worker takes an ASGI callable: the bridge around the same Flask app.
-wsgi_app = "deploy_modes.web.wsgi:" + ("asgi" if worker_class == "asgi" else "app")
-threads = _settings.threads if worker_class == "gthread" else 1  # others warn about threads
+wsgi_app = "deploy_modes.web.wsgi:" + ("asgi" if _settings.worker_class == "asgi" else "app")
+worker_connections = _settings.max_connections
+threads = (
+    _settings.threads if _settings.worker_class == "gthread" else 1
+)  # others warn about threads
 timeout = _settings.timeout
 graceful_timeout = _settings.graceful_timeout
 keepalive = _settings.keepalive

@@ -17,14 +17,24 @@ from deploy_modes.core.schema import (
     RideRequest,
     Status,
 )
+from deploy_modes.web.v2 import InferRequest, InferResponse, ModelMetadata, V2Error
 
 __all__ = ["OPENAPI_VERSION", "openapi_document"]
 
 # 3.1: its schemas are JSON Schema 2020-12, what pydantic's model_json_schema() writes.
 OPENAPI_VERSION = "3.1.0"
 _REF = "#/components/schemas/{model}"
-_REQUESTS: tuple[type[BaseModel], ...] = (Ride, RideRequest, BatchRequest)
-_ANSWERS: tuple[type[BaseModel], ...] = (Error, Prediction, BatchAnswer, Status, Ready)
+_REQUESTS: tuple[type[BaseModel], ...] = (Ride, RideRequest, BatchRequest, InferRequest)
+_ANSWERS: tuple[type[BaseModel], ...] = (
+    Error,
+    Prediction,
+    BatchAnswer,
+    Status,
+    Ready,
+    InferResponse,
+    ModelMetadata,
+    V2Error,
+)
 
 
 def _components() -> dict[str, Any]:
@@ -42,6 +52,10 @@ def _ref(model: type[BaseModel]) -> dict[str, str]:
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _html(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"text/html": {"schema": {"type": "string"}}}}
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -122,9 +136,87 @@ def openapi_document(max_batch_rides: int, max_body_bytes: int, model_version: s
             "/model": _get("The served model's manifest.", "model", _json(any_json, "OK")),
             "/metrics": _get("Prometheus metrics (text exposition format).", "metrics", text),
             "/openapi.json": _get("This document.", "openapi", _json(any_json, "OK")),
+            "/docs": {
+                "get": {
+                    "summary": "Redirects to /docs/.",
+                    "operationId": "docsRedirect",
+                    "responses": {"308": {"description": "Location: /docs/"}, **_COMMON},
+                }
+            },
+            "/docs/": {
+                "get": {
+                    "summary": "This document as an interactive page (Swagger UI).",
+                    "operationId": "docs",
+                    "responses": {"200": _html("The page."), **_COMMON},
+                }
+            },
+            "/docs/{path}": {
+                "get": {
+                    "summary": "The page's assets (Swagger UI's scripts, styles, icons).",
+                    "operationId": "docsAsset",
+                    "parameters": [
+                        {
+                            "name": "path",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        }
+                    ],
+                    "responses": {"200": {"description": "The asset."}, **_COMMON},
+                }
+            },
+            **_v2_paths(any_json),
         },
         "components": {
             "schemas": components,
             "responses": {"NotFound": _error("No such path.")},
         },
     }
+
+
+_MODEL = {"name": "model", "in": "path", "required": True, "schema": {"type": "string"}}
+_VERSION = {"name": "model_version", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _v2_error(description: str) -> dict[str, Any]:
+    return _json(_ref(V2Error), description)
+
+
+def _v2_paths(any_json: dict[str, Any]) -> dict[str, Any]:
+    """Return the Open Inference Protocol (V2) paths; errors there are ``{error}`` only."""
+    unknown = {"404": _v2_error("No model (or version) of that name.")}
+    live = _get("V2 server liveness.", "v2Live", _json(any_json, "OK"))
+    ready = _get("V2 server readiness.", "v2Ready", _json(any_json, "OK"))
+    metadata = _get(
+        "V2 model metadata: the input tensors and the output.",
+        "v2ModelMetadata",
+        _json(_ref(ModelMetadata), "OK"),
+        unknown,
+    )
+    model_ready = _get("V2 model readiness.", "v2ModelReady", _json(any_json, "OK"), unknown)
+    infer = {
+        "post": {
+            "summary": "V2 inference: PULocationID, DOLocationID (INT64), trip_distance (FP64), "
+            "shape [n], give duration (FP64, [n]). One invalid row refuses the request.",
+            "operationId": "v2Infer",
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": _ref(InferRequest)}},
+            },
+            "responses": {
+                "200": _json(_ref(InferResponse), "OK"),
+                "400": _v2_error("Invalid JSON, tensors or a row (the error names it)."),
+                **unknown,
+                "413": _v2_error("The body is larger than the configured maximum."),
+                "415": _v2_error("A Content-Type other than application/json."),
+            },
+        }
+    }
+    paths = {"/v2/health/live": live, "/v2/health/ready": ready}
+    for suffix, operation in (("", metadata), ("/ready", model_ready), ("/infer", infer)):
+        method, body = next(iter(operation.items()))
+        paths[f"/v2/models/{{model}}{suffix}"] = {method: {**body, "parameters": [_MODEL]}}
+        versioned = {**body, "operationId": body["operationId"] + "Version"}
+        versioned["parameters"] = [_MODEL, _VERSION]
+        paths[f"/v2/models/{{model}}/versions/{{model_version}}{suffix}"] = {method: versioned}
+    return paths

@@ -12,6 +12,7 @@ __all__ = [
     "JSON_MIMETYPES",
     "NO_RIDE_ID",
     "ClientError",
+    "check_json_body",
     "dump_json",
     "parse_json_object",
     "prediction",
@@ -35,13 +36,18 @@ class ClientError(Exception):
         return {"error": self.message, "field": self.field}
 
 
-def parse_json_object(mimetype: str, body: bytes) -> dict[str, Any]:
-    """Return the body as a JSON object; raise ClientError (415 or 400) otherwise."""
+def check_json_body(mimetype: str, body: bytes) -> None:
+    """Raise ClientError unless the body is declared JSON (415) and is not empty (400)."""
     if mimetype not in JSON_MIMETYPES and not mimetype.endswith("+json"):
         shown = mimetype or "none"
         raise ClientError(415, f"Content-Type must be application/json, got {shown}")
     if not body.strip():
         raise ClientError(400, "the request body is empty: send a JSON object")
+
+
+def parse_json_object(mimetype: str, body: bytes) -> dict[str, Any]:
+    """Return the body as a JSON object; raise ClientError (415 or 400) otherwise."""
+    check_json_body(mimetype, body)
     try:
         value = json.loads(body)
     except UnicodeDecodeError:

@@ -67,7 +67,21 @@ class WebSettings(BaseSettings):
     """Seconds workers get to finish in-flight requests after SIGTERM."""
 
     keepalive: int = Field(5, ge=0)
-    """Seconds an idle keep-alive connection stays open (``gthread`` only)."""
+    """Seconds an idle keep-alive connection stays open between requests (``asgi``,
+    ``gthread``; ``sync`` closes after each answer). 0 closes after each answer."""
+
+    header_timeout: float = Field(10.0, gt=0, le=3600)
+    """Seconds a client gets to send a request's headers; a connection that has sent none, or
+    half, is closed after it (no answer: there is no request to answer)."""
+
+    body_timeout: float = Field(10.0, gt=0, le=3600)
+    """Seconds the body gets once the headers are in (``asgi``: the whole body; ``gthread``,
+    ``sync``: each read). A stalled body gets a JSON 408 and the connection is closed."""
+
+    max_connections: int = Field(100, ge=1, le=100_000)
+    """Open client connections per worker. ``asgi`` closes one over the cap at once;
+    ``gthread`` stops accepting (the kernel's backlog holds the rest). It also bounds memory:
+    a worker buffers at most this many bodies of ``max_body_bytes`` (100 MiB by default)."""
 
     backlog: int = Field(2048, ge=1)
     """Pending connections the kernel queues while every worker is busy."""

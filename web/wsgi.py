@@ -56,4 +56,6 @@ def _load() -> Flask:
 
 app = _load()
 # The same app for gunicorn's asyncio worker (``worker_class = "asgi"``, the default).
-asgi = WSGIBridge(app, app.config["MAX_CONTENT_LENGTH"])
+asgi = WSGIBridge(
+    app, app.config["MAX_CONTENT_LENGTH"], app.extensions["deploy_web"]["settings"].body_timeout
+)

@@ -43,6 +43,7 @@ DEMO_ROWS = 20_000
 GOAL_RATIO_AT_8 = 2.0
 GOAL_P99_AT_64_MS = 25.0
 GOAL_BATCH_MS = 30.0
+GOAL_V2_MS = 10.0  # issue 15: Open Inference Protocol infer of 1,000 rows, p50
 _WRK_LUA = """wrk.method = "POST"
 wrk.body = '{body}'
 wrk.headers["Content-Type"] = "application/json"
@@ -111,10 +112,11 @@ def main(argv: list[str] | None = None) -> int:
                     point.cpu_us = spent / max(point.requests, 1) * 1e6
                     points.append(point)
             batch = _batch_latencies(servers["ours"])
+            v2 = _v2_latencies(servers["ours"], loaded.name)
         finally:
             for process in _PROCESSES:
                 process.stop()
-    _report(points, batch, client, args.duration, version, _describe_ours(args))
+    _report(points, batch, v2, client, args.duration, version, _describe_ours(args))
     return 0
 
 
@@ -297,6 +299,34 @@ def _batch_latencies(url: str) -> list[float]:
     return sorted(latencies[3:])  # the first few warm caches up
 
 
+def _v2_latencies(url: str, model: str) -> list[float]:
+    """Return client-side latencies (ms) of a V2 infer of BATCH_RIDES rows (columnar tensors)."""
+    rng = random.Random(7)
+    columns = {
+        "PULocationID": ("INT64", [rng.randint(1, 265) for _ in range(BATCH_RIDES)]),
+        "DOLocationID": ("INT64", [rng.randint(1, 265) for _ in range(BATCH_RIDES)]),
+        "trip_distance": ("FP64", [round(rng.uniform(0.1, 30), 2) for _ in range(BATCH_RIDES)]),
+    }
+    inputs = [
+        {"name": name, "shape": [BATCH_RIDES], "datatype": datatype, "data": data}
+        for name, (datatype, data) in columns.items()
+    ]
+    body = json.dumps({"inputs": inputs}).encode()
+    host, port, path = _split(f"{url}/v2/models/{model}/infer")
+    latencies = []
+    conn = http.client.HTTPConnection(host, port, timeout=30)  # kept alive, as V2 clients do
+    for _ in range(BATCH_REPEATS + 3):
+        started = time.perf_counter()
+        conn.request("POST", path, body, {"Content-Type": "application/json"})
+        response = conn.getresponse()
+        answer = json.loads(response.read())
+        latencies.append((time.perf_counter() - started) * 1000)
+        if response.status != 200 or answer["outputs"][0]["shape"] != [BATCH_RIDES]:
+            raise SystemExit(f"V2 infer failed: {response.status} {answer}")
+    conn.close()
+    return sorted(latencies[3:])
+
+
 def _split(url: str) -> tuple[str, int, str]:
     rest = url.removeprefix("http://")
     hostport, _, path = rest.partition("/")
@@ -328,7 +358,13 @@ def _our_servers(args: argparse.Namespace) -> dict[str, str]:
 
 
 def _report(
-    points: list[Point], batch: list[float], client: str, seconds: float, version: str, ours: str
+    points: list[Point],
+    batch: list[float],
+    v2: list[float],
+    client: str,
+    seconds: float,
+    version: str,
+    ours: str,
 ) -> None:
     load = os.getloadavg()[0]
     print()
@@ -357,6 +393,8 @@ def _report(
         )
     p50, p99 = _percentile(batch, 50), _percentile(batch, 99)
     print(f"/predict/batch with {BATCH_RIDES} rides: p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+    v2_p50, v2_p99 = _percentile(v2, 50), _percentile(v2, 99)
+    print(f"V2 infer with {BATCH_RIDES} rows: p50 {v2_p50:.1f} ms, p99 {v2_p99:.1f} ms")
     print()
     mine = {p.concurrency: p for p in points if p.server == "ours"}
     goals = []
@@ -368,6 +406,7 @@ def _report(
         )
     goals.append(("zero errors (ours)", all(p.errors == 0 for p in mine.values())))
     goals.append((f"batch of {BATCH_RIDES} p50 <= {GOAL_BATCH_MS:g} ms", p50 <= GOAL_BATCH_MS))
+    goals.append((f"V2 infer of {BATCH_RIDES} p50 <= {GOAL_V2_MS:g} ms", v2_p50 <= GOAL_V2_MS))
     for goal, met in goals:
         print(f"goal {goal}: {'met' if met else 'NOT met'}")
 

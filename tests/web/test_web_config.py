@@ -106,7 +106,9 @@ def test_gunicorn_conf_names_the_app_its_worker_class_takes(
     result = _gunicorn_conf(**env)
     assert result.returncode == 0, result.stderr
     conf = json.loads(result.stdout)
-    assert conf["worker_class"] == (worker_class or "asgi")
+    # gunicorn's class of that name, subclassed (JSON protocol errors, timeouts): web/workers.py
+    expected = {"asgi": "ASGIWorker", "gthread": "ThreadWorker", "sync": "SyncWorker"}
+    assert conf["worker_class"] == f"deploy_modes.web.workers.{expected[worker_class or 'asgi']}"
     assert conf["wsgi_app"] == app and conf["threads"] == threads
     Path(conf["metrics_dir"]).rmdir()
 

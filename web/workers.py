@@ -1,0 +1,236 @@
+"""gunicorn's worker classes: its own error answers as JSON; header and body timeouts.
+
+gunicorn answers some requests before the app sees them: a malformed request line, a header too
+large or too many (431), Content-Length with Transfer-Encoding (400), a bad chunk size. Its WSGI
+workers write an HTML page (``Worker.handle_error`` through ``util.write_error``), its asyncio
+worker ``text/plain`` (``ASGIProtocol._send_error_response``). These subclasses keep gunicorn's
+decisions (status, log line, access line) and write the same status as ``{"error": ...}``.
+
+The WSGI classes also put a deadline on the body: the client socket gets ``body_timeout``
+seconds per read while the app runs, so a stalled body raises ``TimeoutError`` in the app,
+which answers a JSON 408 (the asyncio worker's bridge does the same with ``asyncio``).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import socket
+import struct
+from http import HTTPStatus
+from typing import Any
+
+from gunicorn.asgi import protocol as asgi_protocol
+from gunicorn.workers import gasgi, gthread, sync
+
+from deploy_modes.web.settings import WebSettings, load_settings
+
+__all__ = ["ASGIWorker", "SyncWorker", "ThreadWorker", "json_error_response"]
+
+_STATUS_LINE = re.compile(rb"^HTTP/1\.[01] (\d{3}) ([^\r\n]*)\r\n")
+# gunicorn's HTML error page: the message sits between the heading and </body>.
+_HTML_MESSAGE = re.compile(rb"</h1>\s*(.*?)\s*</body>", re.DOTALL)
+
+
+def json_error_response(status: int, reason: str, message: str, extra: str = "") -> bytes:
+    """Return a whole HTTP/1.1 error response whose body is ``{"error": message}``."""
+    body = json.dumps({"error": message or reason, "field": None}).encode()
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\n"
+        "Content-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        f"{extra}"
+        "Connection: close\r\n\r\n"
+    )
+    return head.encode("latin-1") + body
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+class _Capture:
+    """A stand-in socket that keeps what gunicorn's ``write_error`` would have sent."""
+
+    def __init__(self) -> None:
+        self.data = b""
+
+    def gettimeout(self) -> float:
+        return 0.0  # "non-blocking already": write_nonblock then just calls sendall
+
+    def setblocking(self, flag: bool) -> None:
+        pass
+
+    def sendall(self, data: bytes) -> None:
+        self.data += data
+
+
+def _as_json(page: bytes) -> bytes | None:
+    """Return gunicorn's HTML error response rewritten as JSON (None if it is not one)."""
+    status = _STATUS_LINE.match(page)
+    if status is None:
+        return None
+    found = _HTML_MESSAGE.search(page)
+    message = html.unescape(found.group(1).decode("latin-1")) if found else ""
+    reason = status.group(2).decode("latin-1")
+    return json_error_response(int(status.group(1)), reason, message)
+
+
+class _JSONErrors:
+    """Mixin for gunicorn's WSGI workers: its own error pages go out as JSON."""
+
+    def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
+        """Let gunicorn decide, log and count the error; send its answer as JSON."""
+        capture = _Capture()
+        super().handle_error(req, capture, addr, exc)  # type: ignore[misc]
+        answer = _as_json(capture.data) or capture.data
+        try:
+            client.sendall(answer)
+        except OSError:
+            self.log.debug("Failed to send error message.")  # type: ignore[attr-defined]
+
+
+def _settings() -> WebSettings:
+    return load_settings(WebSettings)  # the environment gunicorn's master read, inherited
+
+
+def _receive_timeout(sock: socket.socket, seconds: float) -> None:
+    """Bound every blocking read of ``sock`` in the kernel (SO_RCVTIMEO).
+
+    gunicorn sets the socket blocking (no Python timeout) before it parses the headers; a
+    kernel receive timeout survives that, so half-sent headers end in EAGAIN, and gunicorn
+    closes the connection, instead of holding a thread forever.
+    """
+    whole = int(seconds)
+    micro = int((seconds - whole) * 1_000_000)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", whole, micro))
+
+
+class _HeaderDeadlineSocket:
+    """A client socket whose header-phase receive timeout reads as the client going away.
+
+    With ``SO_RCVTIMEO`` a blocking read that times out fails with EAGAIN, which gunicorn
+    logs as a socket error with a traceback; read as end of stream it is gunicorn's "premature
+    client disconnection" (a debug line) and the connection is closed. Only EAGAIN in blocking
+    mode (the header phase) is translated: a body read under a Python timeout raises
+    ``TimeoutError``, which the app answers with a 408.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+
+    def recv(self, size: int, *flags: int) -> bytes:
+        try:
+            return self._sock.recv(size, *flags)
+        except BlockingIOError:
+            if self._sock.gettimeout() is not None:  # non-blocking by choice: not ours to hide
+                raise
+            return b""
+
+    def recv_into(self, buffer: Any, *args: int) -> int:
+        try:
+            return self._sock.recv_into(buffer, *args)
+        except BlockingIOError:
+            if self._sock.gettimeout() is not None:
+                raise
+            return 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+class ThreadWorker(_JSONErrors, gthread.ThreadWorker):
+    """gunicorn's ``gthread`` worker: JSON protocol errors, header and body timeouts."""
+
+    def init_process(self) -> None:
+        settings = _settings()
+        self._header_timeout, self._body_timeout = settings.header_timeout, settings.body_timeout
+        super().init_process()
+
+    def handle(self, conn: Any) -> Any:
+        if not isinstance(conn.sock, _HeaderDeadlineSocket):  # once per connection
+            _receive_timeout(conn.sock, self._header_timeout)
+            conn.sock = _HeaderDeadlineSocket(conn.sock)
+        return super().handle(conn)
+
+    def handle_request(self, req: Any, conn: Any) -> Any:
+        # The headers are in; the body (read by the app) gets a deadline per read.
+        conn.sock.settimeout(self._body_timeout)
+        return super().handle_request(req, conn)
+
+
+class SyncWorker(_JSONErrors, sync.SyncWorker):
+    """gunicorn's ``sync`` worker: JSON protocol errors, header and body timeouts."""
+
+    def init_process(self) -> None:
+        settings = _settings()
+        self._header_timeout, self._body_timeout = settings.header_timeout, settings.body_timeout
+        super().init_process()
+
+    def handle(self, listener: Any, client: Any, addr: Any) -> None:
+        _receive_timeout(client, self._header_timeout)
+        super().handle(listener, _HeaderDeadlineSocket(client), addr)
+
+    def handle_request(self, listener: Any, req: Any, client: Any, addr: Any) -> Any:
+        client.settimeout(self._body_timeout)
+        return super().handle_request(listener, req, client, addr)
+
+
+class _Protocol(asgi_protocol.ASGIProtocol):
+    """gunicorn's asyncio HTTP protocol: JSON error answers, a header timeout, a connection cap."""
+
+    def connection_made(self, transport: Any) -> None:
+        worker = self.worker
+        if worker.nr_conns >= worker.max_connections:
+            # Over the cap: close now (counted in and out so gunicorn's tally stays right).
+            worker.nr_conns += 1
+            self._closed_over_cap = True
+            transport.abort()
+            return
+        self._closed_over_cap = False
+        super().connection_made(transport)
+        # Until the first request's headers are in; the keep-alive timer covers later ones.
+        self._header_timer = worker.loop.call_later(worker.header_timeout, self._headers_late)
+
+    def _headers_late(self) -> None:
+        if self._current_request is None and self.req_count <= 1 and self.transport:
+            self.worker.log.info("closing a connection that sent no complete headers in time")
+            self.transport.abort()
+
+    def _on_headers_complete(self) -> Any:
+        timer = getattr(self, "_header_timer", None)
+        if timer is not None:
+            timer.cancel()
+            self._header_timer = None
+        return super()._on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._closed_over_cap:
+            self.worker.nr_conns -= 1
+            return
+        timer = getattr(self, "_header_timer", None)
+        if timer is not None:
+            timer.cancel()
+        super().connection_lost(exc)
+
+    def _send_error_response(self, status: int, message: str, extra_headers: Any = ()) -> None:
+        reason = asgi_protocol._REASON_PHRASES.get(status) or _phrase(status)
+        extra = "".join(f"{name}: {value}\r\n" for name, value in extra_headers)
+        self._safe_write(json_error_response(status, reason, message, extra))
+
+
+class ASGIWorker(gasgi.ASGIWorker):
+    """gunicorn's ``asgi`` worker: JSON protocol errors, a header timeout, a connection cap."""
+
+    def init_process(self) -> None:
+        settings = _settings()
+        self.header_timeout = settings.header_timeout
+        self.max_connections = settings.max_connections
+        # gunicorn's worker builds its protocol from this module name, with no hook to choose
+        # another: in this worker process (one worker class per process) it is ours.
+        gasgi.ASGIProtocol = _Protocol
+        super().init_process()
