@@ -153,10 +153,13 @@ def main(argv: list[str] | None = None) -> int:
         run_dir.mkdir(parents=True, exist_ok=True)
         session.unlink(missing_ok=True)
         _copy_tree(src)
-    shim = _shim(run_dir, src, package_dir)
-    env["PYTHONPATH"] = str(shim)
-    _check_imports(module, src, env, package_dir)
-    config = _write_config(run_dir, module, tool)
+    if args.report:
+        if not session.exists():
+            sys.exit(f"error: no run of {module} yet ({session} is missing)")
+    else:
+        env["PYTHONPATH"] = str(_shim(run_dir, src, package_dir))
+        _check_imports(module, src, env, package_dir)
+        config = _write_config(run_dir, module, tool)
     started = time.monotonic()
     if not args.resume and not args.report:
         run = {"cwd": src, "env": env, "check": True}
@@ -180,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{module}: {score:.1f}% killed ({counts['killed']} killed + {counts['timeout']} timeouts"
         f" of {judged} mutants; {counts['survived']} survived, {counts['incompetent']} incompetent,"
-        f" {counts['skipped']} filtered out) in {time.monotonic() - started:.0f}s;"
+        f" {counts['skipped']} filtered out, {counts.get('pending', 0)} pending)"
+        f" in {time.monotonic() - started:.0f}s;"
         f" survivors: {(run_dir / 'survivors.txt').relative_to(ROOT)}"
     )
     return 0
