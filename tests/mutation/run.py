@@ -179,7 +179,9 @@ def main(argv: list[str] | None = None) -> int:
         subprocess.run([BIN / "cosmic-ray", "exec", config, session], cwd=src, env=env, check=True)
     counts = _summary(run_dir, src, session)
     judged = counts["killed"] + counts["timeout"] + counts["survived"]
-    score = 100 * (counts["killed"] + counts["timeout"]) / judged if judged else 0.0
+    if not judged:
+        sys.exit(f"error: no mutant of {module} has run yet ({counts.get('pending', 0)} pending)")
+    score = 100 * (counts["killed"] + counts["timeout"]) / judged
     print(
         f"{module}: {score:.1f}% killed ({counts['killed']} killed + {counts['timeout']} timeouts"
         f" of {judged} mutants; {counts['survived']} survived, {counts['incompetent']} incompetent,"
