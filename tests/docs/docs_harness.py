@@ -72,6 +72,8 @@ SKIPS = {
     "remote-s3": "writes to an S3 bucket that exists only in the reader's account",
     "container": "the container's own command: needs the model at /model, the image's mount",
     "course-file": "needs the course's lin_reg.bin, downloaded from the course's repository",
+    "mutation": "mutation testing: re-installs the package into the venv (from this temp copy) "
+    "and runs for minutes to hours per module; docs/testing.md says it is not part of .ci/run",
 }
 
 # Commands that keep running: (pattern of the command, pattern of its ready line).
