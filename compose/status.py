@@ -224,12 +224,12 @@ def lease_rows(
     settings = settings or StreamSettings()
     now = time.time()
     path = settings.lease_file
-    rows = _rows(
-        str(path),
-        read_sqlite_leases(path),
-        _sqlite_checkpoints(settings.checkpoint_path),
-        now,
-    )
+    local = _sqlite_checkpoints(settings.checkpoint_path)
+    try:
+        rows = _rows(str(path), read_sqlite_leases(path), local, now)
+    finally:
+        if local is not None:
+            local.close()
     for url in _emulator_urls(found):
         # The region rule the consumers use; short timeouts: a stuck emulator must not hang us.
         client = aws_client("dynamodb", url, config=client_config(2.0, 5.0), **emulator_keys())

@@ -35,6 +35,9 @@ def _consumer_process(
         "DEPLOY_STREAM_CHECKPOINT_PATH": str(settings.checkpoint_path),
         "DEPLOY_STREAM_BATCH_SIZE": str(BATCH),
         "DEPLOY_STREAM_POLL_INTERVAL": "0.05",
+        # The restarted process is a new lease owner: it waits for the killed one's leases
+        # to expire, so keep that wait short next to the test's time budget.
+        "DEPLOY_STREAM_LEASE_TIMEOUT": "2",
         "DEPLOY_MODEL_LOCATION": str(model_dir),
         "PYTHONUNBUFFERED": "1",
     }
