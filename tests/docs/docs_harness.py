@@ -51,6 +51,7 @@ __all__ = [
     "Project",
     "doc_files",
     "expected_pattern",
+    "is_server",
     "parse_blocks",
 ]
 
@@ -89,6 +90,15 @@ SERVERS = [
     ),
     (re.compile(r"^deploy logs\b.*(\s-f\b|--follow)"), re.compile(r".")),
 ]
+
+# Asking for help or the version runs and exits, whatever the command (`deploy stream tail -h`).
+_ONE_SHOT = re.compile(r"\s(-h|--help|--version)\b")
+
+
+def is_server(text: str) -> bool:
+    """Return whether the command keeps running (a SERVERS pattern, and not a help request)."""
+    return not _ONE_SHOT.search(text) and any(pattern.search(text) for pattern, _ in SERVERS)
+
 
 # Well-known ports the docs show, and the environment that makes the commands use the free one.
 PORTS = {
@@ -292,7 +302,7 @@ class Project:
         """Run every command of ``block``, raising DocsError with file:line on the first miss."""
         for command in block.commands:
             where = f"{block.where} (command at line {command.line})"
-            if any(pattern.search(command.text) for pattern, _ in SERVERS):
+            if is_server(command.text):
                 self._start(command, where)
             else:
                 self._run(command, where, block.timeout)

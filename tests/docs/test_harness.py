@@ -6,7 +6,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from docs_harness import SKIPS, DocsError, Project, doc_files, expected_pattern, parse_blocks
+from docs_harness import (
+    SKIPS,
+    DocsError,
+    Project,
+    doc_files,
+    expected_pattern,
+    is_server,
+    parse_blocks,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -119,3 +127,11 @@ def test_the_makefile_has_the_usual_targets_one_line_each() -> None:
 def test_ci_runs_the_documented_ci_script() -> None:
     workflow = (REPO / ".github" / "workflows" / "ci.yml").read_text()
     assert "run: bash .ci/run" in workflow and "debian:12" in workflow
+
+
+def test_a_help_request_is_never_taken_for_a_server() -> None:
+    assert is_server("deploy stream tail")
+    assert is_server("deploy web --port 9696")
+    assert not is_server("deploy stream tail -h     # any command")
+    assert not is_server("deploy web --help")
+    assert not is_server("deploy stream --version")
