@@ -86,7 +86,8 @@ SERVERS = [
     ),
     (
         re.compile(r"^deploy stream(\s+consume)?(?!\s+(init|send|tail))(?!.*--runtime\s+compose)"),
-        re.compile(r"reading shardId"),
+        # A consumer is up once it runs; a third member of a group on two shards holds none.
+        re.compile(r"reading shardId|\(dead letters: "),
     ),
     (re.compile(r"^deploy logs\b.*(\s-f\b|--follow)"), re.compile(r".")),
 ]
