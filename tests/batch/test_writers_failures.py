@@ -8,12 +8,14 @@ process whatever happens. Without the privilege to mount the tests fail, never s
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -225,19 +227,26 @@ def test_an_existing_table_missing_columns_is_named_and_left_alone(
     assert _rows(sqlite_url) == [("old", 7, 1.5, "2021-03")]
 
 
-def test_sqlite_locked_by_another_writer_fails_and_keeps_the_old_rows(
-    old_rows: list[tuple], sqlite_url: str, march_file: Path, invoke: Invoke
-) -> None:
+@contextlib.contextmanager
+def _another_connection(sqlite_url: str) -> Iterator[Any]:
+    """Yield a second SQLite connection (autocommit mode); roll back what it holds, then close."""
     import sqlite3
 
     other = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None)
     try:
-        other.execute("begin immediate")  # another job's write transaction, held open
-        other.execute(f"delete from {PREDICTIONS} where ride_id = 'none'")
-        result = invoke("--month", "2021-03", "--input", str(march_file), "--output", sqlite_url)
+        yield other
     finally:
         other.execute("rollback")
         other.close()
+
+
+def test_sqlite_locked_by_another_writer_fails_and_keeps_the_old_rows(
+    old_rows: list[tuple], sqlite_url: str, march_file: Path, invoke: Invoke
+) -> None:
+    with _another_connection(sqlite_url) as other:
+        other.execute("begin immediate")  # another job's write transaction, held open
+        other.execute(f"delete from {PREDICTIONS} where ride_id = 'none'")
+        result = invoke("--month", "2021-03", "--input", str(march_file), "--output", sqlite_url)
     assert result.exit_code == 1, result.output
     line = _one_error_line(result.stderr)
     assert line.startswith(f"error: cannot write to {sqlite_url}#{PREDICTIONS}: "), line
@@ -248,18 +257,12 @@ def test_sqlite_locked_by_another_writer_fails_and_keeps_the_old_rows(
 def test_sqlite_commit_blocked_by_a_reader_fails_and_keeps_the_old_rows(
     old_rows: list[tuple], sqlite_url: str, march_file: Path, invoke: Invoke
 ) -> None:
-    import sqlite3
-
     # A reader's open transaction holds a shared lock: the job deletes and inserts (a reserved
     # lock allows that), then cannot get the exclusive lock its commit needs.
-    other = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None)
-    try:
+    with _another_connection(sqlite_url) as other:
         other.execute("begin")
         assert other.execute(f"select count(*) from {PREDICTIONS}").fetchone() == (len(old_rows),)
         result = invoke("--month", "2021-03", "--input", str(march_file), "--output", sqlite_url)
-    finally:
-        other.execute("rollback")
-        other.close()
     assert result.exit_code == 1, result.output
     line = _one_error_line(result.stderr)
     assert line.startswith(f"error: cannot commit to {sqlite_url}#{PREDICTIONS}: "), line
