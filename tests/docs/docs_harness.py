@@ -92,6 +92,9 @@ SERVERS = [
     (re.compile(r"^deploy logs\b.*(\s-f\b|--follow)"), re.compile(r".")),
 ]
 
+# Commands that need a Docker engine: their block must be flagged ``docker``.
+_NEEDS_DOCKER = re.compile(r"--runtime[\s=]+compose\b|^(docker|docker-compose)\s")
+
 # Asking for help or the version runs and exits, whatever the command (`deploy stream tail -h`).
 _ONE_SHOT = re.compile(r"\s(-h|--help|--version)\b")
 
@@ -210,6 +213,14 @@ def _block(path: Path, line: int, info: str, body: list[str], first: int) -> Blo
             commands = _commands(body, first, console=lang == "console")
         except DocsError as exc:
             raise DocsError(f"{_name(path)}: {exc}") from None
+    if skip is None and "docker" not in flags:
+        for command in commands:
+            if _NEEDS_DOCKER.search(command.text.partition(" #")[0]):
+                # Unflagged, it would run in the default suite, where no engine answers.
+                raise DocsError(
+                    f"{_name(path)}:{command.line}: {command.text!r} needs a Docker engine: "
+                    f"annotate the block '{ANNOTATION} docker'"
+                )
     return Block(path, line, lang, flags, skip, timeout, commands)
 
 

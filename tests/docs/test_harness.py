@@ -37,6 +37,18 @@ def test_an_unknown_annotation_is_refused(tmp_path: Path, info: str) -> None:
         parse_blocks(_doc(tmp_path, f"```{info}\ndeploy web\n```\n"))
 
 
+@pytest.mark.parametrize(
+    "command", ["deploy batch --runtime compose --engine dask", "docker compose ps"]
+)
+def test_a_command_needing_docker_outside_a_docker_block_is_refused(
+    tmp_path: Path, command: str
+) -> None:
+    with pytest.raises(DocsError, match=r"README.md:2: .* needs a Docker engine"):
+        parse_blocks(_doc(tmp_path, f"```bash\n{command}\n```\n"))
+    (block,) = parse_blocks(_doc(tmp_path, f"```bash docs-harness: docker\n{command}\n```\n"))
+    assert block.flags == {"docker"}
+
+
 def test_an_unannotated_block_runs_and_continuations_join(tmp_path: Path) -> None:
     text = "```bash\n# a comment\ndeploy web predict \\\n  --pu 10\n# -> predicted ...\n```\n"
     (block,) = parse_blocks(_doc(tmp_path, text))
