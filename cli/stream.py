@@ -185,11 +185,10 @@ def consume(
         group=group,
         lease_timeout=lease_timeout,
     )
-    local.consume(
-        load_settings(CoreSettings, model_location=model).model_location,
-        settings,
-        trust=chosen_trust(trust_pickle, trust_type, model_sha256),
-    )
+    location = load_settings(CoreSettings, model_location=model).model_location
+    trust = chosen_trust(trust_pickle, trust_type, model_sha256)
+    with local.recorded(settings):  # `deploy status` lists it, `deploy logs stream` reads it
+        local.consume(location, settings, trust=trust)
 
 
 @app.command("init")
