@@ -263,8 +263,8 @@ def _ensure_default_month(
     source: str, interval: Interval, taxi_type: str, core: CoreSettings, say: Say
 ) -> None:
     """Generate the default input month when missing, as the quick start promises."""
-    if Path(source).exists():
-        return
+    if is_http(source) or Path(source).exists():
+        return  # a URL data dir is only read: the reader says what is missing there
     if taxi_type != "green":
         return  # the generator makes green trips only; let the reader say the file is missing
     from deploy_modes.core.data import generate_month, write_month

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -93,3 +94,35 @@ def test_an_http_output_is_refused(tlc_site: tuple[str, Path], model_dir: Path) 
     )
     assert result.exit_code == 1
     assert "unsupported location" in result.output
+
+
+def test_an_http_data_dir_is_the_default_input_read_and_never_generated_into(
+    tlc_site: tuple[str, Path], model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    base, root = tlc_site
+
+    def batch(month: str) -> Any:
+        return runner.invoke(
+            app,
+            [
+                *("batch", "--runtime", "local", "--month", month, "--model", str(model_dir)),
+                *("--out", str(tmp_path / f"{month}.parquet")),
+            ],
+            env={"DEPLOY_DATA_DIR": base},
+        )
+
+    scored = batch("2021-03")
+    assert scored.exit_code == 0, scored.output
+    assert "generating" not in scored.output
+    by_path = _batch(model_dir, str(root / MONTH), tmp_path / "path.parquet")
+    assert by_path.exit_code == 0, by_path.output
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(tmp_path / "2021-03.parquet"), pd.read_parquet(tmp_path / "path.parquet")
+    )
+    missing = batch("2021-04")
+    assert missing.exit_code == 1
+    assert f"{base}/{month_file(2021, 4)}: HTTP 404" in missing.output
+    assert "generating" not in missing.output and "Traceback" not in missing.output
+    assert not (tmp_path / "http:").exists()  # a URL folded into a local folder
+    assert not (root / month_file(2021, 4)).exists()
