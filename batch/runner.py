@@ -27,7 +27,7 @@ from deploy_modes.batch.writers import open_writer
 from deploy_modes.core.errors import DeployError
 from deploy_modes.core.scoring import ModelService
 from deploy_modes.core.settings import CoreSettings
-from deploy_modes.core.storage import is_s3
+from deploy_modes.core.storage import is_s3, join_location
 
 if TYPE_CHECKING:
     from deploy_modes.core.artifact import Trust
@@ -125,7 +125,7 @@ class BatchRun:
 
 def default_input(core: CoreSettings) -> str:
     """Return the default input template: the data dir's TLC month files."""
-    return str(Path(core.data_dir) / "{taxi_type}_tripdata_{year:04d}-{month:02d}.parquet")
+    return join_location(core.data_dir, "{taxi_type}_tripdata_{year:04d}-{month:02d}.parquet")
 
 
 def load_service(
@@ -263,8 +263,8 @@ def _ensure_default_month(
     source: str, interval: Interval, taxi_type: str, core: CoreSettings, say: Say
 ) -> None:
     """Generate the default input month when missing, as the quick start promises."""
-    if Path(source).exists():
-        return
+    if is_http(source) or Path(source).exists():
+        return  # a URL data dir is only read: the reader says what is missing there
     if taxi_type != "green":
         return  # the generator makes green trips only; let the reader say the file is missing
     from deploy_modes.core.data import generate_month, write_month

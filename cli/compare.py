@@ -52,8 +52,8 @@ def compare(
         str | None,
         typer.Option(
             "--input",
-            help="A TLC parquet month to take the rides from (its first --rides valid ones) "
-            "(env DEPLOY_COMPARE_INPUT).",
+            help="A TLC parquet month to take the rides from (its first --rides valid ones): "
+            "a path, s3:// or http(s):// URL (env DEPLOY_COMPARE_INPUT).",
             show_default=False,
         ),
     ] = None,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -42,9 +41,10 @@ SeedOption = Annotated[
     ),
 ]
 DataDirOption = Annotated[
-    Path | None,
+    str | None,
     typer.Option(
-        help=f"Where monthly files live (env DEPLOY_DATA_DIR; default: {_default('data_dir')}).",
+        help="Where monthly files live: a folder, or an http(s):// URL base to read them from "
+        f"(env DEPLOY_DATA_DIR; default: {_default('data_dir')}).",
         show_default=False,
     ),
 ]
@@ -85,11 +85,12 @@ def data(
     """
     from deploy_modes.core.data import generate_month, month_file, parse_month
     from deploy_modes.core.data_output import check_target, write_trips
+    from deploy_modes.core.storage import join_location
 
     settings = load_settings(CoreSettings, demo_rows=rows, seed=seed, data_dir=data_dir)
     rows, seed = settings.demo_rows, settings.seed
     year, mon = parse_month(month)
-    target = out or str(settings.data_dir / month_file(year, mon))
+    target = out or join_location(settings.data_dir, month_file(year, mon))
     kind = check_target(target, table)  # before generating: a wrong target costs nothing
     started = time.perf_counter()
     with console.status(f"generating {rows:,} rides for {escape(month)}"):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlparse
 
@@ -185,11 +184,10 @@ def consume(
         group=group,
         lease_timeout=lease_timeout,
     )
-    local.consume(
-        load_settings(CoreSettings, model_location=model).model_location,
-        settings,
-        trust=chosen_trust(trust_pickle, trust_type, model_sha256),
-    )
+    location = load_settings(CoreSettings, model_location=model).model_location
+    trust = chosen_trust(trust_pickle, trust_type, model_sha256)
+    with local.recorded(settings):  # `deploy status` lists it, `deploy logs stream` reads it
+        local.consume(location, settings, trust=trust)
 
 
 @app.command("init")
@@ -213,8 +211,12 @@ def send(
         float, typer.Option(min=0, max=1_000_000, help="Rides per second (0: as fast as possible).")
     ] = 0,
     input_file: Annotated[
-        Path | None,
-        typer.Option("--input", help="TLC parquet file to take rides from (default: generated)."),
+        str | None,
+        typer.Option(
+            "--input",
+            help="TLC parquet month to take rides from: a path, s3:// or http(s):// URL "
+            "(default: generated).",
+        ),
     ] = None,
     first_id: Annotated[int, typer.Option(help="ride_id of the first ride; then +1 each.")] = 1,
     seed: Annotated[int, typer.Option(help="Seed for generated rides.")] = 42,

@@ -15,6 +15,7 @@ from deploy_modes.compare.settings import CompareSettings
 from deploy_modes.compare.truth import reference_predictions, truth
 from deploy_modes.core.artifact import Trust
 from deploy_modes.core.errors import DeployError
+from deploy_modes.core.storage import is_http, is_s3
 from deploy_modes.launch.processes import sigterm_as_interrupt
 
 __all__ = [
@@ -67,8 +68,8 @@ def _check_out(out: Path) -> None:
 
 
 def _check_input(source: str | None) -> None:
-    """Fail before anything starts when a local ``source`` is not a file."""
-    if source and not source.startswith("s3://"):
+    """Fail before anything starts when a local ``source`` is not a file (URLs are read later)."""
+    if source and not is_s3(source) and not is_http(source):
         if Path(source).is_dir():
             raise DeployError(f"--input {source} is a directory: give a TLC parquet month file")
         if not Path(source).is_file():

@@ -93,6 +93,7 @@ class LocalStream:
             **names,
             "DEPLOY_STREAM_CHECKPOINT_PATH": str(self.workdir / f"checkpoints-{suffix}.sqlite"),
             "PYTHONUNBUFFERED": "1",
+            "DEPLOY_STREAM_RECORD": "0",  # its log is the report's stream.log, kept apart
             **(self.trust.env() if self.trust else {}),
         }
         args = [

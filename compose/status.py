@@ -292,11 +292,14 @@ def _local_logs(entry: ProcessRecord, follow: bool, tail: int) -> int:
             lines = log.read().splitlines(keepends=True)[-tail:]
             sys.stdout.write(b"".join(lines).decode(errors="replace"))
             sys.stdout.flush()
-            while follow and process_started(entry.pid) is not None:
-                chunk = log.read()
+            while follow:
+                running = process_started(entry.pid) is not None
+                chunk = log.read()  # after the check: a process's last words are read too
                 if chunk:
                     sys.stdout.write(chunk.decode(errors="replace"))
                     sys.stdout.flush()
+                elif not running:
+                    break
                 else:
                     time.sleep(0.2)
     except OSError as exc:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 from typing import Any, Literal, TypeVar
 
-from pydantic import ValidationError
+from pydantic import ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from deploy_modes.core.errors import DeployError
@@ -23,8 +23,9 @@ class CoreSettings(BaseSettings):
     model_location: str = "models/ride-duration"
     """Model artifact: a directory, a bare pickle, an MLflow model dir, or an ``s3://`` URI."""
 
-    data_dir: Path = Path("data")
-    """Where monthly ``green_tripdata_YYYY-MM.parquet`` files are read and generated."""
+    data_dir: str = "data"
+    """Where monthly ``green_tripdata_YYYY-MM.parquet`` files are read and generated: a folder,
+    or an ``http(s)://`` URL base (the TLC site's ``.../trip-data/``), read and never written."""
 
     train_month: str = "2021-01"
     """Month the demo model trains on when none exists yet."""
@@ -49,6 +50,12 @@ class CoreSettings(BaseSettings):
 
     model_sha256: str = ""
     """The model file's expected sha256, given from outside the artifact; empty: unchecked."""
+
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _path_as_text(cls, value: Any) -> Any:
+        # Text, not a Path: a Path folds the "//" of an http(s):// data dir into one slash.
+        return os.fspath(value) if isinstance(value, os.PathLike) else value
 
     @property
     def model_named(self) -> bool:

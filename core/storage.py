@@ -9,8 +9,10 @@ the local emulator and to real AWS.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -26,8 +28,10 @@ __all__ = [
     "download",
     "emulator_keys",
     "endpoint_url",
+    "http_exists",
     "is_http",
     "is_s3",
+    "join_location",
     "list_s3",
     "local_file",
     "os_cause",
@@ -46,6 +50,7 @@ _MISSING_BUCKET_CODES = frozenset({"NoSuchBucket"})
 _TEMP_ATTEMPTS = 100
 HTTP_TIMEOUT = 60.0  # seconds without a byte before a download fails (not the whole transfer)
 _COPY_BYTES = 1 << 20
+_MISSING_HTTP_CODES = frozenset({404, 410})
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,13 @@ def is_s3(uri: str | os.PathLike[str]) -> bool:
 def is_http(uri: str | os.PathLike[str]) -> bool:
     """Return whether ``uri`` is an ``http://`` or ``https://`` URL."""
     return str(uri).lower().startswith(("http://", "https://"))
+
+
+def join_location(base: str | os.PathLike[str], name: str) -> str:
+    """Return ``name`` inside ``base``: a folder, or an http(s) URL base (``.../trip-data/``)."""
+    if is_http(base):
+        return f"{str(base).rstrip('/')}/{name}"  # a Path would fold "https://" into "https:/"
+    return str(Path(base) / name)
 
 
 def parse_s3(uri: str) -> S3Location:
@@ -241,18 +253,14 @@ def list_s3(uri: str, client: Any = None) -> list[str]:
     return keys
 
 
-def download(url: str, sink: BinaryIO, timeout: float = HTTP_TIMEOUT) -> int:
-    """Copy an http(s) URL's body into ``sink``; return its size or raise one DataError line."""
+@contextlib.contextmanager
+def _http_errors(url: str) -> Iterator[None]:
+    """Turn whatever a request for ``url`` raises into one DataError line naming the URL."""
     import http.client
-    import shutil
     import urllib.error
-    import urllib.request
 
-    start = sink.tell()
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # user-given URL
-            promised = response.headers.get("Content-Length")
-            shutil.copyfileobj(response, sink, _COPY_BYTES)
+        yield
     except urllib.error.HTTPError as exc:
         exc.close()  # it holds the open response: an unclosed socket otherwise
         raise DataError(f"cannot download {url}: HTTP {exc.code} {exc.reason}") from None
@@ -261,9 +269,41 @@ def download(url: str, sink: BinaryIO, timeout: float = HTTP_TIMEOUT) -> int:
     except (http.client.HTTPException, OSError, ValueError) as exc:
         # IncompleteRead (a cut chunked transfer) is an HTTPException, not an OSError.
         raise DataError(f"cannot download {url}: {type(exc).__name__}: {exc}") from None
+
+
+def download(url: str, sink: BinaryIO, timeout: float = HTTP_TIMEOUT) -> int:
+    """Copy an http(s) URL's body into ``sink``; return its size or raise one DataError line."""
+    import shutil
+    import urllib.request
+
+    start = sink.tell()
+    # A user-given URL: any failure is one line naming it.
+    with _http_errors(url), urllib.request.urlopen(url, timeout=timeout) as response:
+        promised = response.headers.get("Content-Length")
+        shutil.copyfileobj(response, sink, _COPY_BYTES)
     got = sink.tell() - start
     # http.client returns a short body quietly when the server closes early: never pass a
     # truncated file on as if whole.
     if promised is not None and promised.isdigit() and got != int(promised):
         raise DataError(f"cannot download {url}: got {got:,} of {int(promised):,} bytes (cut off)")
     return got
+
+
+def http_exists(url: str, timeout: float = HTTP_TIMEOUT) -> bool:
+    """Return whether an http(s) URL answers a HEAD (False: 404 or 410); else one DataError line.
+
+    No body is read: checking that a month is there costs nothing before a download starts.
+    """
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, method="HEAD")
+    with _http_errors(url):
+        try:
+            with urllib.request.urlopen(request, timeout=timeout):
+                return True
+        except urllib.error.HTTPError as exc:
+            if exc.code not in _MISSING_HTTP_CODES:
+                raise
+            exc.close()
+            return False

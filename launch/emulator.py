@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from deploy_modes.core.errors import DeployError
+from deploy_modes.launch.logs import LOG_DIR, log_path
 from deploy_modes.launch.processes import ManagedProcess, port_in_use, wait_http
 from deploy_modes.launch.registry import forget, record
 
@@ -100,7 +101,7 @@ def ensure_emulator(
         "moto_server"
     )
     args = [moto] if moto else [sys.executable, "-m", "moto.server"]
-    log = (log_dir or Path(".deploy/logs")) / f"moto-{port}.log"
+    log = log_path("moto", port, log_dir or LOG_DIR)
     process = ManagedProcess("moto server", [*args, "-H", host, "-p", str(port)], log_path=log)
     try:
         wait_http(f"{url}/moto-api/", timeout=30, process=process)  # moto's own page

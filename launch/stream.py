@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,7 @@ __all__ = [
     "consume",
     "init_streams",
     "kinesis",
+    "recorded",
     "run_local",
 ]
 
@@ -39,6 +41,24 @@ def aws_errors(settings: Any) -> Iterator[None]:
     except (BotoCoreError, ClientError) as exc:
         where = settings.endpoint_url or "AWS"
         raise DeployError(f"Kinesis at {where}: {exc}") from None
+
+
+@contextlib.contextmanager
+def recorded(settings: Any) -> Iterator[None]:
+    """Record this consumer for ``deploy status``, with its output teed to a log file.
+
+    The terminal still gets every line; ``deploy logs stream [-f]`` reads the same lines from
+    the file, as it reads ``deploy web``'s. Off (``DEPLOY_STREAM_RECORD=0``): nothing is kept.
+    """
+    if not settings.record:
+        yield
+        return
+    from deploy_modes.launch.logs import log_path, teed
+    from deploy_modes.launch.registry import registered
+
+    # One file per process: consumers of one group, each in its own terminal, stay apart.
+    with teed(log_path("stream", os.getpid())) as log, registered("stream", None, log):
+        yield
 
 
 def kinesis(settings: Any) -> Any:
@@ -105,10 +125,15 @@ def _send_demo_rides(settings: Any, count: int, stop: threading.Event) -> None:
 
 def run_local(settings: Any, location: str, count: int = 0, trust: Trust | None = None) -> None:
     """Start the emulator a loopback endpoint needs, create the streams, consume until stopped."""
+    # From the first line: the log shows the emulator and the streams coming up too.
+    with recorded(settings):
+        _run_local(settings, location, count, trust)
+
+
+def _run_local(settings: Any, location: str, count: int, trust: Trust | None) -> None:
     from urllib.parse import urlparse
 
     from deploy_modes.launch.emulator import ensure_emulator
-    from deploy_modes.launch.registry import registered
 
     endpoint = settings.endpoint_url
     emulator = None
@@ -137,9 +162,7 @@ def run_local(settings: Any, location: str, count: int = 0, trust: Trust | None 
             '"ride_id": 256}\'\n'
             "stop with Ctrl-C: the batch in flight is finished and checkpointed.\n"
         )
-        # The consumer prints to this terminal; the record lets `deploy status` show it.
-        with registered("stream", None, None):
-            consume(location, settings, announce, count, trust)
+        consume(location, settings, announce, count, trust)
     finally:
         if emulator is not None and emulator.started_here:
             say("stopping the AWS emulator we started (its streams go with it)")

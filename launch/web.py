@@ -14,6 +14,7 @@ from rich.markup import escape
 
 from deploy_modes.core.errors import DeployError
 from deploy_modes.core.storage import is_s3
+from deploy_modes.launch.logs import log_path as log_file
 from deploy_modes.launch.processes import (
     ManagedProcess,
     port_in_use,
@@ -26,7 +27,7 @@ from deploy_modes.launch.terminal import console, isatty, say
 if TYPE_CHECKING:
     from deploy_modes.core.artifact import Trust
 
-__all__ = ["GUNICORN_ARGS", "LOG_DIR", "check_port", "connect_host", "serve_local"]
+__all__ = ["GUNICORN_ARGS", "check_port", "connect_host", "serve_local"]
 
 # Exactly what the container runs; the settings travel as DEPLOY_WEB_* variables.
 GUNICORN_ARGS = [
@@ -37,7 +38,6 @@ GUNICORN_ARGS = [
 ]
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0  # above gunicorn's graceful_timeout, so in-flight requests finish first
-LOG_DIR = Path(".deploy/logs")
 
 
 def check_port(host: str, port: int) -> None:
@@ -77,7 +77,7 @@ def serve_local(
     }
     if workers is not None:
         env["DEPLOY_WEB_WORKERS"] = str(workers)
-    log_path = LOG_DIR / f"web-{port}.log"
+    log_path = log_file("web", port)
     echo = _LogEcho(log_path, log_path.stat().st_size if log_path.is_file() else 0)
     url = f"http://{probe_host}:{port}"
     process: ManagedProcess | None = None

@@ -97,6 +97,10 @@ class StreamSettings(BaseSettings):
     lease_table: str = "deploy_stream_leases"
     """DynamoDB lease table, created on first use (group, checkpoint_store=dynamodb)."""
 
+    record: bool = True
+    """Record a local consumer in ``.deploy/processes`` with a log of what it prints, for
+    ``deploy status`` and ``deploy logs stream``; off in the container, whose logs docker keeps."""
+
     @property
     def lease_file(self) -> Path:
         """Return the SQLite lease file: ``lease_path``, or the one beside the checkpoints."""

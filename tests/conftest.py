@@ -1,4 +1,5 @@
-"""Fixtures shared by every test package: a real tiny model, a real moto server, PostgreSQL.
+"""Fixtures shared by every test package: a real tiny model, a real moto server, PostgreSQL,
+a real HTTP server laid out as the TLC site.
 
 Fixtures fit a real small model into a temp dir and start real processes on free loopback
 ports instead of mocking them. ``DEPLOY_REQUIRE_POSTGRES=1`` / ``DEPLOY_REQUIRE_DOCKER=1``
@@ -7,7 +8,11 @@ ports instead of mocking them. ``DEPLOY_REQUIRE_POSTGRES=1`` / ``DEPLOY_REQUIRE_
 
 from __future__ import annotations
 
+import functools
+import http.server
 import os
+import shutil
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,6 +38,7 @@ os.environ.setdefault("DEPLOY_RUNTIME", "local")
 
 TEST_ROWS = 6_000
 DOCS_HARNESS = "tests/docs/test_docs.py"
+_CUT = "/cut/"  # a tlc_site path under it sends 100 bytes of the file, promising all of it
 
 # Hypothesis' deadline and "too slow" checks are timings: on a shared 2-core CI box they fail
 # tests for the machine's load, not for a bug. Properties are checked; time is benchmarked.
@@ -71,6 +77,56 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
             directory / month_file(2021, month),
         )
     return directory
+
+
+class _TlcFiles(http.server.SimpleHTTPRequestHandler):
+    """Serve a folder as the TLC site does; under ``/cut/`` a transfer stops short."""
+
+    def send_head(self) -> object:
+        if not self.path.startswith(_CUT):
+            return super().send_head()
+        whole = Path(str(self.directory)) / self.path[len(_CUT) :]
+        if not whole.is_file():
+            self.send_error(404)
+            return None
+        self.send_response(200)
+        self.send_header("Content-Length", str(whole.stat().st_size))
+        self.end_headers()
+        if self.command == "GET":
+            self.wfile.write(whole.read_bytes()[:100])
+        self.close_connection = True
+        return None
+
+    def log_message(self, *args: object) -> None:  # keep the test output clean
+        return
+
+
+@pytest.fixture(scope="session")
+def tlc_site(
+    data_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, Path]]:
+    """Return the base URL of a real loopback HTTP server laid out as the TLC site, and its folder.
+
+    It holds the data dir's months (2021-01, 2021-02) and a small 2021-03.
+    """
+    root = tmp_path_factory.mktemp("tlc-site")
+    for month in (1, 2):
+        shutil.copy(data_dir / month_file(2021, month), root)
+    write_month(generate_month(2021, 3, rows=500, seed=11), root / month_file(2021, 3))
+    handler = functools.partial(_TlcFiles, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", root
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+@pytest.fixture(scope="session")
+def tlc_cut(tlc_site: tuple[str, Path]) -> str:
+    """Return a URL base serving the same months, each cut off after 100 bytes (a short body)."""
+    return tlc_site[0] + _CUT.rstrip("/")
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,9 @@ from deploy_modes.core.storage import (
     aws_error_code,
     create_temp,
     endpoint_url,
+    http_exists,
     is_s3,
+    join_location,
     list_s3,
     local_file,
     parse_s3,
@@ -153,3 +155,22 @@ def test_local_file_names_what_is_wrong_with_the_path(tmp_path: Path) -> None:
         local_file(tmp_path, "input file")
     with pytest.raises(DataError, match=r"^input file does not exist: .*nope\.parquet$"):
         local_file(tmp_path / "nope.parquet", "input file")
+
+
+def test_join_location_keeps_a_url_whole() -> None:
+    """A Path would fold ``https://`` into ``https:/``."""
+    name = "green_tripdata_2021-03.parquet"
+    for base in ("https://host/trip-data", "https://host/trip-data/"):
+        assert join_location(base, name) == f"https://host/trip-data/{name}"
+    assert join_location(Path("data"), name) == f"data/{name}"
+
+
+def test_http_exists_asks_without_downloading(tlc_site: tuple[str, Path]) -> None:
+    from deploy_modes.launch.processes import free_port
+
+    base, _ = tlc_site
+    assert http_exists(f"{base}/green_tripdata_2021-03.parquet")
+    assert not http_exists(f"{base}/green_tripdata_1999-03.parquet")  # a 404 is an answer
+    nobody = f"http://127.0.0.1:{free_port()}/green_tripdata_2021-03.parquet"
+    with pytest.raises(DataError, match=rf"^cannot download {nobody}: .*refused"):
+        http_exists(nobody)  # no answer at all is an error, never "missing"

@@ -177,9 +177,10 @@ def test_demo_model_is_trained_once_saying_so(tmp_path: Path) -> None:
 def test_ensure_month_keeps_an_existing_file(tmp_path: Path) -> None:
     said: list[str] = []
     first = ensure_month(tmp_path, "2021-03", 100, 1, said.append)
-    stamp = first.stat().st_mtime_ns
+    assert first == str(tmp_path / month_file(2021, 3))  # a location, as for a URL data dir
+    stamp = Path(first).stat().st_mtime_ns
     assert ensure_month(tmp_path, "2021-03", 100, 1, said.append) == first
-    assert first.stat().st_mtime_ns == stamp and len(said) == 1
+    assert Path(first).stat().st_mtime_ns == stamp and len(said) == 1
     with pytest.raises(DataError, match="YYYY-MM"):
         ensure_month(tmp_path, "March", 100, 1, said.append)
     with pytest.raises(DataError, match=r"^--train-month must look like YYYY-MM"):

@@ -7,11 +7,13 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from deploy_modes.compose import status
 from deploy_modes.launch.processes import ManagedProcess, free_port, wait_http
 from deploy_modes.launch.registry import ProcessRecord, process_started, record, sweep
 
@@ -116,3 +118,21 @@ def _kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
     except ProcessLookupError:
         return
+
+
+def test_following_a_log_prints_the_last_line_its_process_wrote_before_exiting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`deploy logs MODE -f` ends with its process, but only after reading its last words."""
+    monkeypatch.chdir(tmp_path)
+    log = tmp_path / "stream.log"
+    log.write_text("first\n")
+    # It writes its last line and exits at once: a follower that stops on seeing it gone
+    # without one more read loses that line.
+    child = subprocess.Popen(["sh", "-c", f"sleep 1; echo last >> {log}"])
+    reaper = threading.Thread(target=child.wait)  # a zombie would still look alive
+    reaper.start()
+    record("stream", None, log, pid=child.pid, command="deploy stream")
+    assert status.logs("stream", follow=True) == 0
+    reaper.join()
+    assert capsys.readouterr().out == "first\nlast\n"
