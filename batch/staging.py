@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -146,6 +147,7 @@ class Staging:
         self.run = run or uuid.uuid4().hex[:8]
         self._written: dict[int, int] = {}
         self._next = 0  # the first part not yet appended to the output in progress
+        self.append_seconds = 0.0  # the client's time appending parts to the output file
         self._session: Session | None = None
         if is_sql(target):
             self._root = f"{interval.label}{_PART_SEP}"
@@ -179,6 +181,7 @@ class Staging:
         self._written[index] = rows
         if self.sink.table:
             return  # SQL: one INSERT ... SELECT in the commit transaction
+        started = time.perf_counter()
         while self._next in self._written:
             count = self._written[self._next]
             if count:
@@ -187,6 +190,7 @@ class Staging:
                 for table in self._read_part(self._next, count):
                     self._session.write(table)
             self._next += 1
+        self.append_seconds += time.perf_counter() - started
 
     def publish(self, parts: int) -> str | None:
         """Publish the interval once all ``parts`` are added; return the output or ``None``."""
