@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -40,9 +41,11 @@ from deploy_modes.core.storage import (
 __all__ = [
     "INTERVAL_COLUMN",
     "OUTPUT_SCHEMA",
+    "FileWriter",
     "ParquetWriter",
     "Session",
     "SqlWriter",
+    "TableFile",
     "Writer",
     "open_writer",
 ]
@@ -81,6 +84,30 @@ class Session(Protocol):
         ...
 
 
+class TableFile(Protocol):
+    """A file being written table by table; ``close`` finishes it (writes its footer)."""
+
+    def write_table(self, table: pa.Table) -> None:
+        """Append rows."""
+        ...
+
+    def close(self) -> None:
+        """Finish the file."""
+        ...
+
+
+def _open_parquet(path: str) -> TableFile:
+    """Open the output's parquet file, encoded as every reader of a batch output sees it."""
+    return pq.ParquetWriter(
+        path,
+        OUTPUT_SCHEMA,
+        compression="snappy",
+        # Dictionary-encoding unique ride ids and float columns costs more than it saves
+        # (the writer tries, then falls back): encode only the low-cardinality columns.
+        use_dictionary=_DICTIONARY_COLUMNS,
+    )
+
+
 class Writer(Protocol):
     """What the job needs from a sink."""
 
@@ -104,10 +131,13 @@ def _remove_stale_temps(path: Path) -> None:
             stale.unlink(missing_ok=True)
 
 
-class _ParquetSession:
-    def __init__(self, target: str, client: Any = None) -> None:
+class _FileSession:
+    def __init__(
+        self, target: str, client: Any, open_file: Callable[[str], TableFile], durable: bool
+    ) -> None:
         self.target = target
         self._client = client
+        self._durable = durable
         if is_s3(target):
             self._loc = parse_s3(target)
             self._check_bucket()
@@ -130,14 +160,7 @@ class _ParquetSession:
                 raise self._os_error(exc) from exc
         os.close(fd)
         try:
-            self._writer: pq.ParquetWriter | None = pq.ParquetWriter(
-                self._tmp,
-                OUTPUT_SCHEMA,
-                compression="snappy",
-                # Dictionary-encoding unique ride ids and float columns costs more than it saves
-                # (the writer tries, then falls back): encode only the low-cardinality columns.
-                use_dictionary=_DICTIONARY_COLUMNS,
-            )
+            self._writer: TableFile | None = open_file(self._tmp)
         except OSError as exc:
             Path(self._tmp).unlink(missing_ok=True)
             raise self._os_error(exc) from exc
@@ -179,8 +202,9 @@ class _ParquetSession:
                 except Exception as exc:
                     raise DeployError(f"upload to {self.target} failed: {one_line(exc)}") from exc
             else:
-                with open(self._tmp, "rb+") as handle:
-                    os.fsync(handle.fileno())
+                if self._durable:
+                    with open(self._tmp, "rb+") as handle:
+                        os.fsync(handle.fileno())
                 os.replace(self._tmp, self.target)
         except OSError as exc:
             raise self._os_error(exc) from exc
@@ -196,12 +220,24 @@ class _ParquetSession:
         Path(self._tmp).unlink(missing_ok=True)
 
 
-class ParquetWriter:
-    """Write each interval to one parquet file: a local path or an ``s3://`` object."""
+class FileWriter:
+    """Write each interval to one file, a local path or an ``s3://`` object, in any format.
 
-    def __init__(self, location: str, client: Any = None) -> None:
+    ``durable=False`` skips the ``fsync`` before the rename: for files that a crash makes
+    useless anyway (the Dask engine's staged parts, which a rerun sweeps and writes again).
+    """
+
+    def __init__(
+        self,
+        location: str,
+        client: Any = None,
+        open_file: Callable[[str], TableFile] = _open_parquet,
+        durable: bool = True,
+    ) -> None:
         self.location = location
         self._client = client
+        self._open_file = open_file
+        self._durable = durable
 
     def describe(self) -> str:
         """Return the output location."""
@@ -209,7 +245,14 @@ class ParquetWriter:
 
     def begin(self, interval: Interval) -> Session:
         """Start a hidden temp file for the interval."""
-        return _ParquetSession(self.location, self._client)
+        return _FileSession(self.location, self._client, self._open_file, self._durable)
+
+
+class ParquetWriter(FileWriter):
+    """Write each interval to one parquet file: a local path or an ``s3://`` object."""
+
+    def __init__(self, location: str, client: Any = None) -> None:
+        super().__init__(location, client, _open_parquet)
 
 
 class _SqlSession:

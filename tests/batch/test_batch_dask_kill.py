@@ -49,7 +49,7 @@ def local_truth(
 
 def _staged(target: Path) -> list[Path]:
     staging = target.parent / f".{target.name}.staging"
-    return sorted(staging.glob("*/part-*.parquet")) if staging.is_dir() else []
+    return sorted(staging.glob("*/part-*.arrow")) if staging.is_dir() else []
 
 
 def _until(predicate: Any, what: str, timeout: float = 180, pause: float = 0.01) -> None:
