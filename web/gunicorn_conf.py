@@ -37,6 +37,7 @@ __all__ = [
     "keepalive",
     "loglevel",
     "on_exit",
+    "on_reload",
     "pre_fork",
     "preload_app",
     "proc_name",
@@ -116,6 +117,17 @@ def child_exit(server: Any, worker: Any) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid, _metrics_dir)
+
+
+def on_reload(server: Any) -> None:
+    """Load and prove the next model before gunicorn forks new workers (see web/reload.py).
+
+    With ``preload_app`` a HUP never re-imports the app: without this hook the new workers
+    would fork the old model.
+    """
+    from deploy_modes.web.reload import reload_app
+
+    reload_app(server)
 
 
 def on_exit(server: Any) -> None:
