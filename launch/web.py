@@ -204,7 +204,7 @@ def _running_server(port: int | None, url: str | None) -> ProcessRecord:
         )
     where = f"on port {port} " if port is not None else ""
     raise DeployError(
-        f"no local web server runs {where}from this folder: start one with deploy web"
+        f"no local web server runs {where}from this folder: start one with: deploy web"
     )
 
 

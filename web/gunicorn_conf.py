@@ -127,7 +127,10 @@ def on_reload(server: Any) -> None:
     """
     from deploy_modes.web.reload import reload_app
 
-    reload_app(server)
+    try:
+        reload_app(server)
+    except Exception:  # a bug: an exception escaping a hook stops the master, and the service
+        server.log.exception("reload failed; the workers forked next serve the app they had")
 
 
 def on_exit(server: Any) -> None:

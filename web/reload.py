@@ -143,6 +143,8 @@ def reload_app(server: Any) -> ReloadResult:
     trust = request.trust if request else _served.trust
     old = server.app.callable
     previous = _flask_of(old).extensions["deploy_web"]["service"]
+    old_name, old_version = previous.name, previous.version
+    del previous  # no reference to the old model beyond the old app's, so it can be freed
     old_workers = tuple(sorted(server.WORKERS))
     started = time.perf_counter()
     try:
@@ -150,30 +152,36 @@ def reload_app(server: Any) -> ReloadResult:
     except Exception as exc:  # refused, whatever the reason: the old model keeps serving
         message = str(exc) if isinstance(exc, DeployError) else f"{type(exc).__name__}: {exc}"
         message = " ".join(message.split())  # one line in the log, whatever the error holds
-        server.log.error("reload refused, still serving version %s: %s", previous.version, message)
+        server.log.error("reload refused, still serving version %s: %s", old_version, message)
         result = ReloadResult(
             request.id if request else None,
             False,
             message,
-            previous.version,
-            previous.version,
+            old_version,
+            old_version,
             (),
             time.perf_counter() - started,
         )
     else:
         server.app.callable = wsgi.entry_point(new_app, web)
         _served = _Served(location, trust)
-        _stop_accepting(server, old_workers)
         service = new_app.extensions["deploy_web"]["service"]
-        if (service.name, service.version) != (previous.name, previous.version):
+        if (service.name, service.version) != (old_name, old_version):
             # deploy_web_model_info is "max" over processes: the master's 1 for the old version
             # would outlive it, so the master says 0 for it (the new app set 1 for its own).
             metrics = _flask_of(old).extensions["deploy_web"]["metrics"]
-            metrics.model_info.labels(previous.name, previous.version).set(0)
+            metrics.model_info.labels(old_name, old_version).set(0)
+        # pre_fork froze the old app out of the collector's sight; unfreeze so its cycles can be
+        # collected (in the master only; pre_fork freezes the new app before the next fork).
+        # Before the old workers stop, so the full collection does not lengthen the pause.
+        del old, new_app
+        gc.unfreeze()
+        gc.collect()
+        _stop_accepting(server, old_workers)
         seconds = time.perf_counter() - started
         message = (
             f"serving {service.name} version {service.version} from {location} "
-            f"(was {previous.version}; loaded and proven in {seconds:.2f} s, scoring path "
+            f"(was {old_version}; loaded and proven in {seconds:.2f} s, scoring path "
             f"{service.fast_path}); {len(old_workers)} old workers stop after their requests"
         )
         server.log.info("reload: %s", message)
@@ -182,15 +190,10 @@ def reload_app(server: Any) -> ReloadResult:
             True,
             message,
             service.version,
-            previous.version,
+            old_version,
             old_workers,
             seconds,
         )
-        # pre_fork froze the old app out of the collector's sight; unfreeze so its cycles can be
-        # collected (in the master only; pre_fork freezes the new app before the next fork).
-        del old, previous, new_app
-        gc.unfreeze()
-        gc.collect()
     if request_file is not None:
         try:
             result.write(result_path(request_file))
