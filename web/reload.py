@@ -163,6 +163,7 @@ def reload_app(server: Any) -> ReloadResult:
             time.perf_counter() - started,
         )
     else:
+        seconds = time.perf_counter() - started  # loading and proving, the part a model costs
         server.app.callable = wsgi.entry_point(new_app, web)
         _served = _Served(location, trust)
         service = new_app.extensions["deploy_web"]["service"]
@@ -178,7 +179,6 @@ def reload_app(server: Any) -> ReloadResult:
         gc.unfreeze()
         gc.collect()
         _stop_accepting(server, old_workers)
-        seconds = time.perf_counter() - started
         message = (
             f"serving {service.name} version {service.version} from {location} "
             f"(was {old_version}; loaded and proven in {seconds:.2f} s, scoring path "
