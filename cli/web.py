@@ -29,7 +29,7 @@ from deploy_modes.core.errors import DeployError
 from deploy_modes.core.settings import load_settings
 from deploy_modes.web.settings import DEFAULT_PORT, WebSettings
 
-__all__ = ["app", "base_url", "post_json", "predict", "run"]
+__all__ = ["app", "base_url", "post_json", "predict", "reload", "run"]
 
 DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
 
@@ -99,6 +99,51 @@ def _print_stack_up(project: str, url: str) -> None:
         "  deploy status      deploy logs web -f      deploy down web",
         highlight=False,
         markup=False,
+    )
+
+
+@app.command("reload")
+def reload(
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Model to serve instead: artifact dir, course pickle, MLflow dir or s3:// URI "
+            "(default: re-read the location the server serves now).",
+            show_default=False,
+        ),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=65535,
+            help="Port of the server to reload, when several run here.",
+            show_default=False,
+        ),
+    ] = None,
+    url: Annotated[
+        str | None,
+        typer.Option(help="The server to reload, by URL (its port picks it).", show_default=False),
+    ] = None,
+    trust_pickle: TrustPickleOption = None,
+    trust_type: TrustTypeOption = None,
+    model_sha256: ModelSha256Option = None,
+) -> None:
+    """Load and prove a new model in the running `deploy web`, then retire its old workers.
+
+    Example: deploy web reload --model models/ride-duration
+    """
+    from deploy_modes.launch.web import reload_local
+
+    if url is not None:
+        base_url(url)  # a typo'd URL is one line, before anything is sent
+    trust = chosen_trust(trust_pickle, trust_type, model_sha256)
+    done = reload_local(model, trust, port=port, url=url)
+    console.print(
+        f"[bold green]reloaded[/bold green]: serving version {escape(done.version)} "
+        f"(was {escape(done.previous)}; loaded and proven in {done.seconds:.2f} s, "
+        f"{len(done.old_workers)} old workers retired)",
+        highlight=False,
     )
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "process_started",
     "record",
     "registered",
+    "sidecar_path",
     "sweep",
 ]
 
@@ -47,6 +48,15 @@ class ProcessRecord:
     def path(self) -> Path:
         """Return the record's file name (relative to the registry folder)."""
         return Path(f"{self.mode}-{self.pid}.json")
+
+    def sidecar(self, kind: str, folder: Path = REGISTRY_DIR) -> Path:
+        """Return the path of a file that talks to this process (``kind``: its suffix)."""
+        return sidecar_path(self.mode, self.pid, kind, folder)
+
+
+def sidecar_path(mode: str, pid: int, kind: str, folder: Path = REGISTRY_DIR) -> Path:
+    """Return a file next to a process's record for talking to it (``kind`` is never json)."""
+    return folder / f"{mode}-{pid}.{kind}"
 
 
 def process_started(pid: int) -> float | None:
@@ -145,6 +155,8 @@ def sweep(folder: Path = REGISTRY_DIR) -> tuple[list[ProcessRecord], list[Proces
             live.append(entry)
         else:
             path.unlink(missing_ok=True)
+            for sidecar in folder.glob(f"{entry.mode}-{entry.pid}.*"):  # its control files too
+                sidecar.unlink(missing_ok=True)
             stale.append(entry)
     return live, stale
 

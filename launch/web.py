@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
@@ -21,13 +24,28 @@ from deploy_modes.launch.processes import (
     sigterm_as_interrupt,
     wait_http,
 )
-from deploy_modes.launch.registry import forget, record
+from deploy_modes.launch.registry import (
+    ProcessRecord,
+    forget,
+    live_records,
+    process_started,
+    record,
+    sidecar_path,
+)
 from deploy_modes.launch.terminal import console, isatty, say
 
 if TYPE_CHECKING:
     from deploy_modes.core.artifact import Trust
+    from deploy_modes.web.reload import ReloadResult
 
-__all__ = ["GUNICORN_ARGS", "check_port", "connect_host", "serve_local"]
+__all__ = [
+    "GUNICORN_ARGS",
+    "RELOAD_SIDECAR",
+    "check_port",
+    "connect_host",
+    "reload_local",
+    "serve_local",
+]
 
 # Exactly what the container runs; the settings travel as DEPLOY_WEB_* variables.
 GUNICORN_ARGS = [
@@ -38,6 +56,9 @@ GUNICORN_ARGS = [
 ]
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0  # above gunicorn's graceful_timeout, so in-flight requests finish first
+RELOAD_SIDECAR = "reload"  # .deploy/processes/web-<pid>.reload: the next model, for the master
+# Loading and proving a model takes about a second; a big forest, or S3, takes longer.
+RELOAD_TIMEOUT = 120.0
 
 
 def check_port(host: str, port: int) -> None:
@@ -67,10 +88,13 @@ def serve_local(
     loaded.check_target((DURATION,))  # so does a tip model: the web service answers durations
     say(f"serving {loaded.name} version {loaded.version} from {location}")
     metrics_dir = tempfile.mkdtemp(prefix="deploy-web-metrics-")
+    # `deploy web reload` leaves the next model here, next to this process's record.
+    reload_file = sidecar_path("web", os.getpid(), RELOAD_SIDECAR).resolve()
     env = {
-        "DEPLOY_MODEL_LOCATION": location if is_s3(location) else str(Path(location).resolve()),
+        "DEPLOY_MODEL_LOCATION": _absolute(location),
         "DEPLOY_WEB_HOST": host,
         "DEPLOY_WEB_PORT": str(port),
+        "DEPLOY_WEB_RELOAD_FILE": str(reload_file),
         "PROMETHEUS_MULTIPROC_DIR": metrics_dir,
         "PYTHONUNBUFFERED": "1",  # access lines reach the log as they happen
         **trust.env(),
@@ -82,9 +106,12 @@ def serve_local(
     url = f"http://{probe_host}:{port}"
     process: ManagedProcess | None = None
     entry = None
+    hangup = signal.getsignal(signal.SIGHUP)
     try:
         with sigterm_as_interrupt():
             process = ManagedProcess.python("gunicorn", GUNICORN_ARGS, env=env, log_path=log_path)
+            # A reload is gunicorn's SIGHUP: `deploy web reload` (or kill -HUP) sends it here.
+            signal.signal(signal.SIGHUP, _forward_to(process))
             # `deploy status` and `deploy logs web` find this run through the record.
             entry = record("web", port, log_path)
             with _status(f"starting gunicorn on {host}:{port}"):
@@ -94,7 +121,10 @@ def serve_local(
     except KeyboardInterrupt:
         pass
     finally:
+        signal.signal(signal.SIGHUP, hangup)
         forget(entry)
+        reload_file.unlink(missing_ok=True)
+        _result_file(reload_file).unlink(missing_ok=True)
         if process is not None and process.poll() is None:
             say("stopping: gunicorn finishes in-flight requests first")
             process.stop(timeout=STOP_TIMEOUT)
@@ -104,6 +134,104 @@ def serve_local(
     if process is not None and process.poll() not in (0, None):
         raise DeployError(f"gunicorn exited with code {process.poll()}; log: {log_path}")
     say("stopped")
+
+
+def reload_local(
+    location: str | None,
+    trust: Trust,
+    port: int | None = None,
+    url: str | None = None,
+    timeout: float = RELOAD_TIMEOUT,
+) -> ReloadResult:
+    """Make the local server load, prove and serve another model; its old workers retire.
+
+    ``location`` None re-reads the location it serves now. Raise DeployError when no server
+    runs, when several do and ``port``/``url`` does not pick one, or when the master refuses
+    the model (it keeps serving the old one).
+    """
+    from deploy_modes.web.reload import ReloadRequest, ReloadResult
+
+    entry = _running_server(port, url)
+    request_file = entry.sidecar(RELOAD_SIDECAR).resolve()
+    if request_file.exists():
+        raise DeployError(f"a reload of the server on port {entry.port} is under way already")
+    request = ReloadRequest(None if location is None else _absolute(location), trust)
+    request.write(request_file)
+    os.kill(entry.pid, signal.SIGHUP)  # `deploy web` passes it on to gunicorn's master
+    deadline = time.monotonic() + timeout
+    while (result := ReloadResult.read(_result_file(request_file))) is None or (
+        result.id != request.id
+    ):
+        if process_started(entry.pid) is None:
+            raise DeployError(f"the server on port {entry.port} stopped during the reload")
+        if time.monotonic() > deadline:
+            request_file.unlink(missing_ok=True)
+            raise DeployError(
+                f"the server on port {entry.port} did not answer the reload within "
+                f"{timeout:.0f}s; its log: {entry.log}"
+            )
+        time.sleep(0.05)
+    if not result.ok:
+        raise DeployError(
+            f"reload refused, the server on port {entry.port} still serves version "
+            f"{result.version}: {result.message}"
+        )
+    # The switch is done when the old workers are gone: they finish in-flight requests first.
+    while any(process_started(pid) is not None for pid in result.old_workers):
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    return result
+
+
+def _running_server(port: int | None, url: str | None) -> ProcessRecord:
+    """Return the record of the local web server to reload: the only one, or the one named."""
+    if url is not None:
+        from urllib.parse import urlsplit
+
+        port = urlsplit(url if "://" in url else f"http://{url}").port or port
+    servers = [e for e in live_records() if e.mode == "web" and port in (None, e.port)]
+    if len(servers) == 1:
+        return servers[0]
+    if servers:
+        ports = ", ".join(str(e.port) for e in servers)
+        raise DeployError(f"several web servers run here (ports {ports}): pick one with --port")
+    if port is None and _compose_web_runs():
+        raise DeployError(
+            "the web stack runs under Docker Compose: reload is for the local runtime for now "
+            "(restart the stack with `deploy web --runtime compose --model ...`)"
+        )
+    where = f"on port {port} " if port is not None else ""
+    raise DeployError(
+        f"no local web server runs {where}from this folder: start one with: deploy web"
+    )
+
+
+def _compose_web_runs() -> bool:
+    from deploy_modes.compose.runtime import docker_engine_answers
+    from deploy_modes.compose.stack import Stack
+
+    answers, _ = docker_engine_answers()
+    return answers and bool(Stack("web").containers())
+
+
+def _result_file(request_file: Path) -> Path:
+    from deploy_modes.web.reload import result_path
+
+    return result_path(request_file)
+
+
+def _forward_to(process: ManagedProcess) -> Any:
+    def forward(signum: int, frame: FrameType | None) -> None:
+        if process.poll() is None:
+            process.popen.send_signal(signal.SIGHUP)
+
+    return forward
+
+
+def _absolute(location: str) -> str:
+    """Return ``location`` as gunicorn (another working directory, maybe) will find it."""
+    return location if is_s3(location) else str(Path(location).resolve())
 
 
 def connect_host(host: str) -> str:

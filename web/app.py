@@ -80,7 +80,12 @@ def create_app(service: ModelService, settings: WebSettings) -> Flask:
     )
     manifest = dump_json(service.model.manifest)
     # The wiring, for extensions and debugging; the routes below close over it directly.
-    app.extensions["deploy_web"] = {"service": service, "settings": settings, "metrics": metrics}
+    app.extensions["deploy_web"] = {
+        "service": service,
+        "settings": settings,
+        "metrics": metrics,
+        "unready": ready,  # why the probe ride failed (None: ready); a reload refuses on it
+    }
 
     @app.before_request
     def _start() -> None:

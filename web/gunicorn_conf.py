@@ -37,6 +37,7 @@ __all__ = [
     "keepalive",
     "loglevel",
     "on_exit",
+    "on_reload",
     "pre_fork",
     "preload_app",
     "proc_name",
@@ -116,6 +117,20 @@ def child_exit(server: Any, worker: Any) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid, _metrics_dir)
+
+
+def on_reload(server: Any) -> None:
+    """Load and prove the next model before gunicorn forks new workers (see web/reload.py).
+
+    With ``preload_app`` a HUP never re-imports the app: without this hook the new workers
+    would fork the old model.
+    """
+    from deploy_modes.web.reload import reload_app
+
+    try:
+        reload_app(server)
+    except Exception:  # a bug: an exception escaping a hook stops the master, and the service
+        server.log.exception("reload failed; the workers forked next serve the app they had")
 
 
 def on_exit(server: Any) -> None:

@@ -97,3 +97,8 @@ class WebSettings(BaseSettings):
 
     log_level: str = "info"
     """gunicorn's error-log level."""
+
+    reload_file: str = ""
+    """Where ``deploy web reload`` leaves the next model's location and trust before sending
+    SIGHUP (``deploy web`` sets it next to its process record). Empty, or no file there: a
+    SIGHUP re-reads the location served now, with the trust it was loaded with."""

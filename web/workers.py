@@ -9,12 +9,19 @@ decisions (status, log line, access line) and write the same status as ``{"error
 The WSGI classes also put a deadline on the body: the client socket gets ``body_timeout``
 seconds per read while the app runs, so a stalled body raises ``TimeoutError`` in the app,
 which answers a JSON 408 (the asyncio worker's bridge does the same with ``asyncio``).
+
+On SIGTERM every class stops accepting at once and tells the master (:func:`stopped_accepting`):
+gunicorn's own classes notice only on their next loop turn (up to a second later), and a
+model reload (web/reload.py) must not fork new workers while an old one still accepts, or a
+client's answers would switch versions back and forth.
 """
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
+import os
 import re
 import socket
 import struct
@@ -26,7 +33,13 @@ from gunicorn.workers import gasgi, gthread, sync
 
 from deploy_modes.web.settings import WebSettings, load_settings
 
-__all__ = ["ASGIWorker", "SyncWorker", "ThreadWorker", "json_error_response"]
+__all__ = [
+    "ASGIWorker",
+    "SyncWorker",
+    "ThreadWorker",
+    "json_error_response",
+    "stopped_accepting",
+]
 
 _STATUS_LINE = re.compile(rb"^HTTP/1\.[01] (\d{3}) ([^\r\n]*)\r\n")
 # gunicorn's HTML error page: the message sits between the heading and </body>.
@@ -44,6 +57,26 @@ def json_error_response(status: int, reason: str, message: str, extra: str = "")
         "Connection: close\r\n\r\n"
     )
     return head.encode("latin-1") + body
+
+
+# The worker's heartbeat file (gunicorn's WorkerTmp: one open file shared by the master and
+# the worker, written only with utime) is the acknowledgement channel: its mode, 0600 from
+# mkstemp, becomes 0000 once the worker accepts no more connections.
+_STOPPED_MODE = 0o000
+
+
+def _say_stopped_accepting(worker: Any) -> None:
+    """Tell the master, through the worker's heartbeat file, that it accepts no more."""
+    with contextlib.suppress(OSError, ValueError):  # a closed file: the worker is exiting
+        os.fchmod(worker.tmp.fileno(), _STOPPED_MODE)
+
+
+def stopped_accepting(worker: Any) -> bool:
+    """Return whether the master's ``worker`` said it accepts no more connections."""
+    try:
+        return os.fstat(worker.tmp.fileno()).st_mode & 0o777 == _STOPPED_MODE
+    except (OSError, ValueError):  # its file is closed: the master reaped it
+        return True
 
 
 def _phrase(status: int) -> str:
@@ -162,6 +195,15 @@ class ThreadWorker(_JSONErrors, gthread.ThreadWorker):
         conn.sock.settimeout(self._body_timeout)
         return super().handle_request(req, conn)
 
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        # A signal handler may run mid-dispatch, so the poller is left alone: accept() refuses.
+        super().handle_exit(sig, frame)
+        _say_stopped_accepting(self)
+
+    def accept(self, listener: Any) -> None:
+        if self.alive:  # once stopping, a waiting connection stays queued for the new workers
+            super().accept(listener)
+
 
 class SyncWorker(_JSONErrors, sync.SyncWorker):
     """gunicorn's ``sync`` worker: JSON protocol errors, header and body timeouts."""
@@ -178,6 +220,14 @@ class SyncWorker(_JSONErrors, sync.SyncWorker):
     def handle_request(self, listener: Any, req: Any, client: Any, addr: Any) -> Any:
         client.settimeout(self._body_timeout)
         return super().handle_request(listener, req, client, addr)
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        super().handle_exit(sig, frame)
+        _say_stopped_accepting(self)
+
+    def accept(self, listener: Any) -> None:
+        if self.alive:  # once stopping, a waiting connection stays queued for the new workers
+            super().accept(listener)
 
 
 class _Protocol(asgi_protocol.ASGIProtocol):
@@ -234,3 +284,10 @@ class ASGIWorker(gasgi.ASGIWorker):
         # another: in this worker process (one worker class per process) it is ours.
         gasgi.ASGIProtocol = _Protocol
         super().init_process()
+
+    def handle_exit_signal(self) -> None:
+        # Run on the event loop: no accept callback can come after close().
+        super().handle_exit_signal()
+        for server in self.servers:
+            server.close()
+        _say_stopped_accepting(self)

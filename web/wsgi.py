@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
 from flask import Flask
 
@@ -21,7 +22,7 @@ from deploy_modes.web.app import create_app
 from deploy_modes.web.bridge import WSGIBridge
 from deploy_modes.web.settings import WebSettings, load_settings
 
-__all__ = ["app", "asgi", "build_app", "configure_logging"]
+__all__ = ["app", "asgi", "build_app", "configure_logging", "entry_point", "proven_app"]
 
 
 def configure_logging() -> None:
@@ -39,6 +40,27 @@ def configure_logging() -> None:
 def build_app(web: WebSettings, core: CoreSettings) -> Flask:
     """Load the configured model and return the app serving it."""
     return create_app(ModelService(load_model(core.model_location, Trust.from_settings(core))), web)
+
+
+def proven_app(location: str, trust: Trust, web: WebSettings) -> Flask:
+    """Load, prove and probe the model at ``location``; return its app or raise DeployError.
+
+    The checks ``deploy web`` makes at start (trust, hash, target, the scoring shortcut's
+    proof against ``predict``, the probe ride behind ``/ready``), but stricter: a model that
+    starts the server unready is refused here, since a working one is serving already.
+    """
+    flask_app = create_app(ModelService(load_model(location, trust)), web)
+    unready = flask_app.extensions["deploy_web"]["unready"]
+    if unready is not None:
+        raise DeployError(f"the model at {location} failed its probe ride: {unready}")
+    return flask_app
+
+
+def entry_point(flask_app: Flask, web: WebSettings) -> Any:
+    """Return what gunicorn calls: the ASGI bridge for the ``asgi`` worker, else the WSGI app."""
+    if web.worker_class != "asgi":
+        return flask_app
+    return WSGIBridge(flask_app, web.max_body_bytes, web.body_timeout)
 
 
 def _load() -> Flask:

@@ -79,7 +79,11 @@ SKIPS = {
 
 # Commands that keep running: (pattern of the command, pattern of its ready line).
 SERVERS = [
-    (re.compile(r"^deploy web(?!\s+predict)(?!.*--runtime\s+compose)"), re.compile(r"ready at")),
+    # `deploy web predict` and `deploy web reload` talk to a running server and exit.
+    (
+        re.compile(r"^deploy web(?!\s+(predict|reload)\b)(?!.*--runtime\s+compose)"),
+        re.compile(r"ready at"),
+    ),
     (
         re.compile(r"^deploy stream tail(?!.*--no-follow)(?!.*--limit)"),
         re.compile(r'"prediction"|"error"'),

@@ -147,3 +147,9 @@ def test_a_help_request_is_never_taken_for_a_server() -> None:
     assert not is_server("deploy stream tail -h     # any command")
     assert not is_server("deploy web --help")
     assert not is_server("deploy stream --version")
+
+
+def test_commands_that_talk_to_a_running_server_are_not_servers() -> None:
+    assert not is_server("deploy web predict --pu 10")
+    assert not is_server("deploy web reload --url localhost:9696 --model models/ride-duration")
+    assert is_server("deploy web --model models/ride-duration")

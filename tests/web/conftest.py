@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -44,6 +45,13 @@ class WebServer:
         self.url = url
         self.log_path = log_path
         self.gunicorn_log = gunicorn_log
+        self.directory = log_path.parent  # where it runs: its .deploy/processes record
+
+    def deploy(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        """Run ``deploy args...`` where the server runs, as a user in that folder would."""
+        return subprocess.run(
+            [DEPLOY, *args], cwd=self.directory, capture_output=True, text=True, timeout=timeout
+        )
 
     def log(self) -> str:
         """Return everything the server has printed so far."""
@@ -70,8 +78,8 @@ def start_web(model_dir: Path, tmp_path: Path) -> Iterator[Callable[..., WebServ
     """Return a function starting ``deploy web`` on a free port; every server is stopped."""
     started: list[WebServer] = []
 
-    def start(workers: int = 2, *extra: str) -> WebServer:
-        server = _start(model_dir, tmp_path, workers, *extra)
+    def start(workers: int = 2, *extra: str, model: Path | None = None) -> WebServer:
+        server = _start(model or model_dir, tmp_path, workers, *extra)
         started.append(server)
         return server
 
