@@ -5,7 +5,7 @@ setup:
 	python3 -m venv .venv && .venv/bin/pip install -q -c constraints.txt -e '.[dev]'
 
 test:
-	.venv/bin/pytest
+	.venv/bin/pytest -n 2
 
 compare:
 	.venv/bin/deploy compare --rides 2000

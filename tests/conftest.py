@@ -15,6 +15,7 @@ import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -53,11 +54,33 @@ settings.load_profile("deploy-modes")
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Collect the docs harness first, keeping its blocks in order.
 
-    It is one file holding about half of the suite's time; with ``-n 2`` and ``--dist
-    loadfile`` (the README's test command) it then runs on one worker while every other file
-    shares the other, instead of starting last and running alone.
+    It holds about half of the suite's time; collected first, its files start first under
+    ``-n 2`` (the README's test command) instead of running last and alone.
     """
     items.sort(key=lambda item: not item.nodeid.startswith(DOCS_HARNESS))
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Send each test file to one worker whole, and each markdown file of the docs harness too.
+
+    ``--dist loadfile`` keeps a file's fixtures and order on one worker; the harness's blocks
+    depend only on earlier blocks of the same markdown file (one project folder each), so
+    README.md and every docs/*.md may run on different workers.
+    """
+    from xdist.scheduler import LoadFileScheduling
+
+    if config.getoption("dist") != "loadfile":
+        return None
+
+    class MarkdownFileScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            scope = super()._split_scope(nodeid)
+            if scope != DOCS_HARNESS or "[" not in nodeid:
+                return scope
+            case = nodeid.partition("[")[2].rstrip("]")  # README.md:29, or a file's own id
+            return f"{scope}::{case.partition(':')[0]}"
+
+    return MarkdownFileScheduling(config, log)
 
 
 def require_or_skip(env_var: str, reason: str) -> None:
@@ -187,7 +210,31 @@ def postgres_url() -> str:
         # Close the probe's pooled connection now: a leaked one fails a random later test
         # with ResourceWarning under filterwarnings=error.
         engine.dispose()
-    return str(url)
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    return _worker_database(url, worker) if worker else str(url)
+
+
+def _worker_database(url: str, worker: str) -> str:
+    """Return the URL of ``url``'s database suffixed by the xdist worker, creating it if missing.
+
+    Tests name their tables (``predictions``, ``trips``): two workers sharing one database would
+    replace each other's rows.
+    """
+    import sqlalchemy
+
+    base = sqlalchemy.engine.make_url(url)
+    name = f"{base.database}_{worker}"
+    engine = sqlalchemy.create_engine(base, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            found = conn.execute(
+                sqlalchemy.text("select 1 from pg_database where datname = :name"), {"name": name}
+            ).first()
+            if found is None:
+                conn.execute(sqlalchemy.text(f'create database "{name}"'))
+    finally:
+        engine.dispose()
+    return base.set(database=name).render_as_string(hide_password=False)
 
 
 @pytest.fixture(scope="session")
