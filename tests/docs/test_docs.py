@@ -34,13 +34,8 @@ def _cases() -> list[object]:
     return cases
 
 
-def _makes_venv(path: Path) -> bool:
-    return any(
-        "python3 -m venv .venv" in command.text
-        for block in parse_blocks(path)
-        if block.runs and not block.skip
-        for command in block.commands
-    )
+def _makes_venv(block: Block) -> bool:
+    return any("python3 -m venv .venv" in command.text for command in block.commands)
 
 
 @pytest.fixture(scope="session")
@@ -70,8 +65,9 @@ def test_block(
     project = projects.get(block.path)
     if project is None:
         folder = tmp_path_factory.mktemp(block.path.stem)
-        # With the slow blocks on, the quick start builds the folder's own venv, as on a clone.
-        link = not (slow and _makes_venv(block.path))
+        # With the slow blocks on, the quick start builds the folder's own venv, as on a clone;
+        # a file whose first block to run is another (the docker suite's) gets the test venv.
+        link = not (slow and _makes_venv(block))
         project = projects[block.path] = Project(folder, REPO, VENV, link_venv=link)
     failures = []
     try:
