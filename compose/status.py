@@ -269,10 +269,13 @@ def logs(mode: str, follow: bool = False, tail: int = 200) -> int:
         return _local_logs(local[-1], follow, tail)
     answers, why = docker_engine_answers()
     if not answers:
-        raise DeployError(
-            f"no local {mode} process runs from this folder (start one: deploy {mode}) "
-            f"and no compose stack can run: {why}"
+        # A local batch run is the `deploy batch` process itself: its output is its terminal's.
+        local_hint = (
+            "a local batch run prints to its own terminal and exits"
+            if mode == "batch"
+            else f"no local {mode} process runs from this folder (start one: deploy {mode})"
         )
+        raise DeployError(f"{local_hint}, and no compose stack can run: {why}")
     stack = Stack(mode)
     if not stack.containers():
         raise DeployError(f"no {mode} stack exists: start it with deploy {mode} --runtime compose")

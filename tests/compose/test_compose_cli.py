@@ -72,6 +72,9 @@ def test_down_all_without_an_engine_has_nothing_to_remove(tmp_path: Path) -> Non
         (["down", "lambda"], "unknown mode 'lambda'"),
         (["logs", "lambda"], "unknown mode 'lambda'"),
         (["logs", "web"], "no Docker engine answers"),
+        (["logs", "stream"], "no local stream process runs from this folder"),
+        # `deploy batch` runs in the foreground: there is no local process to find.
+        (["logs", "batch"], "a local batch run prints to its own terminal and exits"),
     ],
 )
 def test_bad_arguments_are_one_clear_line(args: list[str], message: str, tmp_path: Path) -> None:
