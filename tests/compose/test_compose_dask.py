@@ -83,9 +83,10 @@ def test_compose_dask_batch_equals_the_local_engine_and_down_removes_the_cluster
         o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])
     )
     # Published in one step: the object and its marker, no staged part left behind.
-    expected = sorted([f"{prefix}_SUCCESS", f"{prefix}{model_service.version}.parquet"])
-    assert keys == expected, keys  # sorted: a version starting with a digit sorts before "_"
-    body = s3.get_object(Bucket=BUCKET, Key=keys[1])["Body"].read()
+    published = f"{prefix}{model_service.version}.parquet"
+    # Sorted: a version starting with a digit sorts before "_SUCCESS", one with a letter after.
+    assert keys == sorted([f"{prefix}_SUCCESS", published]), keys
+    body = s3.get_object(Bucket=BUCKET, Key=published)["Body"].read()
     scored = pq.read_table(io.BytesIO(body)).to_pandas()
 
     local_out = tmp_path / "local.parquet"
