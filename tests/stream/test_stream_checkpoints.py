@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -45,6 +47,27 @@ def test_sqlite_checkpoints_are_keyed_and_survive_a_reopen(tmp_path: Path) -> No
     _exercise(store)
     store.close()
     assert SQLiteCheckpoints(path).get("default", "ride_events", "shard-0") == _cp("42")
+
+
+def test_sqlite_checkpoints_are_read_from_another_thread(tmp_path: Path) -> None:
+    # The CLI's status may read the file in a thread of the process that opened it.
+    store = SQLiteCheckpoints(tmp_path / "checkpoints.sqlite")
+    store.save("default", "ride_events", "shard-0", _cp("42"))
+    seen: list[Checkpoint | None] = []
+    reader = threading.Thread(
+        target=lambda: seen.append(store.get("default", "ride_events", "shard-0"))
+    )
+    reader.start()
+    reader.join()
+    assert seen == [_cp("42")]
+    store.close()
+
+
+def test_a_checkpoint_cannot_be_changed_after_it_is_taken() -> None:
+    checkpoint = _cp("42")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        checkpoint.sequence = "43"  # type: ignore[misc]
+    assert {checkpoint: "ok"}[_cp("42")] == "ok"  # frozen, so it keys a dict
 
 
 def test_sqlite_checkpoint_path_that_is_a_directory_is_a_clear_error(tmp_path: Path) -> None:
@@ -93,6 +116,12 @@ _NOW = "arn:aws:kinesis:eu-west-1:1:stream/s@200.000"
         (Checkpoint("9", _NOW, "1"), Shard("s-0", "1", "9"), "9", None),  # closed, fully read
         (
             Checkpoint("42", _NOW.replace("200.000", "100.000"), "1"),
+            Shard("s-0", "1"),
+            None,
+            "earlier incarnation",
+        ),
+        (  # an earlier creation time whose text sorts after the current one
+            Checkpoint("42", _NOW.replace("200.000", "90.000"), "1"),
             Shard("s-0", "1"),
             None,
             "earlier incarnation",
