@@ -63,6 +63,24 @@ def test_sqlite_checkpoints_are_read_from_another_thread(tmp_path: Path) -> None
     store.close()
 
 
+def test_a_checkpoint_folder_that_cannot_be_made_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "taken").write_text("a file where the folder should be")
+    with pytest.raises(DeployError, match="cannot open the checkpoint file"):
+        SQLiteCheckpoints(tmp_path / "taken" / "checkpoints.sqlite")
+
+
+def test_sqlite_checkpoints_commit_to_a_write_ahead_log_and_close(tmp_path: Path) -> None:
+    path = tmp_path / "checkpoints.sqlite"
+    store = SQLiteCheckpoints(path)
+    store.save("default", "ride_events", "shard-0", _cp("42"))
+    with sqlite3.connect(path) as other:  # WAL is a property of the file, seen by every reader
+        assert other.execute("pragma journal_mode").fetchone() == ("wal",)
+    other.close()
+    store.close()
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        store.get("default", "ride_events", "shard-0")
+
+
 def test_a_checkpoint_cannot_be_changed_after_it_is_taken() -> None:
     checkpoint = _cp("42")
     with pytest.raises(dataclasses.FrozenInstanceError):
