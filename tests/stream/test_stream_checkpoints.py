@@ -13,7 +13,7 @@ import pytest
 
 from deploy_modes.core.errors import DeployError
 from deploy_modes.core.storage import aws_client
-from deploy_modes.launch.emulator import Emulator
+from deploy_modes.launch.emulator import Emulator, ensure_emulator
 from deploy_modes.launch.processes import free_port
 from deploy_modes.stream.checkpoints import (
     Checkpoint,
@@ -231,3 +231,19 @@ def test_a_checkpoint_table_that_cannot_be_created_is_a_clear_error(
     )
     with pytest.raises(DeployError, match="is not a checkpoint table"):
         DynamoCheckpoints(client, other)  # exists, but someone else's
+
+
+@pytest.mark.integration
+def test_a_checkpoint_table_lost_while_creating_is_a_clear_error(tmp_path: Path) -> None:
+    # A private moto server, stopped right after it accepts the CreateTable: the wait's
+    # DescribeTable then finds nothing listening, as when AWS becomes unreachable.
+    emulator = ensure_emulator(port=free_port(), log_dir=tmp_path)
+    try:
+        client = aws_client("dynamodb", emulator.url, config=client_config())
+        client.meta.events.register(
+            "after-call.dynamodb.CreateTable", lambda **_kwargs: emulator.stop()
+        )
+        with pytest.raises(DeployError, match="did not become ACTIVE: Could not connect"):
+            DynamoCheckpoints(client, "cp")
+    finally:
+        emulator.stop()
