@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import sqlite3
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -192,7 +193,10 @@ class Wire:
 def test_dynamodb_store_waits_while_the_table_is_creating(moto_server: Emulator) -> None:
     client = aws_client("dynamodb", moto_server.url)
     wire = Wire(client, creating=2)
+    started = time.monotonic()
     store = DynamoCheckpoints(client, f"checkpoints_{uuid.uuid4().hex[:8]}")
+    # A second between looks, as AWS asks of pollers: two CREATING answers cost two seconds.
+    assert time.monotonic() - started >= 2.0
     assert store.get("c", "s", "shard-0") is None
     names = wire.names()
     assert names[0] == "CreateTable"
