@@ -133,6 +133,7 @@ _NOW = "arn:aws:kinesis:eu-west-1:1:stream/s@200.000"
         (Checkpoint("42", _NOW, "1"), Shard("s-0", "1"), "42", None),
         (Checkpoint("1", _NOW, "1"), Shard("s-0", "1"), "1", None),  # the first record
         (Checkpoint("9", _NOW, "1"), Shard("s-0", "1", "9"), "9", None),  # closed, fully read
+        (Checkpoint("5", _NOW, "1"), Shard("s-0", "1", "9"), "5", None),  # closed, half read
         (
             Checkpoint("42", _NOW.replace("200.000", "100.000"), "1"),
             Shard("s-0", "1"),
@@ -146,6 +147,7 @@ _NOW = "arn:aws:kinesis:eu-west-1:1:stream/s@200.000"
             "earlier incarnation",
         ),
         (Checkpoint("42", _NOW, "7"), Shard("s-0", "1"), None, "starting at 7"),
+        (Checkpoint("42", _NOW, "1"), Shard("s-0", "7"), None, "starting at 1"),
         (Checkpoint("42", _NOW, "50"), Shard("s-0", "50"), None, "outside"),  # below the start
         (Checkpoint("42", _NOW, "1"), Shard("s-0", "1", "30"), None, "outside"),  # past the end
         (Checkpoint("x", _NOW, "1"), Shard("s-0", "1"), None, "outside"),
