@@ -43,7 +43,7 @@ def _exercise(store: CheckpointStore) -> None:
 
 
 def test_sqlite_checkpoints_are_keyed_and_survive_a_reopen(tmp_path: Path) -> None:
-    path = tmp_path / "nested" / "checkpoints.sqlite"
+    path = tmp_path / "state" / "nested" / "checkpoints.sqlite"  # two folders to make
     store = SQLiteCheckpoints(path)
     _exercise(store)
     store.close()
