@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -218,3 +219,17 @@ def test_nanosecond_and_zoned_timestamps_and_narrow_ints_are_read(
         {"PULocationID": 5, "DOLocationID": 5, "trip_distance": 1.0}
     )
     assert frame["predicted_duration"].iloc[0] == pytest.approx(expected, abs=1e-9)
+
+
+def test_the_output_folders_are_made_and_an_aborted_file_is_closed(
+    march_file: Path, tmp_path: Path, model_service: ModelService
+) -> None:
+    out = tmp_path / "a" / "b" / "out.parquet"  # two folders to make
+    assert _score(march_file, out, model_service)["rows_written"] > 0
+    session = ParquetWriter(str(tmp_path / "c.parquet")).begin(month_interval(2021, 3))
+    session.write(pq.read_table(out))
+    session.abort()
+    # An aborted temp file is deleted and closed: no descriptor of this process still holds it.
+    held = [os.readlink(fd) for fd in Path("/proc/self/fd").iterdir() if fd.is_symlink()]
+    assert not [target for target in held if str(tmp_path) in target]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "data"]
