@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from deploy_modes.batch.job import DROP_REASONS, BatchJob
 from deploy_modes.batch.readers import ParquetReader
 from deploy_modes.batch.writers import OUTPUT_SCHEMA, ParquetWriter
 from deploy_modes.core.data import write_month
+from deploy_modes.core.errors import DeployError
 from deploy_modes.core.features import in_duration_range
 from deploy_modes.core.scoring import ModelService
 
@@ -218,3 +220,34 @@ def test_nanosecond_and_zoned_timestamps_and_narrow_ints_are_read(
         {"PULocationID": 5, "DOLocationID": 5, "trip_distance": 1.0}
     )
     assert frame["predicted_duration"].iloc[0] == pytest.approx(expected, abs=1e-9)
+
+
+def test_the_output_folders_are_made_and_an_aborted_file_is_closed(
+    march_file: Path, tmp_path: Path, model_service: ModelService
+) -> None:
+    out = tmp_path / "a" / "b" / "out.parquet"  # two folders to make
+    assert _score(march_file, out, model_service)["rows_written"] > 0
+    session = ParquetWriter(str(tmp_path / "c.parquet")).begin(month_interval(2021, 3))
+    session.write(pq.read_table(out))
+    session.abort()
+    # An aborted temp file is deleted and closed: no descriptor of this process still holds it.
+    held = [os.readlink(fd) for fd in Path("/proc/self/fd").iterdir() if fd.is_symlink()]
+    assert not [target for target in held if str(tmp_path) in target]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "data"]
+
+
+def test_stale_temps_are_swept_and_a_failed_rename_is_one_error(
+    march_file: Path, tmp_path: Path, model_service: ModelService
+) -> None:
+    out = tmp_path / "out" / "out.parquet"
+    out.parent.mkdir()
+    (out.parent / ".out.parquet.killed.tmp").write_bytes(b"left by a killed run")
+    _score(march_file, out, model_service)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["out.parquet"]
+    session = ParquetWriter(str(tmp_path / "late.parquet")).begin(month_interval(2021, 3))
+    session.write(pq.read_table(out))
+    (tmp_path / "late.parquet").mkdir()  # the target became a folder while the job ran
+    with pytest.raises(DeployError, match=r"cannot write .*late\.parquet: Is a directory"):
+        session.commit()
+    assert list((tmp_path / "late.parquet").iterdir()) == []
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]

@@ -76,6 +76,33 @@ def test_parquet_in_sql_out_replaces_the_interval_in_one_transaction(
     assert len(columns) == 9  # the course's eight columns plus batch_interval
 
 
+def test_the_interval_column_is_indexed(
+    db_url: str, march_file: Path, model_service: ModelService
+) -> None:
+    # Each run first deletes its interval's rows: without the index that is a full table scan.
+    quiet = {"model": model_service, "say": lambda _m: None, "output_table": "preds"}
+    run_interval("2021-03", input=str(march_file), output=db_url, **quiet)
+    engine = sa.create_engine(db_url)
+    indexes = sa.inspect(engine).get_indexes("preds")
+    engine.dispose()
+    assert [index["column_names"] for index in indexes] == [["batch_interval"]]
+
+
+def test_the_text_columns_keep_their_declared_lengths(
+    db_url: str, march_file: Path, model_service: ModelService
+) -> None:
+    # PostgreSQL enforces varchar lengths: a shorter model_version would refuse long versions.
+    quiet = {"model": model_service, "say": lambda _m: None, "output_table": "preds"}
+    run_interval("2021-03", input=str(march_file), output=db_url, **quiet)
+    engine = sa.create_engine(db_url)
+    columns = {c["name"]: c["type"] for c in sa.inspect(engine).get_columns("preds")}
+    engine.dispose()
+    lengths = {
+        name: columns[name].length for name in ("ride_id", "model_version", "batch_interval")
+    }
+    assert lengths == {"ride_id": 64, "model_version": 64, "batch_interval": 32}
+
+
 def test_hourly_window_scores_the_previous_hour_sql_to_sql(
     db_url: str, march_frame: pd.DataFrame, invoke: Invoke
 ) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
+import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -11,7 +14,7 @@ import pytest
 
 from deploy_modes.core.errors import DeployError
 from deploy_modes.core.storage import aws_client
-from deploy_modes.launch.emulator import Emulator
+from deploy_modes.launch.emulator import Emulator, ensure_emulator
 from deploy_modes.launch.processes import free_port
 from deploy_modes.stream.checkpoints import (
     Checkpoint,
@@ -40,11 +43,50 @@ def _exercise(store: CheckpointStore) -> None:
 
 
 def test_sqlite_checkpoints_are_keyed_and_survive_a_reopen(tmp_path: Path) -> None:
-    path = tmp_path / "nested" / "checkpoints.sqlite"
+    path = tmp_path / "state" / "nested" / "checkpoints.sqlite"  # two folders to make
     store = SQLiteCheckpoints(path)
     _exercise(store)
     store.close()
     assert SQLiteCheckpoints(path).get("default", "ride_events", "shard-0") == _cp("42")
+
+
+def test_sqlite_checkpoints_are_read_from_another_thread(tmp_path: Path) -> None:
+    # The CLI's status may read the file in a thread of the process that opened it.
+    store = SQLiteCheckpoints(tmp_path / "checkpoints.sqlite")
+    store.save("default", "ride_events", "shard-0", _cp("42"))
+    seen: list[Checkpoint | None] = []
+    reader = threading.Thread(
+        target=lambda: seen.append(store.get("default", "ride_events", "shard-0"))
+    )
+    reader.start()
+    reader.join()
+    assert seen == [_cp("42")]
+    store.close()
+
+
+def test_a_checkpoint_folder_that_cannot_be_made_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "taken").write_text("a file where the folder should be")
+    with pytest.raises(DeployError, match="cannot open the checkpoint file"):
+        SQLiteCheckpoints(tmp_path / "taken" / "checkpoints.sqlite")
+
+
+def test_sqlite_checkpoints_commit_to_a_write_ahead_log_and_close(tmp_path: Path) -> None:
+    path = tmp_path / "checkpoints.sqlite"
+    store = SQLiteCheckpoints(path)
+    store.save("default", "ride_events", "shard-0", _cp("42"))
+    with sqlite3.connect(path) as other:  # WAL is a property of the file, seen by every reader
+        assert other.execute("pragma journal_mode").fetchone() == ("wal",)
+    other.close()
+    store.close()
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        store.get("default", "ride_events", "shard-0")
+
+
+def test_a_checkpoint_cannot_be_changed_after_it_is_taken() -> None:
+    checkpoint = _cp("42")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        checkpoint.sequence = "43"  # type: ignore[misc]
+    assert {checkpoint: "ok"}[_cp("42")] == "ok"  # frozen, so it keys a dict
 
 
 def test_sqlite_checkpoint_path_that_is_a_directory_is_a_clear_error(tmp_path: Path) -> None:
@@ -91,13 +133,21 @@ _NOW = "arn:aws:kinesis:eu-west-1:1:stream/s@200.000"
         (Checkpoint("42", _NOW, "1"), Shard("s-0", "1"), "42", None),
         (Checkpoint("1", _NOW, "1"), Shard("s-0", "1"), "1", None),  # the first record
         (Checkpoint("9", _NOW, "1"), Shard("s-0", "1", "9"), "9", None),  # closed, fully read
+        (Checkpoint("5", _NOW, "1"), Shard("s-0", "1", "9"), "5", None),  # closed, half read
         (
             Checkpoint("42", _NOW.replace("200.000", "100.000"), "1"),
             Shard("s-0", "1"),
             None,
             "earlier incarnation",
         ),
+        (  # an earlier creation time whose text sorts after the current one
+            Checkpoint("42", _NOW.replace("200.000", "90.000"), "1"),
+            Shard("s-0", "1"),
+            None,
+            "earlier incarnation",
+        ),
         (Checkpoint("42", _NOW, "7"), Shard("s-0", "1"), None, "starting at 7"),
+        (Checkpoint("42", _NOW, "1"), Shard("s-0", "7"), None, "starting at 1"),
         (Checkpoint("42", _NOW, "50"), Shard("s-0", "50"), None, "outside"),  # below the start
         (Checkpoint("42", _NOW, "1"), Shard("s-0", "1", "30"), None, "outside"),  # past the end
         (Checkpoint("x", _NOW, "1"), Shard("s-0", "1"), None, "outside"),
@@ -145,7 +195,10 @@ class Wire:
 def test_dynamodb_store_waits_while_the_table_is_creating(moto_server: Emulator) -> None:
     client = aws_client("dynamodb", moto_server.url)
     wire = Wire(client, creating=2)
+    started = time.monotonic()
     store = DynamoCheckpoints(client, f"checkpoints_{uuid.uuid4().hex[:8]}")
+    # A second between looks, as AWS asks of pollers: two CREATING answers cost two seconds.
+    assert time.monotonic() - started >= 2.0
     assert store.get("c", "s", "shard-0") is None
     names = wire.names()
     assert names[0] == "CreateTable"
@@ -184,3 +237,19 @@ def test_a_checkpoint_table_that_cannot_be_created_is_a_clear_error(
     )
     with pytest.raises(DeployError, match="is not a checkpoint table"):
         DynamoCheckpoints(client, other)  # exists, but someone else's
+
+
+@pytest.mark.integration
+def test_a_checkpoint_table_lost_while_creating_is_a_clear_error(tmp_path: Path) -> None:
+    # A private moto server, stopped right after it accepts the CreateTable: the wait's
+    # DescribeTable then finds nothing listening, as when AWS becomes unreachable.
+    emulator = ensure_emulator(port=free_port(), log_dir=tmp_path)
+    try:
+        client = aws_client("dynamodb", emulator.url, config=client_config())
+        client.meta.events.register(
+            "after-call.dynamodb.CreateTable", lambda **_kwargs: emulator.stop()
+        )
+        with pytest.raises(DeployError, match="did not become ACTIVE: Could not connect"):
+            DynamoCheckpoints(client, "cp")
+    finally:
+        emulator.stop()
