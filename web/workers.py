@@ -176,7 +176,22 @@ class _HeaderDeadlineSocket:
         return getattr(self._sock, name)
 
 
-class ThreadWorker(_JSONErrors, gthread.ThreadWorker):
+class _StopsAcceptingAtExit:
+    """At SIGTERM, accept no more connections and tell the master (a reload waits for it)."""
+
+    alive: bool
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        # A signal handler may run mid-dispatch, so the poller is left alone: accept() refuses.
+        super().handle_exit(sig, frame)  # type: ignore[misc]
+        _say_stopped_accepting(self)
+
+    def accept(self, listener: Any) -> None:
+        if self.alive:  # once stopping, a waiting connection stays queued for the new workers
+            super().accept(listener)  # type: ignore[misc]
+
+
+class ThreadWorker(_StopsAcceptingAtExit, _JSONErrors, gthread.ThreadWorker):
     """gunicorn's ``gthread`` worker: JSON protocol errors, header and body timeouts."""
 
     def init_process(self) -> None:
@@ -195,17 +210,8 @@ class ThreadWorker(_JSONErrors, gthread.ThreadWorker):
         conn.sock.settimeout(self._body_timeout)
         return super().handle_request(req, conn)
 
-    def handle_exit(self, sig: int, frame: Any) -> None:
-        # A signal handler may run mid-dispatch, so the poller is left alone: accept() refuses.
-        super().handle_exit(sig, frame)
-        _say_stopped_accepting(self)
 
-    def accept(self, listener: Any) -> None:
-        if self.alive:  # once stopping, a waiting connection stays queued for the new workers
-            super().accept(listener)
-
-
-class SyncWorker(_JSONErrors, sync.SyncWorker):
+class SyncWorker(_StopsAcceptingAtExit, _JSONErrors, sync.SyncWorker):
     """gunicorn's ``sync`` worker: JSON protocol errors, header and body timeouts."""
 
     def init_process(self) -> None:
@@ -220,14 +226,6 @@ class SyncWorker(_JSONErrors, sync.SyncWorker):
     def handle_request(self, listener: Any, req: Any, client: Any, addr: Any) -> Any:
         client.settimeout(self._body_timeout)
         return super().handle_request(listener, req, client, addr)
-
-    def handle_exit(self, sig: int, frame: Any) -> None:
-        super().handle_exit(sig, frame)
-        _say_stopped_accepting(self)
-
-    def accept(self, listener: Any) -> None:
-        if self.alive:  # once stopping, a waiting connection stays queued for the new workers
-            super().accept(listener)
 
 
 class _Protocol(asgi_protocol.ASGIProtocol):
