@@ -39,6 +39,9 @@ __all__ = ["Consumer", "ConsumerStats", "stop_on_signals"]
 _REPORT_EVERY = 5.0  # seconds between progress lines while records flow
 _BACKOFF_BASE = 0.2  # seconds after the first failure; doubles with each failure in a row
 _BACKOFF_MAX = 5.0
+# LATEST is read as "arrived since the consumer started", less this much for clock skew
+# between this host and Kinesis (the arrival stamps are the server's).
+_CLOCK_MARGIN = 1.0
 
 
 @dataclass
@@ -108,6 +111,7 @@ class Consumer:
         self._shards: list[Shard] = []
         self._incarnation = ""
         self._refreshed_at = float("-inf")
+        self._started_at = time.time() - _CLOCK_MARGIN
 
     @property
     def name(self) -> str:
@@ -173,8 +177,13 @@ class Consumer:
             shard = fresh.get(shard.shard_id, shard)
         after, why = resume_after(checkpoint, incarnation, shard)
         start = "TRIM_HORIZON" if why else self.settings.start_position
+        if start == "LATEST":
+            # Not Kinesis's LATEST: a shard reopened without a checkpoint (after a failed put,
+            # a lease hand-over, a reshard's child, a recreated stream) would skip every
+            # record that arrived since the consumer started.
+            start = "AT_TIMESTAMP"
         self.readers[shard.shard_id] = ShardReader(
-            self.kinesis, stream, shard.shard_id, after, start
+            self.kinesis, stream, shard.shard_id, after, start, self._started_at
         )
         # A resumed shard has records, so its listed start is final; a fresh one binds later.
         self._bound[shard.shard_id] = _Bound(
@@ -183,7 +192,15 @@ class Consumer:
         if why:
             self._say(f"{shard.shard_id}: {why}; reading it from TRIM_HORIZON")
         else:
-            self._say(f"reading {shard.shard_id} {f'after {after}' if after else f'at {start}'}")
+            self._say(
+                f"reading {shard.shard_id} {f'after {after}' if after else self._position(start)}"
+            )
+
+    def _position(self, start: str) -> str:
+        if start != "AT_TIMESTAMP":
+            return f"at {start}"
+        since = time.strftime("%H:%M:%S", time.localtime(self._started_at))
+        return f"at LATEST (every record that arrived since {since})"
 
     def _bind(self, shard_ids: list[str]) -> None:
         """Record the starting sequence number of shards whose first records were just read.

@@ -269,6 +269,7 @@ class ShardReader:
     shard_id: str
     after: str | None = None
     start_position: str = "TRIM_HORIZON"
+    at_timestamp: float | None = None  # epoch seconds, for start_position AT_TIMESTAMP
     _iterator: str | None = None
     closed: bool = False
 
@@ -276,6 +277,8 @@ class ShardReader:
         kwargs: dict[str, Any] = {"StreamName": self.stream, "ShardId": self.shard_id}
         if self.after is None:
             kwargs["ShardIteratorType"] = self.start_position
+            if self.start_position == "AT_TIMESTAMP":
+                kwargs["Timestamp"] = self.at_timestamp
             return str(self.client.get_shard_iterator(**kwargs)["ShardIterator"])
         kwargs |= {
             "ShardIteratorType": "AFTER_SEQUENCE_NUMBER",

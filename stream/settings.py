@@ -59,7 +59,7 @@ class StreamSettings(BaseSettings):
     """DynamoDB checkpoint table, created on first use (checkpoint_store=dynamodb)."""
 
     start_position: Literal["TRIM_HORIZON", "LATEST"] = "TRIM_HORIZON"
-    """Where a shard without a checkpoint starts: the oldest record, or only new ones."""
+    """Where a shard without a checkpoint starts: the oldest record, or those since the start."""
 
     batch_size: int = Field(500, ge=1, le=10_000)
     """Most records in one prediction batch, read across all shards (split evenly); a crash

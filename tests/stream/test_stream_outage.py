@@ -33,6 +33,42 @@ pytestmark = pytest.mark.integration
 DEPLOY = str(Path(sys.executable).parent / "deploy")  # the venv's console script
 
 
+@pytest.mark.parametrize("shards", [1, 2])
+def test_latest_consumer_rereads_a_failed_batch_it_never_checkpointed(
+    kinesis: Any, make_streams: Any, stream_service: StreamService, shards: int
+) -> None:
+    """LATEST means "since the consumer started", also for a shard reopened after a failure.
+
+    Kinesis's own LATEST, asked again when the failed batch's shard is reopened without a
+    checkpoint, would point past that batch and skip it for good.
+    """
+    settings: StreamSettings = make_streams(shards).model_copy(update={"start_position": "LATEST"})
+    send_rides(kinesis, settings.input_stream, generated_rides(30, seed=7))  # before: not read
+    time.sleep(2.5)  # moto's arrival stamps have millisecond precision: keep the two apart
+    lines: list[str] = []
+    consumer = Consumer(
+        stream_service,
+        aws_client("kinesis", settings.endpoint_url),
+        SQLiteCheckpoints(settings.checkpoint_path),
+        settings,
+        lines.append,
+    )
+    assert consumer.poll_once() == 0
+    fresh = generated_rides(100, seed=8, first_id=1001)
+    send_rides(kinesis, settings.input_stream, fresh)
+    kinesis.delete_stream(StreamName=settings.output_stream)
+    kinesis.get_waiter("stream_not_exists").wait(StreamName=settings.output_stream)
+    assert consumer.poll_once() == 0  # read the 100 rides, the put failed
+    assert consumer.failing is not None
+    ensure_streams(kinesis, [settings.output_stream], 1, say=lambda message: None)
+    while consumer.poll_once():
+        pass
+    assert consumer.failing is None
+    delivered = predictions_by_id(kinesis, settings.output_stream)
+    assert sorted(delivered) == sorted(ride["ride_id"] for ride in fresh)
+    assert any("at LATEST (every record that arrived since" in line for line in lines)
+
+
 def test_output_stream_briefly_missing_then_back_loses_and_repeats_nothing(
     kinesis: Any, make_streams: Any, stream_service: StreamService
 ) -> None:
