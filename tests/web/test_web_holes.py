@@ -150,6 +150,10 @@ STALLED = {
     "short-content-length": _request(
         "POST", "/predict", "Content-Type: application/json\r\nContent-Length: 200\r\n", BODY
     ),
+    # Not /predict: the Flask route reads a declared-length body itself (the fast path above).
+    "short-content-length-batch": _request(
+        "POST", "/predict/batch", "Content-Type: application/json\r\nContent-Length: 200\r\n", BODY
+    ),
     "chunked-without-terminator": _request(
         "POST",
         "/predict",
