@@ -14,7 +14,12 @@ from typing import Any
 
 from flask import Flask, Response, current_app, request
 from flask_swagger_ui import get_swaggerui_blueprint
-from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
+from werkzeug.exceptions import (
+    ClientDisconnected,
+    HTTPException,
+    MethodNotAllowed,
+    RequestEntityTooLarge,
+)
 
 from deploy_modes.core.errors import RideValidationError
 from deploy_modes.core.scoring import ModelService
@@ -264,6 +269,12 @@ def _body_bytes() -> bytes:
             data = request.get_data(cache=False)
         except TimeoutError:  # the worker's socket deadline: the body stalled
             raise _body_timed_out() from None
+        except ClientDisconnected as exc:
+            # werkzeug's stream turns any read error into this 400, the deadline included:
+            # a stalled body (the error's context) is still a 408.
+            if isinstance(exc.__context__, TimeoutError):
+                raise _body_timed_out() from None
+            raise
     return data
 
 

@@ -23,7 +23,7 @@ from urllib.parse import unquote_to_bytes, urlsplit
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
 
-__all__ = ["BODY_TIMEOUT_ENVIRON", "WSGIBridge"]
+__all__ = ["BODY_TIMEOUT_ENVIRON", "WSGIBridge", "served_app"]
 
 # Set (to the timeout, in seconds) when the request's body stalled: the app then answers 408.
 BODY_TIMEOUT_ENVIRON = "deploy_web.body_timeout"
@@ -105,6 +105,11 @@ class WSGIBridge:
             (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers
         ]
         return int(status[:3]), encoded, chunks
+
+
+def served_app(entry: Any) -> Any:
+    """Return the WSGI app behind gunicorn's callable: the bridge's, or the callable itself."""
+    return entry.app if isinstance(entry, WSGIBridge) else entry
 
 
 def _no_write(data: bytes) -> object:

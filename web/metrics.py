@@ -29,7 +29,11 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 
 
 class WebMetrics:
-    """Request count and latency by endpoint and status, predictions served, model version."""
+    """Request count and latency by endpoint and status, predictions served, model version.
+
+    Also the connections a worker refused over its cap: gunicorn's worker classes count
+    those (web/workers.py), before any request reaches the app.
+    """
 
     def __init__(self, model_name: str, model_version: str, multiproc_dir: str | None = None):
         self.multiproc_dir = multiproc_dir if multiproc_dir is not None else _multiproc_dir()
@@ -63,6 +67,11 @@ class WebMetrics:
         self.unknown_rides = Counter(
             "deploy_web_unknown_rides",
             "Rides with no feature the model knows, answered with its intercept (see the log).",
+            registry=self.registry,
+        )
+        self.refused_connections = Counter(
+            "deploy_web_refused_connections",
+            "Connections answered 503 and closed because the worker was at its connection cap.",
             registry=self.registry,
         )
         self.model_info = Gauge(

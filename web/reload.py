@@ -27,6 +27,7 @@ from typing import Any
 
 from deploy_modes.core.artifact import Trust
 from deploy_modes.core.errors import DeployError
+from deploy_modes.web.bridge import served_app
 
 __all__ = [
     "RESULT_SUFFIX",
@@ -142,7 +143,7 @@ def reload_app(server: Any) -> ReloadResult:
     location = (request.location if request else None) or _served.location
     trust = request.trust if request else _served.trust
     old = server.app.callable
-    previous = _flask_of(old).extensions["deploy_web"]["service"]
+    previous = served_app(old).extensions["deploy_web"]["service"]
     old_name, old_version = previous.name, previous.version
     del previous  # no reference to the old model beyond the old app's, so it can be freed
     old_workers = tuple(sorted(server.WORKERS))
@@ -170,7 +171,7 @@ def reload_app(server: Any) -> ReloadResult:
         if (service.name, service.version) != (old_name, old_version):
             # deploy_web_model_info is "max" over processes: the master's 1 for the old version
             # would outlive it, so the master says 0 for it (the new app set 1 for its own).
-            metrics = _flask_of(old).extensions["deploy_web"]["metrics"]
+            metrics = served_app(old).extensions["deploy_web"]["metrics"]
             metrics.model_info.labels(old_name, old_version).set(0)
         # pre_fork froze the old app out of the collector's sight; unfreeze so its cycles can be
         # collected (in the master only; pre_fork freezes the new app before the next fork).
@@ -226,10 +227,3 @@ def _stop_accepting(server: Any, pids: tuple[int, ...]) -> None:
     server.log.warning(
         "reload: old workers did not confirm they stopped accepting within %g s", _ACK_TIMEOUT
     )
-
-
-def _flask_of(entry: Any) -> Any:
-    """Return the Flask app behind gunicorn's callable (the bridge wraps it for ``asgi``)."""
-    from deploy_modes.web.bridge import WSGIBridge
-
-    return entry.app if isinstance(entry, WSGIBridge) else entry

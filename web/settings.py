@@ -79,9 +79,11 @@ class WebSettings(BaseSettings):
     ``sync``: each read). A stalled body gets a JSON 408 and the connection is closed."""
 
     max_connections: int = Field(100, ge=1, le=100_000)
-    """Open client connections per worker. ``asgi`` closes one over the cap at once;
-    ``gthread`` stops accepting (the kernel's backlog holds the rest). It also bounds memory:
-    a worker buffers at most this many bodies of ``max_body_bytes`` (100 MiB by default)."""
+    """Open client connections per worker. ``asgi`` and ``gthread`` answer one over the cap a
+    JSON 503 with ``Retry-After: 1`` and close it (counted in
+    ``deploy_web_refused_connections_total``); ``sync`` serves one connection at a time and has
+    no cap. It also bounds memory: a worker buffers at most this many bodies of
+    ``max_body_bytes`` (100 MiB by default)."""
 
     backlog: int = Field(2048, ge=1)
     """Pending connections the kernel queues while every worker is busy."""

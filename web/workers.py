@@ -10,6 +10,12 @@ The WSGI classes also put a deadline on the body: the client socket gets ``body_
 seconds per read while the app runs, so a stalled body raises ``TimeoutError`` in the app,
 which answers a JSON 408 (the asyncio worker's bridge does the same with ``asyncio``).
 
+Over the per-worker connection cap (``max_connections``) the ``asgi`` and ``gthread`` classes
+still accept a new connection, answer it a JSON 503 with ``Retry-After: 1`` and close it (a
+warning line, and ``deploy_web_refused_connections_total``), rather than dropping it unanswered
+or leaving it in the kernel's queue. The ``sync`` class has no cap: it handles one connection
+at a time, and the others wait in the listening socket's backlog.
+
 On SIGTERM every class stops accepting at once and tells the master (:func:`stopped_accepting`):
 gunicorn's own classes notice only on their next loop turn (up to a second later), and a
 model reload (web/reload.py) must not fork new workers while an old one still accepts, or a
@@ -19,31 +25,44 @@ client's answers would switch versions back and forth.
 from __future__ import annotations
 
 import contextlib
+import errno
 import html
 import json
 import os
 import re
+import selectors
 import socket
 import struct
+import time
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gunicorn.asgi import protocol as asgi_protocol
 from gunicorn.workers import gasgi, gthread, sync
 
+from deploy_modes.web.bridge import served_app
 from deploy_modes.web.settings import WebSettings, load_settings
 
+if TYPE_CHECKING:  # prometheus-client is imported by the app, after the metrics dir is set
+    from prometheus_client import Counter
+
 __all__ = [
+    "REFUSED_LINGER",
     "ASGIWorker",
     "SyncWorker",
     "ThreadWorker",
     "json_error_response",
+    "over_cap_response",
     "stopped_accepting",
 ]
 
 _STATUS_LINE = re.compile(rb"^HTTP/1\.[01] (\d{3}) ([^\r\n]*)\r\n")
 # gunicorn's HTML error page: the message sits between the heading and </body>.
 _HTML_MESSAGE = re.compile(rb"</h1>\s*(.*?)\s*</body>", re.DOTALL)
+# How long a refused connection is read (and its bytes dropped) after the 503 before it is
+# closed: closing with a request unread would send a reset, which can destroy the 503 before
+# the client reads it (RFC 9112 section 9.6; gunicorn's util.close_graceful lingers as long).
+REFUSED_LINGER = 2.0
 
 
 def json_error_response(status: int, reason: str, message: str, extra: str = "") -> bytes:
@@ -57,6 +76,12 @@ def json_error_response(status: int, reason: str, message: str, extra: str = "")
         "Connection: close\r\n\r\n"
     )
     return head.encode("latin-1") + body
+
+
+def over_cap_response(cap: int) -> bytes:
+    """Return the JSON 503 a connection over the cap of ``cap`` per worker gets."""
+    message = f"the server is at its limit of {cap} open connections per worker; retry shortly"
+    return json_error_response(503, "Service Unavailable", message, "Retry-After: 1\r\n")
 
 
 # The worker's heartbeat file (gunicorn's WorkerTmp: one open file shared by the master and
@@ -176,6 +201,33 @@ class _HeaderDeadlineSocket:
         return getattr(self._sock, name)
 
 
+class _RefusesOverCap:
+    """Over gunicorn's ``worker_connections`` (our ``max_connections``): a 503, counted, logged."""
+
+    log: Any
+    nr_conns: int
+    worker_connections: int
+
+    def load_wsgi(self) -> None:
+        super().load_wsgi()  # type: ignore[misc]
+        # The app's own metrics (web/metrics.py), so /metrics sums every worker's refusals.
+        entry = getattr(self, "asgi", None) or self.wsgi  # type: ignore[attr-defined]
+        metrics = served_app(entry).extensions["deploy_web"]["metrics"]
+        self._refusals: Counter = metrics.refused_connections
+        self.over_cap = over_cap_response(self.worker_connections)
+
+    def refused(self, addr: Any) -> None:
+        """Count and log one connection refused over the cap (its answer is ``over_cap``)."""
+        self._refusals.inc()
+        self.log.warning(
+            "refused a connection from %s with a 503: %d connections open, the cap per worker "
+            "(DEPLOY_WEB_MAX_CONNECTIONS) is %d",
+            addr[0] if isinstance(addr, tuple) and addr else addr,
+            self.nr_conns,
+            self.worker_connections,
+        )
+
+
 class _StopsAcceptingAtExit:
     """At SIGTERM, accept no more connections and tell the master (a reload waits for it)."""
 
@@ -191,13 +243,70 @@ class _StopsAcceptingAtExit:
             super().accept(listener)  # type: ignore[misc]
 
 
-class ThreadWorker(_StopsAcceptingAtExit, _JSONErrors, gthread.ThreadWorker):
-    """gunicorn's ``gthread`` worker: JSON protocol errors, header and body timeouts."""
+class ThreadWorker(_StopsAcceptingAtExit, _RefusesOverCap, _JSONErrors, gthread.ThreadWorker):
+    """gunicorn's ``gthread`` worker: JSON protocol errors, header and body timeouts, a 503 cap."""
 
     def init_process(self) -> None:
         settings = _settings()
         self._header_timeout, self._body_timeout = settings.header_timeout, settings.body_timeout
+        self._lingering: dict[socket.socket, float] = {}  # refused, answered: their deadlines
         super().init_process()
+
+    def set_accept_enabled(self, enabled: bool) -> None:
+        # gunicorn stops accepting at the cap, leaving clients unanswered in the kernel's
+        # queue; the listener stays registered while alive, and accept() refuses with a 503.
+        super().set_accept_enabled(enabled or self.alive)
+
+    def accept(self, listener: Any) -> None:
+        if not self.alive or self.nr_conns < self.worker_connections:
+            super().accept(listener)
+            return
+        try:
+            sock, addr = listener.accept()
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+                raise
+            return
+        self.refused(addr)
+        # On the poller's thread, so nothing may block: a new socket's send buffer is empty,
+        # so the short answer goes at once; what the client sends next is read and dropped.
+        sock.setblocking(False)
+        try:
+            sock.send(self.over_cap)
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:  # the client is gone already
+            sock.close()
+            return
+        self._lingering[sock] = time.monotonic() + REFUSED_LINGER
+        self.poller.register(sock, selectors.EVENT_READ, self._drain_refused)
+
+    def _drain_refused(self, sock: socket.socket) -> None:
+        try:
+            if sock.recv(65536):
+                return
+        except BlockingIOError:
+            return
+        except OSError:
+            pass
+        self._close_refused(sock)  # the client closed (or reset): done
+
+    def _close_refused(self, sock: socket.socket) -> None:
+        del self._lingering[sock]
+        with contextlib.suppress(KeyError, ValueError):
+            self.poller.unregister(sock)
+        sock.close()
+
+    def murder_pending(self) -> None:
+        super().murder_pending()
+        now = time.monotonic()
+        for sock in [s for s, deadline in self._lingering.items() if deadline <= now]:
+            self._close_refused(sock)
+
+    def murder_keepalived(self, force: bool = False) -> None:
+        super().murder_keepalived(force)
+        if force:  # the worker is exiting
+            for sock in list(self._lingering):
+                self._close_refused(sock)
 
     def handle(self, conn: Any) -> Any:
         if not isinstance(conn.sock, _HeaderDeadlineSocket):  # once per connection
@@ -212,7 +321,11 @@ class ThreadWorker(_StopsAcceptingAtExit, _JSONErrors, gthread.ThreadWorker):
 
 
 class SyncWorker(_StopsAcceptingAtExit, _JSONErrors, sync.SyncWorker):
-    """gunicorn's ``sync`` worker: JSON protocol errors, header and body timeouts."""
+    """gunicorn's ``sync`` worker: JSON protocol errors, header and body timeouts.
+
+    It has no connection cap: it serves one connection at a time, and the next ones wait in
+    the listening socket's backlog (``backlog``) until it is done with the current one.
+    """
 
     def init_process(self) -> None:
         settings = _settings()
@@ -229,20 +342,33 @@ class SyncWorker(_StopsAcceptingAtExit, _JSONErrors, sync.SyncWorker):
 
 
 class _Protocol(asgi_protocol.ASGIProtocol):
-    """gunicorn's asyncio HTTP protocol: JSON error answers, a header timeout, a connection cap."""
+    """gunicorn's asyncio HTTP protocol: JSON error answers, a header timeout, a 503 cap."""
 
     def connection_made(self, transport: Any) -> None:
         worker = self.worker
-        if worker.nr_conns >= worker.max_connections:
-            # Over the cap: close now (counted in and out so gunicorn's tally stays right).
-            worker.nr_conns += 1
-            self._closed_over_cap = True
-            transport.abort()
+        self._refused = worker.nr_conns >= worker.worker_connections
+        if self._refused:
+            # Over the cap: answer 503, then read and drop until the client closes or the
+            # linger ends. Not counted in nr_conns: it holds no slot, and no graceful stop waits.
+            worker.refused(transport.get_extra_info("peername"))
+            self.transport = transport
+            transport.write(worker.over_cap)
+            if transport.can_write_eof():
+                transport.write_eof()
+            self._linger = worker.loop.call_later(REFUSED_LINGER, transport.close)
             return
-        self._closed_over_cap = False
         super().connection_made(transport)
         # Until the first request's headers are in; the keep-alive timer covers later ones.
         self._header_timer = worker.loop.call_later(worker.header_timeout, self._headers_late)
+
+    def data_received(self, data: bytes) -> None:
+        if not self._refused:
+            super().data_received(data)
+
+    def eof_received(self) -> bool | None:
+        if self._refused:
+            return False  # the client has read the 503 and closed: close our side too
+        return super().eof_received()
 
     def _headers_late(self) -> None:
         if self._current_request is None and self.req_count <= 1 and self.transport:
@@ -257,8 +383,8 @@ class _Protocol(asgi_protocol.ASGIProtocol):
         return super()._on_headers_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._closed_over_cap:
-            self.worker.nr_conns -= 1
+        if self._refused:
+            self._linger.cancel()
             return
         timer = getattr(self, "_header_timer", None)
         if timer is not None:
@@ -271,13 +397,12 @@ class _Protocol(asgi_protocol.ASGIProtocol):
         self._safe_write(json_error_response(status, reason, message, extra))
 
 
-class ASGIWorker(gasgi.ASGIWorker):
-    """gunicorn's ``asgi`` worker: JSON protocol errors, a header timeout, a connection cap."""
+class ASGIWorker(_RefusesOverCap, gasgi.ASGIWorker):
+    """gunicorn's ``asgi`` worker: JSON protocol errors, a header timeout, a 503 over the cap."""
 
     def init_process(self) -> None:
         settings = _settings()
         self.header_timeout = settings.header_timeout
-        self.max_connections = settings.max_connections
         # gunicorn's worker builds its protocol from this module name, with no hook to choose
         # another: in this worker process (one worker class per process) it is ours.
         gasgi.ASGIProtocol = _Protocol

@@ -6,6 +6,7 @@ connection or a flood is answered or closed within seconds.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -15,7 +16,7 @@ import string
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
@@ -54,11 +55,11 @@ class Server:
         return worker
 
 
-@pytest.fixture(scope="module", params=["asgi", "gthread", "sync"])
-def server(
-    request: pytest.FixtureRequest, model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+@contextlib.contextmanager
+def _serve(
+    worker_class: str, model_dir: Path, directory: Path, **settings: int
 ) -> Iterator[Server]:
-    worker_class = request.param
+    """Run a real gunicorn (one worker) with ``DEPLOY_WEB_<NAME>`` settings until the block ends."""
     port = free_port()
     env = {
         **os.environ,
@@ -66,13 +67,10 @@ def server(
         "DEPLOY_WEB_PORT": str(port),
         "DEPLOY_WEB_WORKERS": "1",
         "DEPLOY_WEB_WORKER_CLASS": worker_class,
-        "DEPLOY_WEB_BODY_TIMEOUT": str(TIMEOUT),
-        "DEPLOY_WEB_HEADER_TIMEOUT": str(TIMEOUT),
-        "DEPLOY_WEB_KEEPALIVE": str(TIMEOUT),
-        "DEPLOY_WEB_MAX_CONNECTIONS": str(CAP),
+        **{f"DEPLOY_WEB_{name.upper()}": str(value) for name, value in settings.items()},
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    log = tmp_path_factory.mktemp(f"holes-{worker_class}") / "gunicorn.log"
+    log = directory / "gunicorn.log"
     args = [sys.executable, "-m", "gunicorn", "-c", "python:deploy_modes.web.gunicorn_conf"]
     with log.open("wb") as out:
         process = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -86,6 +84,23 @@ def server(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(10)
+
+
+@pytest.fixture(scope="module", params=["asgi", "gthread", "sync"])
+def server(
+    request: pytest.FixtureRequest, model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    worker_class = request.param
+    with _serve(
+        worker_class,
+        model_dir,
+        tmp_path_factory.mktemp(f"holes-{worker_class}"),
+        body_timeout=TIMEOUT,
+        header_timeout=TIMEOUT,
+        keepalive=TIMEOUT,
+        max_connections=CAP,
+    ) as running:
+        yield running
 
 
 def _connect(server: Server) -> socket.socket:
@@ -134,6 +149,10 @@ def _request(method: str, target: str, headers: str = "", body: bytes = b"") -> 
 STALLED = {
     "short-content-length": _request(
         "POST", "/predict", "Content-Type: application/json\r\nContent-Length: 200\r\n", BODY
+    ),
+    # Not /predict: the Flask route reads a declared-length body itself (the fast path above).
+    "short-content-length-batch": _request(
+        "POST", "/predict/batch", "Content-Type: application/json\r\nContent-Length: 200\r\n", BODY
     ),
     "chunked-without-terminator": _request(
         "POST",
@@ -304,3 +323,95 @@ def test_many_stalled_large_bodies_cost_bounded_memory(server: Server):
             sock.close()
     assert peak - before < 100 * (1 << 20), f"{(peak - before) >> 20} MiB for 300 stalled bodies"
     assert requests.get(f"{server.url}/health", timeout=SLACK).status_code == 200
+
+
+FULL = 5  # the capped servers' connections per worker: gthread's 4 threads and one queued
+HELD = 20  # their header and keep-alive timeouts, s: idle connections outlast the test
+REFUSED = "deploy_web_refused_connections_total"
+REFUSAL_LINE = "refused a connection from 127.0.0.1 with a 503"
+
+
+@pytest.fixture(scope="module", params=["asgi", "gthread"])
+def capped(
+    request: pytest.FixtureRequest, model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    worker_class = request.param
+    directory = tmp_path_factory.mktemp(f"capped-{worker_class}")
+    settings = {"max_connections": FULL, "header_timeout": HELD, "keepalive": HELD}
+    with _serve(worker_class, model_dir, directory, **settings) as running:
+        yield running
+
+
+def _client_ports(server: Server, status: str | None = None) -> set[int]:
+    """Return the client ports of the worker's connections (with ``status``, or any)."""
+    return {
+        c.raddr.port
+        for c in server.worker().net_connections(kind="tcp")
+        if c.raddr and status in (None, c.status)
+    }
+
+
+def _wait_until(check: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + SLACK
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting for {what}")
+        time.sleep(0.05)
+
+
+def test_a_connection_over_the_cap_gets_a_json_503_counted_and_logged(capped: Server):
+    before = _metric(capped, REFUSED)
+    lines_before = capped.log().count(REFUSAL_LINE)
+    # The worker has let go of the connection that asked: only the idle ones will count.
+    _wait_until(lambda: not _client_ports(capped), "the worker to close earlier connections")
+    idle = [_connect(capped) for _ in range(FULL)]
+    try:
+        mine = {sock.getsockname()[1] for sock in idle}
+        _wait_until(
+            lambda: mine <= _client_ports(capped, psutil.CONN_ESTABLISHED),
+            "the worker to accept the idle connections",
+        )
+        with _connect(capped) as over:
+            over.sendall(_request("GET", "/health"))
+            response, _ = _read_until_closed(over)  # answered, then closed by the server
+    finally:
+        for sock in idle:
+            sock.close()
+    status, headers, body = _final(response)
+    assert status == 503, response
+    assert headers["content-type"] == "application/json"
+    assert headers["retry-after"] == "1"
+    assert headers["connection"] == "close"
+    answer = json.loads(body)
+    assert answer["field"] is None and f"limit of {FULL} open connections" in answer["error"]
+    # The idle ones are gone: the worker serves again, and /metrics counts the one refusal.
+    _wait_until(lambda: not _client_ports(capped), "the worker to close the idle connections")
+    assert requests.get(f"{capped.url}/health", timeout=SLACK).status_code == 200
+    assert _metric(capped, REFUSED) == before + 1
+    assert capped.log().count(REFUSAL_LINE) == lines_before + 1
+
+
+def test_the_sync_worker_has_no_cap_and_serves_connections_in_turn(model_dir: Path, tmp_path: Path):
+    settings = {"max_connections": FULL, "header_timeout": HELD}
+    with _serve("sync", model_dir, tmp_path, **settings) as server:
+        before = _metric(server, REFUSED)
+        _wait_until(lambda: not _client_ports(server), "the worker to close earlier connections")
+        idle = [_connect(server) for _ in range(FULL)]
+        try:
+            first = idle[0].getsockname()[1]
+            _wait_until(lambda: _client_ports(server) == {first}, "the first idle connection")
+            with _connect(server) as last:
+                last.sendall(_request("GET", "/health", "Connection: close\r\n"))
+                # One connection at a time: the rest, this request too, wait in the backlog.
+                assert _client_ports(server) == {first}
+                for sock in idle:
+                    sock.close()
+                response, _ = _read_until_closed(last)
+        finally:
+            for sock in idle:
+                sock.close()
+        status, _, body = _final(response)
+        assert status == 200, response
+        assert json.loads(body) == {"status": "ok"}
+        assert _metric(server, REFUSED) == before  # nothing is refused
+        assert REFUSAL_LINE not in server.log()
