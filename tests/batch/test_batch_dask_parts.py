@@ -245,3 +245,20 @@ def test_a_folder_holding_more_than_parts_is_refused_and_kept(
     result = invoke(*args, "--engine", "dask", "--scheduler", dask_scheduler, "--output-parts")
     _one_line_usage_error(result, "holds files that are not parts of a batch output (notes.txt")
     assert [p.name for p in target.iterdir()] == ["notes.txt"]
+
+
+def test_output_parts_onto_an_existing_s3_object_is_refused_and_the_object_kept(
+    march_file: Path, model_dir: Path, dask_scheduler: str, s3_target: tuple[object, str]
+) -> None:
+    from deploy_modes.core.errors import UsageError
+
+    s3, bucket = s3_target
+    s3.put_object(Bucket=bucket, Key="out/2021-03.parquet", Body=b"one file")  # type: ignore[attr-defined]
+    with pytest.raises(UsageError, match=f"s3://{bucket}/out/2021-03.parquet is an object"):
+        _dask_parts(
+            str(march_file), f"s3://{bucket}/out/2021-03.parquet", model_dir, dask_scheduler, 500
+        )
+    body = s3.get_object(Bucket=bucket, Key="out/2021-03.parquet")["Body"].read()  # type: ignore[attr-defined]
+    assert body == b"one file"
+    keys = s3.list_objects_v2(Bucket=bucket)["Contents"]  # type: ignore[attr-defined]
+    assert [k["Key"] for k in keys] == ["out/2021-03.parquet"]
