@@ -174,13 +174,15 @@ def run_on_dask(
     output_table: str,
     chunk_rows: int,
     partition_rows: int = DEFAULT_PARTITION_ROWS,
+    parts: bool = False,
     progress: Callable[..., Progress | None] | None = None,
     say: Say = print,
 ) -> list[Summary]:
     """Score ``(interval, source, target)`` triples on the cluster, all intervals at once.
 
     Each interval is published as soon as its last part is staged; a failing partition fails
-    the run with its own error, after the intervals already published.
+    the run with its own error, after the intervals already published. ``parts`` makes each
+    file target a folder of the workers' parquet parts instead of one file.
     """
     from distributed import as_completed
     from distributed.client import FutureCancelledError
@@ -191,7 +193,7 @@ def run_on_dask(
     summaries: dict[str, Summary] = {}
     for interval, source, target in plans:
         started = time.perf_counter()
-        staging = Staging(target, output_table, interval, token)
+        staging = Staging(target, output_table, interval, token, parts=parts)
         parts = plan_partitions(source, interval, table, partition_rows)
         staging.prepare()
         tick = progress(interval, len(parts), "partitions") if progress is not None else None
@@ -252,7 +254,9 @@ def _say_phases(plan: _Plan, scored: float, say: Say) -> None:
     """Say where an interval's time went: planning and scoring on the cluster, publishing."""
     busy = [r.seconds for r in plan.results.values()]
     appended = ""
-    if not plan.staging.sink.table:
+    if plan.staging.parts:
+        appended = ", parts written as parquet by the workers"
+    elif not plan.staging.sink.table:
         # The client's share, mostly while workers score: one process encodes the one file.
         appended = f", parts appended on the client in {plan.staging.append_seconds:.2f}s"
     say(

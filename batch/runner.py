@@ -23,8 +23,9 @@ from deploy_modes.batch.intervals import (
 from deploy_modes.batch.job import BatchJob, Progress, Summary
 from deploy_modes.batch.locations import check_location, check_source, is_http, is_sql
 from deploy_modes.batch.readers import DEFAULT_CHUNK_ROWS, DEFAULT_PARTITION_ROWS, open_reader
+from deploy_modes.batch.staging import PARTS_NEED_FILES
 from deploy_modes.batch.writers import open_writer
-from deploy_modes.core.errors import DeployError
+from deploy_modes.core.errors import DeployError, UsageError
 from deploy_modes.core.scoring import ModelService
 from deploy_modes.core.settings import CoreSettings
 from deploy_modes.core.storage import is_s3, join_location
@@ -72,6 +73,8 @@ class BatchRun:
     """Dask: start a local cluster of this many worker processes for the run."""
     scheduler: str | None = None
     """Dask: use the existing cluster at this address (``tcp://host:8786``)."""
+    output_parts: bool = False
+    """Dask: write each interval as a folder of the workers' parquet parts, not one file."""
 
     def check(self, intervals: Sequence[Interval], core: CoreSettings) -> None:
         """Refuse options no interval of the run could use, before any model is loaded."""
@@ -80,6 +83,10 @@ class BatchRun:
             raise DeployError(f"--engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
         if self.engine == "local" and (self.workers is not None or self.scheduler):
             raise DeployError("--workers and --scheduler need --engine dask")
+        if self.output_parts and self.engine != "dask":
+            raise UsageError("--output-parts needs --engine dask: the local engine writes one file")
+        if self.output_parts and is_sql(self.output):
+            raise UsageError(PARTS_NEED_FILES)
         if self.partition_rows < 1:
             raise DeployError(f"partition rows must be at least 1, got {self.partition_rows}")
         if self.chunk_rows < 1:
@@ -223,6 +230,7 @@ def _run_dask(
             output_table=run.output_table,
             chunk_rows=run.chunk_rows,
             partition_rows=run.partition_rows,
+            parts=run.output_parts,
             progress=progress,
             say=say,
         )

@@ -66,3 +66,6 @@ class BatchSettings(BaseSettings):
         None, validation_alias=AliasChoices("scheduler", "DEPLOY_DASK_SCHEDULER")
     )
     """``--engine dask``: use the existing cluster at this address (``tcp://host:8786``)."""
+
+    output_parts: bool = False
+    """``--engine dask``: write a folder of parquet parts (``part-00000.parquet``, ...)."""

@@ -9,11 +9,17 @@ replaces it), so a task Dask retries after a killed worker still counts once.
 :meth:`Staging.publish` checks every part holds the rows its task reported, then makes the
 interval visible the way the one-process writer does (one renamed file, one uploaded object
 plus a ``_SUCCESS`` marker, one transaction replacing the interval's rows).
+
+With ``parts=True`` (``--output-parts``) the output is a folder of parquet files, one per
+partition, that the workers write themselves: nothing is appended on the client. Publishing
+renames the staged folder into place (local) or copies the parts under the target prefix and
+writes its ``_SUCCESS`` marker last (S3).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 import uuid
@@ -23,6 +29,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from deploy_modes.batch.intervals import Interval
 from deploy_modes.batch.locations import is_sql, one_line
@@ -34,16 +41,34 @@ from deploy_modes.batch.writers import (
     Session,
     SqlWriter,
     Writer,
+    open_parquet,
 )
-from deploy_modes.core.errors import DataError, DeployError
-from deploy_modes.core.storage import aws_client, is_s3, parse_s3
+from deploy_modes.core.errors import DataError, DeployError, UsageError
+from deploy_modes.core.storage import (
+    aws_client,
+    fsync_folder,
+    is_s3,
+    list_s3,
+    os_cause,
+    parse_s3,
+    s3_error,
+    write_bytes,
+)
 
-__all__ = ["SUCCESS_MARKER", "PartSink", "Staging"]
+__all__ = ["PARTS_NEED_FILES", "SUCCESS_MARKER", "PartSink", "Staging"]
 
 SUCCESS_MARKER = "_SUCCESS"
 _STAGING_SUFFIX = ".staging"
 _PART_SEP = "#"  # SQL staging rows are labelled "<interval>#<partition>"
 _PART_SUFFIX = ".arrow"  # an Arrow IPC file, uncompressed
+_PARQUET_SUFFIX = ".parquet"  # --output-parts: the published parts themselves
+_PARQUET_PART = re.compile(r"part-\d{5,}\.parquet")
+_OLD_INFIX = ".old-"  # a replaced parts folder, renamed aside until the new one is in place
+_S3_DELETE_BATCH = 1_000  # DeleteObjects takes at most this many keys
+PARTS_NEED_FILES = (
+    "--output-parts writes a folder of parquet files: give a .parquet path or s3:// output, "
+    "not a database URL"
+)
 
 
 class _ArrowPart:
@@ -86,18 +111,27 @@ class PartSink:
     location: str  # staging folder, s3:// staging prefix, or database URL
     table: str = ""  # SQL: the staging table
     interval_label: str = ""
+    parquet: bool = False  # --output-parts: each part is one of the output's parquet files
 
     def part(self, index: int) -> str:
         """Return the location of part ``index`` (files) or its row label (SQL)."""
         if self.table:
             return f"{self.interval_label}{_PART_SEP}{index}"
-        return f"{self.location.rstrip('/')}/part-{index:05d}{_PART_SUFFIX}"
+        return f"{self.location.rstrip('/')}/{self.name(index)}"
+
+    def name(self, index: int) -> str:
+        """Return the file name of part ``index``."""
+        return f"part-{index:05d}{_PARQUET_SUFFIX if self.parquet else _PART_SUFFIX}"
 
     def writer(self, index: int) -> Writer:
         """Return the writer of part ``index``: replacing it whole, or not at all."""
         if self.table:
             writer = SqlWriter(_patient(self.location), self.table)
             return _PartWriter(writer, _PartKey(self.part(index)))
+        if self.parquet:
+            # The part is what readers will read: the output's own encoding, and fsynced (the
+            # file, then its folder) before the task reports done, as a published file is.
+            return FileWriter(self.part(index), open_file=open_parquet)
         # Renamed into place (a retried task replaces its part whole) but not fsynced: a part
         # outlives no crash, since the rerun sweeps every part and scores them again.
         return FileWriter(self.part(index), open_file=_ArrowPart, durable=False)
@@ -137,11 +171,17 @@ class Staging:
     """One interval's staging area and the commit step that publishes it."""
 
     def __init__(
-        self, target: str, output_table: str, interval: Interval, run: str | None = None
+        self,
+        target: str,
+        output_table: str,
+        interval: Interval,
+        run: str | None = None,
+        parts: bool = False,
     ) -> None:
         self.target = target
         self.interval = interval
         self.output_table = output_table
+        self.parts = parts
         # Parts live under this run's own name: a task of an earlier, abandoned run that is
         # still finishing on a long-lived cluster can only write where nobody reads.
         self.run = run or uuid.uuid4().hex[:8]
@@ -150,6 +190,8 @@ class Staging:
         self.append_seconds = 0.0  # the client's time appending parts to the output file
         self._session: Session | None = None
         if is_sql(target):
+            if parts:
+                raise UsageError(PARTS_NEED_FILES)
             self._root = f"{interval.label}{_PART_SEP}"
             label = f"{self._root}{self.run}"
             self.sink = PartSink(target, f"{output_table}_staging", label)
@@ -161,10 +203,23 @@ class Staging:
         else:
             path = Path(target)
             self._root = str(path.parent / f".{path.name}{_STAGING_SUFFIX}")
-        self.sink = PartSink(f"{self._root}/{self.run}")
+        self.sink = PartSink(f"{self._root}/{self.run}", parquet=parts)
 
     def prepare(self) -> None:
-        """Remove every run's parts of this interval (a killed run leaves its own behind)."""
+        """Check the target, then remove every run's parts of this interval.
+
+        A killed run leaves its own parts behind, and for ``parts`` maybe a half-done swap
+        of folders, which is undone first.
+        """
+        if self.parts and is_s3(self.target):
+            self._s3_check_prefix()
+        elif self.parts:
+            _sweep_old_folders(Path(self.target))
+            _check_folder(Path(self.target))
+        self._clear()
+
+    def _clear(self) -> None:
+        """Remove every run's parts of this interval."""
         if self.sink.table:
             self._sql_clear_staging()
         elif is_s3(self.target):
@@ -179,8 +234,8 @@ class Staging:
         commit step at the end has only the last parts left to append.
         """
         self._written[index] = rows
-        if self.sink.table:
-            return  # SQL: one INSERT ... SELECT in the commit transaction
+        if self.sink.table or self.parts:
+            return  # SQL: one INSERT ... SELECT in the commit; parts: already where they go
         started = time.perf_counter()
         while self._next in self._written:
             count = self._written[self._next]
@@ -203,6 +258,13 @@ class Staging:
                 return None
             if self.sink.table:
                 return self._sql_publish(written)
+            if self.parts:
+                names = self._check_parquet_parts(written)
+                if is_s3(self.target):
+                    self._s3_publish_parts(names, sum(written))
+                else:
+                    self._publish_folder(names, sum(written))
+                return self.target
             assert self._session is not None and self._next == parts
             self._session.commit()
             self._session = None
@@ -213,7 +275,7 @@ class Staging:
             self.abort()
             raise
         finally:
-            self.prepare()  # the parts are published or useless: remove them either way
+            self._clear()  # the parts are published or useless: remove them either way
 
     def drop_staging_table(self) -> bool:
         """Drop the SQL staging table when no run has parts left in it; return whether it did.
@@ -281,12 +343,113 @@ class Staging:
             except (OSError, pa.ArrowException) as exc:
                 raise DeployError(f"staged part {location} is unreadable: {one_line(exc)}") from exc
             if held != rows or not part.schema.equals(OUTPUT_SCHEMA):
-                raise DeployError(
-                    f"staged part {location} holds {held:,} rows, its task "
-                    f"reported {rows:,}: refusing to publish {self.interval.label}"
-                )
+                raise self._mismatch(location, held, rows)
             for batch in range(part.num_record_batches):
                 yield pa.Table.from_batches([part.get_batch(batch)])
+
+    def _mismatch(self, location: str, held: int, rows: int) -> DeployError:
+        return DeployError(
+            f"staged part {location} holds {held:,} rows, its task "
+            f"reported {rows:,}: refusing to publish {self.interval.label}"
+        )
+
+    def _check_parquet_parts(self, written: Sequence[int]) -> list[str]:
+        """Check each staged parquet part holds its task's rows; return their names in order.
+
+        Only the footers are read. A partition that wrote no row has no part.
+        """
+        names = []
+        for index, rows in enumerate(written):
+            if not rows:
+                continue
+            location = self.sink.part(index)
+            try:
+                if is_s3(location):
+                    from deploy_modes.batch.partitions import s3_filesystem
+
+                    loc = parse_s3(location)
+                    with s3_filesystem().open_input_file(f"{loc.bucket}/{loc.key}") as handle:
+                        held, schema = _footer(handle)
+                else:
+                    held, schema = _footer(location)
+            except (OSError, pa.ArrowException) as exc:
+                raise DeployError(f"staged part {location} is unreadable: {one_line(exc)}") from exc
+            if held != rows or not schema.equals(OUTPUT_SCHEMA):
+                raise self._mismatch(location, held, rows)
+            names.append(self.sink.name(index))
+        return names
+
+    def _marker(self, names: Sequence[str], rows: int) -> bytes:
+        """Return the ``_SUCCESS`` marker of a parts folder: which parts are current."""
+        body = {"interval": self.interval.label, "rows": rows, "parts": list(names)}
+        return json.dumps(body).encode()
+
+    def _publish_folder(self, names: Sequence[str], rows: int) -> None:
+        """Swap the staged folder in for the target's: two renames in the target's folder."""
+        staged, target = Path(self.sink.location), Path(self.target)
+        old = target.parent / f".{target.name}{_OLD_INFIX}{self.run}"
+        try:
+            for entry in staged.iterdir():  # a killed attempt's temp file: not part of it
+                if entry.name not in names:
+                    entry.unlink()
+            write_bytes(staged / SUCCESS_MARKER, self._marker(names, rows))
+            fsync_folder(staged)
+            if target.exists():
+                target.rename(old)
+            # Killed here, the target is missing and the next run's sweep renames the old back.
+            try:
+                staged.rename(target)
+            except OSError:
+                if old.exists():
+                    old.rename(target)
+                raise
+            fsync_folder(target.parent)
+        except OSError as exc:
+            raise DeployError(f"cannot publish {target}: {os_cause(exc)}") from exc
+        shutil.rmtree(old, ignore_errors=True)
+
+    def _s3_check_prefix(self) -> None:
+        """Refuse a target that is an object, or a prefix holding more than parts."""
+        loc = parse_s3(self.target)
+        try:
+            # The object itself, if any, sorts first of every key it is a prefix of.
+            first = aws_client("s3").list_objects_v2(Bucket=loc.bucket, Prefix=loc.key, MaxKeys=1)
+        except Exception as exc:
+            raise s3_error(exc, self.target) from exc
+        if [o["Key"] for o in first.get("Contents", [])] == [loc.key]:
+            raise UsageError(
+                f"--output-parts writes a folder of parts, but {self.target} is an object: "
+                "delete it or choose another --output"
+            )
+        _refuse_foreign(self.target, list_s3(self.target))
+
+    def _s3_publish_parts(self, names: Sequence[str], rows: int) -> None:
+        """Copy the parts under the target prefix; the ``_SUCCESS`` marker goes last.
+
+        The marker is deleted first: while parts are being replaced, the prefix has none, so
+        a reader that trusts only marked prefixes never reads a mix of two runs.
+        """
+        loc = parse_s3(self.target)
+        prefix = loc.key.rstrip("/") + "/"
+        s3 = aws_client("s3")
+        try:
+            s3.delete_object(Bucket=loc.bucket, Key=prefix + SUCCESS_MARKER)
+            for name in names:
+                src = parse_s3(f"{self.sink.location}/{name}")
+                # The managed copy: server-side, multipart past 8 MiB, so any part size works.
+                s3.copy({"Bucket": src.bucket, "Key": src.key}, loc.bucket, prefix + name)
+            # An earlier run with more partitions left parts this one does not overwrite.
+            stale = [k for k in list_s3(self.target, s3) if k not in names and k != SUCCESS_MARKER]
+            for start in range(0, len(stale), _S3_DELETE_BATCH):
+                batch = [{"Key": prefix + k} for k in stale[start : start + _S3_DELETE_BATCH]]
+                s3.delete_objects(Bucket=loc.bucket, Delete={"Objects": batch})
+            s3.put_object(
+                Bucket=loc.bucket, Key=prefix + SUCCESS_MARKER, Body=self._marker(names, rows)
+            )
+        except DeployError:
+            raise
+        except Exception as exc:
+            raise DeployError(f"cannot publish {self.target}: {one_line(exc)}") from exc
 
     def _s3_delete_prefix(self) -> None:
         loc = parse_s3(self._root + "/")
@@ -361,3 +524,50 @@ class Staging:
             final.close()
             staging.close()
         return final.describe()
+
+
+def _footer(source: Any) -> tuple[int, pa.Schema]:
+    """Return a parquet file's row count and schema from its footer."""
+    file = pq.ParquetFile(source)
+    return file.metadata.num_rows, file.schema_arrow
+
+
+def _is_ours(name: str) -> bool:
+    """Return whether a parts folder's entry is one a run of ours writes."""
+    # Hidden entries are a writer's temp files, which readers skip too.
+    return bool(_PARQUET_PART.fullmatch(name)) or name == SUCCESS_MARKER or name.startswith(".")
+
+
+def _refuse_foreign(target: str, names: Sequence[str]) -> None:
+    """Refuse to replace a folder that holds more than an earlier run's parts."""
+    foreign = sorted(n for n in names if not _is_ours(n))
+    if foreign:
+        raise UsageError(
+            f"{target} holds files that are not parts of a batch output ({foreign[0]}, ...): "
+            "refusing to replace it; choose another --output"
+        )
+
+
+def _check_folder(target: Path) -> None:
+    """Refuse a target that is a file, or a folder holding more than parts."""
+    if target.exists() and not target.is_dir():
+        raise UsageError(
+            f"--output-parts writes a folder of parts, but {target} is a file: "
+            "remove it or choose another --output"
+        )
+    if target.is_dir():
+        _refuse_foreign(str(target), [entry.name for entry in target.iterdir()])
+
+
+def _sweep_old_folders(target: Path) -> None:
+    """Undo a half-done swap a killed client left (target gone, old aside), drop the rest."""
+    if not target.parent.is_dir():
+        return
+    olds = sorted(
+        target.parent.glob(f".{target.name}{_OLD_INFIX}*"), key=lambda p: p.stat().st_mtime
+    )
+    if olds and not target.exists():
+        # Killed between its two renames: the previous output is complete, bring it back.
+        olds.pop().rename(target)
+    for old in olds:
+        shutil.rmtree(old, ignore_errors=True)

@@ -32,6 +32,7 @@ from deploy_modes.core.errors import DataError, DeployError
 from deploy_modes.core.storage import (
     aws_client,
     create_temp,
+    fsync_folder,
     is_s3,
     os_cause,
     parse_s3,
@@ -47,6 +48,7 @@ __all__ = [
     "SqlWriter",
     "TableFile",
     "Writer",
+    "open_parquet",
     "open_writer",
 ]
 
@@ -96,7 +98,7 @@ class TableFile(Protocol):
         ...
 
 
-def _open_parquet(path: str) -> TableFile:
+def open_parquet(path: str) -> TableFile:
     """Open the output's parquet file, encoded as every reader of a batch output sees it."""
     return pq.ParquetWriter(
         path,
@@ -206,6 +208,8 @@ class _FileSession:
                     with open(self._tmp, "rb+") as handle:
                         os.fsync(handle.fileno())
                 os.replace(self._tmp, self.target)
+                if self._durable:
+                    fsync_folder(Path(self.target).parent)  # the rename itself survives a crash
         except OSError as exc:
             raise self._os_error(exc) from exc
         finally:
@@ -231,7 +235,7 @@ class FileWriter:
         self,
         location: str,
         client: Any = None,
-        open_file: Callable[[str], TableFile] = _open_parquet,
+        open_file: Callable[[str], TableFile] = open_parquet,
         durable: bool = True,
     ) -> None:
         self.location = location
@@ -252,7 +256,7 @@ class ParquetWriter(FileWriter):
     """Write each interval to one parquet file: a local path or an ``s3://`` object."""
 
     def __init__(self, location: str, client: Any = None) -> None:
-        super().__init__(location, client, _open_parquet)
+        super().__init__(location, client, open_parquet)
 
 
 class _SqlSession:

@@ -25,6 +25,8 @@ from deploy_modes.cli.options import (
 
 __all__ = ["app", "run"]
 
+_PARTS_NOT_IN_COMPOSE = "--output-parts runs with --runtime local, not in the compose stack"
+
 app = typer_app(
     "Score an interval's rides (a month, the month or window before --run-date, or a "
     "--from/--to backfill) and write predictions out, then exit: cron-friendly.\n\n"
@@ -167,6 +169,16 @@ def run(
             show_default=False,
         ),
     ] = None,
+    output_parts: Annotated[
+        bool | None,
+        typer.Option(
+            "--output-parts",
+            help="With --engine dask: write the output as a folder of parquet parts "
+            "(part-00000.parquet, ...), one per partition, written by the workers "
+            "(env DEPLOY_BATCH_OUTPUT_PARTS).",
+            show_default=False,
+        ),
+    ] = None,
     trust_pickle: TrustPickleOption = None,
     trust_type: TrustTypeOption = None,
     model_sha256: ModelSha256Option = None,
@@ -181,6 +193,7 @@ def run(
     from deploy_modes.batch.runner import BatchRun, run_intervals
     from deploy_modes.batch.settings import BatchSettings
     from deploy_modes.compose.runtime import Runtime
+    from deploy_modes.core.errors import UsageError
     from deploy_modes.core.settings import load_settings
 
     settings = load_settings(
@@ -199,6 +212,7 @@ def run(
         engine=engine,
         workers=workers,
         scheduler=scheduler,
+        output_parts=output_parts,
     )
     # Check the interval options before choosing a runtime: a typo fails the same everywhere.
     intervals = resolve_intervals(
@@ -209,7 +223,13 @@ def run(
         window=settings.window,
     )
     trust = chosen_trust(trust_pickle, trust_type, model_sha256)
+    # The stack's job takes only the options it knows: refuse the folder layout rather than
+    # quietly write one file; before asking Docker when compose was asked for by name.
+    if settings.output_parts and runtime is Runtime.compose:
+        raise UsageError(_PARTS_NOT_IN_COMPOSE)
     if chosen_runtime(runtime) is Runtime.compose:
+        if settings.output_parts:
+            raise UsageError(_PARTS_NOT_IN_COMPOSE)
         _run_in_compose(settings, model, bake, trust)
         return
     # With --json, stdout carries only the summaries; messages go to stderr.
@@ -229,6 +249,7 @@ def run(
         engine=settings.engine,
         workers=settings.workers,
         scheduler=settings.scheduler,
+        output_parts=settings.output_parts,
     )
     with _progress_bars() as progress:
         summaries = run_intervals(

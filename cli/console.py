@@ -13,7 +13,7 @@ import typer
 from rich.markup import escape
 
 from deploy_modes.cli.convention import ConventionGroup
-from deploy_modes.core.errors import DeployError
+from deploy_modes.core.errors import DeployError, UsageError
 from deploy_modes.launch.terminal import console, err_console, isatty, progress, say
 
 __all__ = [
@@ -86,12 +86,14 @@ def os_errors_as_lines() -> Iterator[None]:
 
 
 class DeployGroup(ConventionGroup):
-    """A typer group that turns user-facing errors into one clear line and exit code 1."""
+    """A typer group that turns user-facing errors into one clear line and exit code 1 (2)."""
 
     def invoke(self, ctx: typer.Context) -> Any:
         try:
             with os_errors_as_lines():
                 return super().invoke(ctx)
+        except UsageError as exc:  # as click's own usage errors, but one line
+            raise fail(str(exc), 2) from None
         except DeployError as exc:
             raise fail(str(exc)) from None
         except KeyboardInterrupt:

@@ -1,10 +1,14 @@
 """Errors every mode turns into a clear message instead of a traceback."""
 
-__all__ = ["DataError", "DeployError", "ModelLoadError", "RideValidationError"]
+__all__ = ["DataError", "DeployError", "ModelLoadError", "RideValidationError", "UsageError"]
 
 
 class DeployError(Exception):
     """Base class for user-facing errors: the message alone says what went wrong."""
+
+
+class UsageError(DeployError):
+    """Options that cannot go together, or an existing target they cannot use: exit code 2."""
 
 
 class ModelLoadError(DeployError):

@@ -28,6 +28,7 @@ __all__ = [
     "download",
     "emulator_keys",
     "endpoint_url",
+    "fsync_folder",
     "http_exists",
     "is_http",
     "is_s3",
@@ -205,6 +206,15 @@ def create_temp(directory: str | os.PathLike[str], prefix: str, suffix: str) -> 
     raise DeployError(
         f"cannot write in {directory}: no free temp file name in {_TEMP_ATTEMPTS} tries"
     )
+
+
+def fsync_folder(folder: str | os.PathLike[str]) -> None:
+    """Flush a folder's entries to disk: a file renamed into it survives a crash too."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_bytes(uri: str | os.PathLike[str], data: bytes, client: Any = None) -> None:

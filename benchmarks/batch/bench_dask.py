@@ -1,7 +1,9 @@
 """Benchmark: ``--engine local`` vs ``--engine dask`` with 1 and 2 workers on the same rides.
 
-One run measures all three on the same files, so only the ratios between them mean much on a
-shared machine. The local engine runs as a child ``deploy batch`` (its peak RSS from
+Each Dask worker count runs both output layouts: ``file`` (the client appends every part to
+one parquet file) and ``parts`` (``--output-parts``: the workers write a folder of parquet
+parts). One run measures all five on the same files, so only the ratios between them mean
+much on a shared machine. The local engine runs as a child ``deploy batch`` (its peak RSS from
 ``os.wait4``); each Dask run starts a local cluster (processes, one thread each), runs the
 Python API against it and asks every worker for its own peak RSS (``getrusage``). Times are the
 run's own (plan, score, publish). Like the local engine's, they leave out loading the model:
@@ -39,9 +41,10 @@ SEED = 42  # slice i of the input is generate_month(2021, 3, seed=SEED + i)
 CACHE_ENV = "DEPLOY_BENCH_CACHE"
 DEFAULT_CACHE = Path(tempfile.gettempdir()) / "deploy-bench-cache"  # outside the repo
 YEAR_ROWS = 38_300_000  # yellow-taxi trips in 2023 (TLC trip records), about 3.2 M a month
+LAYOUTS = ("file", "parts")
 _PHASES = re.compile(
-    r"(\d+) partitions scored in ([\d.]+)s \(a partition took ([\d.]+)s.*"
-    r"parts appended on the client in ([\d.]+)s"
+    r"(\d+) partitions scored in ([\d.]+)s \(a partition took ([\d.]+)s"
+    r"(?:.*parts appended on the client in ([\d.]+)s)?"
 )
 
 
@@ -134,9 +137,16 @@ def _local(source: Path, model: Path, out: Path) -> dict[str, float]:
 
 
 def _peak_rss_mb() -> float:
-    import resource
+    """Return this process's own peak RSS (``VmHWM``), in MB.
 
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    Not ``getrusage``: Linux carries ``ru_maxrss`` across fork and exec, so a worker the
+    nanny starts reports the client's peak when that was larger (here: after comparing two
+    10 M-row outputs in memory, 2.6 GB for every worker).
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def _load_model(ref: Any) -> float:
@@ -148,7 +158,7 @@ def _load_model(ref: Any) -> float:
     return time.perf_counter() - started
 
 
-def _dask(source: Path, model: Path, out: Path, workers: int) -> dict[str, Any]:
+def _dask(source: Path, model: Path, out: Path, workers: int, layout: str) -> dict[str, Any]:
     from deploy_modes.batch import run_interval
     from deploy_modes.batch.dask_engine import ModelRef, dask_client
     from deploy_modes.core.artifact import load_model
@@ -168,17 +178,19 @@ def _dask(source: Path, model: Path, out: Path, workers: int) -> dict[str, Any]:
         summary = run_interval(
             "2021-03", input=str(source), output=str(out), model=str(model),
             engine="dask", scheduler=client.scheduler.address, say=said.append,
+            output_parts=layout == "parts",
         )  # fmt: skip
         rss = sorted(client.run(_peak_rss_mb).values())
     match = next(m for m in map(_PHASES.search, said) if m)
     return {
         "workers": workers,
+        "layout": layout,
         "seconds": summary["seconds"],
         "scoring_s": float(match.group(2)),
-        "publish_s": summary["seconds"] - float(match.group(2)),
+        "publish_s": max(0.0, summary["seconds"] - float(match.group(2))),  # 2-decimal scoring
         "partitions": int(match.group(1)),
         "partition_s": float(match.group(3)),
-        "client_append_s": float(match.group(4)),
+        "client_append_s": float(match.group(4) or 0),  # parts: none
         "cluster_startup_s": startup,
         "model_load_s_per_worker": loads,
         "peak_rss_mb_per_worker": rss,
@@ -215,38 +227,40 @@ def main() -> None:
     source, model = Path(paths["source"]), Path(paths["model"])
     workdir = options.workdir or Path(tempfile.mkdtemp(prefix="bench-dask-"))
     try:
-        _compare(source, model, workdir, options.rows)
+        _compare(source, model, workdir, options.rows, options.keep)
     finally:
         if not options.keep:
-            shutil.rmtree(workdir, ignore_errors=True)  # three 10 M-row outputs: ~1 GB
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _compare(source: Path, model: Path, workdir: Path, rows: int) -> None:
-    """Run the three ways on ``source`` and print the figures and the goals."""
+def _compare(source: Path, model: Path, workdir: Path, rows: int, keep: bool) -> None:
+    """Run the local engine and both layouts on 1 and 2 workers; print figures and goals."""
     before = os.getloadavg()
     local = _local(source, model, workdir / "local.parquet")
-    one = _dask(source, model, workdir / "dask1.parquet", 1)
-    two = _dask(source, model, workdir / "dask2.parquet", 2)
-
-    same = {
-        run: _same_output(workdir / "local.parquet", workdir / f"{run}.parquet")
-        and local["rows_dropped"] == result["rows_dropped"]
-        for run, result in (("dask1", one), ("dask2", two))
-    }
+    runs: dict[tuple[str, int], dict[str, Any]] = {}
+    for workers in (1, 2):
+        for layout in LAYOUTS:
+            out = workdir / f"dask{workers}-{layout}.parquet"
+            run = runs[layout, workers] = _dask(source, model, out, workers, layout)
+            run["identical"] = (
+                _same_output(workdir / "local.parquet", out)
+                and local["rows_dropped"] == run["rows_dropped"]
+            )
+            if not keep:
+                _remove(out)  # a 10 M-row output is ~300 MB: keep one at a time
     after = os.getloadavg()
-    print(
-        f"rows         : {rows:,} in {one['partitions']} partitions (row groups of {ROW_GROUP:,})"
-    )
+    partitions = runs["file", 1]["partitions"]
+    print(f"rows         : {rows:,} in {partitions} partitions (row groups of {ROW_GROUP:,})")
     print(f"load average : {_loads(before)} before, {_loads(after)} after (1, 5, 15 min)")
     print(
         f"local        : {local['seconds']:6.2f}s = {rows / local['seconds']:>11,.0f} rows/s"
         f"  | peak RSS {local['peak_rss_mb']:.0f} MB"
     )
-    for run in (one, two):
+    for (layout, workers), run in runs.items():
         rss = ", ".join(f"{m:.0f}" for m in run["peak_rss_mb_per_worker"])
         rate = rows / run["seconds"]
         print(
-            f"dask x{run['workers']}      : {run['seconds']:6.2f}s = {rate:>11,.0f} rows/s"
+            f"dask x{workers} {layout:<5} : {run['seconds']:6.2f}s = {rate:>11,.0f} rows/s"
             f"  | scoring {run['scoring_s']:.2f}s, publish {run['publish_s']:.2f}s,"
             f" {run['partition_s']:.3f}s per partition,"
             f" client appends {run['client_append_s']:.2f}s"
@@ -254,35 +268,50 @@ def _compare(source: Path, model: Path, workdir: Path, rows: int) -> None:
             f" + model load {max(run['model_load_s_per_worker']):.1f}s"
             f" | peak RSS per worker {rss} MB"
         )
-    speedup = one["scoring_s"] / two["scoring_s"]
-    whole = one["seconds"] / two["seconds"]
-    vs_local = one["seconds"] / local["seconds"]
-    worst_rss = max(one["peak_rss_mb_per_worker"] + two["peak_rss_mb_per_worker"])
     ok = {True: "met", False: "NOT met"}
-    print(f"speed-up     : 2 workers {speedup:.2f}x 1 worker on scoring ({whole:.2f}x whole run)"
-          f"  goal >= {GOAL_SPEEDUP}: {ok[speedup >= GOAL_SPEEDUP]}")  # fmt: skip
-    print(f"vs local     : 1 dask worker takes {vs_local:.2f}x the local engine"
-          f"  goal <= {GOAL_VS_LOCAL}: {ok[vs_local <= GOAL_VS_LOCAL]}")  # fmt: skip
-    print(f"memory       : peak RSS per worker {worst_rss:.0f} MB"
-          f"  goal <= {GOAL_RSS_MB}: {ok[worst_rss <= GOAL_RSS_MB]}")  # fmt: skip
-    print(f"output       : equal to local row by row (and drop counts): x1 {same['dask1']},"
-          f" x2 {same['dask2']}")  # fmt: skip
+    verdicts: dict[str, dict[str, float]] = {}
+    for layout in LAYOUTS:
+        one, two = runs[layout, 1], runs[layout, 2]
+        speedup = one["scoring_s"] / two["scoring_s"]
+        whole = one["seconds"] / two["seconds"]
+        vs_local = one["seconds"] / local["seconds"]
+        worst_rss = max(one["peak_rss_mb_per_worker"] + two["peak_rss_mb_per_worker"])
+        verdicts[layout] = {"speedup_scoring": speedup, "speedup_whole": whole,
+                            "one_worker_vs_local": vs_local, "worst_rss_mb": worst_rss}  # fmt: skip
+        met = ok[speedup >= GOAL_SPEEDUP]
+        print(f"{layout:<5} speed-up: 2 workers {speedup:.2f}x 1 worker on scoring"
+              f" ({whole:.2f}x whole run)  goal >= {GOAL_SPEEDUP}: {met}")  # fmt: skip
+        print(f"{layout:<5} vs local: 1 dask worker takes {vs_local:.2f}x the local engine"
+              f"  goal <= {GOAL_VS_LOCAL}: {ok[vs_local <= GOAL_VS_LOCAL]}")  # fmt: skip
+        print(f"{layout:<5} memory  : peak RSS per worker {worst_rss:.0f} MB"
+              f"  goal <= {GOAL_RSS_MB}: {ok[worst_rss <= GOAL_RSS_MB]}")  # fmt: skip
+        print(f"{layout:<5} output  : equal to local row by row (and drop counts):"
+              f" x1 {one['identical']}, x2 {two['identical']}")  # fmt: skip
     # A year on N workers with a core each: scoring spreads over them at the 1-worker run's
-    # per-row cost, but the client appends every row to its month's file itself, so the run
-    # takes at least the client's append time; the last month's commit tail comes after.
-    per_row = one["partition_s"] * one["partitions"] / rows
-    append_per_row = one["client_append_s"] / rows
-    tail = one["publish_s"]  # this run's 10 M-row file: pessimistic for a 3.2 M-row month
-    for n in (1, 2, 8, 32):
-        scoring = per_row * YEAR_ROWS / n
-        appending = append_per_row * YEAR_ROWS
-        print(f"year estimate: {YEAR_ROWS:,} rows on {n:>2} workers ~"
-              f" {max(scoring, appending) + tail:6.1f}s (scoring {scoring:.1f}s,"
-              f" client appends {appending:.1f}s, last commit {tail:.1f}s)")  # fmt: skip
-    print(json.dumps({"rows": rows, "local": local, "dask_1": one, "dask_2": two,
-                      "speedup_scoring": speedup, "speedup_whole": whole,
-                      "one_worker_vs_local": vs_local, "identical": same,
+    # per-row cost; with one file per month the client appends every row itself, so the run
+    # takes at least the client's append time; the last month's publish comes after.
+    for layout in LAYOUTS:
+        one = runs[layout, 1]
+        per_row = one["partition_s"] * one["partitions"] / rows
+        append_per_row = one["client_append_s"] / rows
+        tail = one["publish_s"]  # this run's 10 M rows: pessimistic for a 3.2 M-row month
+        for n in (1, 2, 8, 32):
+            scoring = per_row * YEAR_ROWS / n
+            appending = append_per_row * YEAR_ROWS
+            print(f"year {layout:<5}: {YEAR_ROWS:,} rows on {n:>2} workers ~"
+                  f" {max(scoring, appending) + tail:6.1f}s (scoring {scoring:.1f}s,"
+                  f" client appends {appending:.1f}s, last publish {tail:.1f}s)")  # fmt: skip
+    print(json.dumps({"rows": rows, "local": local,
+                      "dask": {f"{layout}_{n}": run for (layout, n), run in runs.items()},
+                      "goals": verdicts,
                       "load_average": {"before": before, "after": after}}))  # fmt: skip
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _loads(averages: tuple[float, float, float]) -> str:

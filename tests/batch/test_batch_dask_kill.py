@@ -1,4 +1,4 @@
-"""SIGKILL a Dask worker, then the client, mid-run: the output is exactly-once or absent."""
+"""SIGKILL a Dask worker, then the client, mid-run: the output is exactly-once or the previous."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from typing import Any
 
 import pandas as pd
 import psutil
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
@@ -48,8 +50,33 @@ def local_truth(
 
 
 def _staged(target: Path) -> list[Path]:
+    """Return the staged parts: Arrow files (one-file output) or parquet (--output-parts)."""
     staging = target.parent / f".{target.name}.staging"
-    return sorted(staging.glob("*/part-*.arrow")) if staging.is_dir() else []
+    return sorted(staging.glob("*/part-*")) if staging.is_dir() else []
+
+
+def _previous_output(target: Path, layout: str, truth: pd.DataFrame) -> dict[str, bytes]:
+    """Write an earlier run's output by hand; return its files' bytes, by name.
+
+    The earlier parts folder has a part (``part-00050``) the 40-partition rerun does not
+    write: a rerun that leaves it holds extra rows.
+    """
+    target.parent.mkdir(parents=True)
+    rows = pa.Table.from_pandas(truth.head(200), preserve_index=False)
+    if layout == "file":
+        pq.write_table(rows, target)
+        return {target.name: target.read_bytes()}
+    target.mkdir()
+    pq.write_table(rows.slice(0, 100), target / "part-00000.parquet")
+    pq.write_table(rows.slice(100), target / "part-00050.parquet")
+    (target / "_SUCCESS").write_text(json.dumps({"interval": "2021-03", "rows": 200}))
+    return _files(target)
+
+
+def _files(target: Path) -> dict[str, bytes]:
+    if target.is_file():
+        return {target.name: target.read_bytes()}
+    return {p.name: p.read_bytes() for p in sorted(target.iterdir())}
 
 
 def _until(predicate: Any, what: str, timeout: float = 180, pause: float = 0.01) -> None:
@@ -106,13 +133,16 @@ def test_a_worker_killed_mid_task_is_retried_and_the_output_is_exactly_once(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dask.parquet"]
 
 
-def test_a_killed_client_leaves_no_output_and_a_rerun_replaces_it(
-    long_month: Path, model_dir: Path, tmp_path: Path, dask_scheduler: str,
+@pytest.mark.parametrize("layout", ["file", "parts"])
+def test_a_killed_client_leaves_the_previous_output_and_a_rerun_replaces_it(
+    layout: str, long_month: Path, model_dir: Path, tmp_path: Path, dask_scheduler: str,
     local_truth: pd.DataFrame,
 ) -> None:  # fmt: skip
     target = tmp_path / "out" / "2021-03.parquet"
+    previous = _previous_output(target, layout, local_truth)
     args = ["--month", "2021-03", "--input", str(long_month), "--output", str(target)]
     args += ["--model", str(model_dir), "--json"]
+    args += ["--output-parts"] if layout == "parts" else []
     env = {
         **os.environ,
         "DEPLOY_BATCH_PARTITION_ROWS": str(ROW_GROUP),
@@ -137,8 +167,10 @@ def test_a_killed_client_leaves_no_output_and_a_rerun_replaces_it(
     for orphan in alive:
         orphan.kill()
     assert not alive, f"workers outlived their killed client: {[p.pid for p in alive]}"
-    assert not target.exists(), "a killed run must not publish a partial output"
-    assert [p.name for p in target.parent.iterdir() if not p.name.startswith(".")] == []
+    assert _files(target) == previous, "a killed run must leave the previous output as it was"
+    assert [p.name for p in target.parent.iterdir() if not p.name.startswith(".")] == [
+        "2021-03.parquet"
+    ]
 
     again = [deploy, "batch", "--runtime", "local", *args, "--engine", "dask"]
     rerun = subprocess.run(
@@ -149,8 +181,11 @@ def test_a_killed_client_leaves_no_output_and_a_rerun_replaces_it(
     summary = json.loads(rerun.stdout.strip().splitlines()[-1])
     assert summary["rows_read"] == ROWS
     pd.testing.assert_frame_equal(pd.read_parquet(target), local_truth, check_exact=True)
-    # The rerun swept the killed run's staged parts.
+    # The rerun swept the killed run's staged parts (and the folder it replaced).
     assert [p.name for p in target.parent.iterdir()] == ["2021-03.parquet"]
+    if layout == "parts":
+        names = sorted(p.name for p in target.iterdir())
+        assert names == ["_SUCCESS", *[f"part-{i:05d}.parquet" for i in range(ROWS // ROW_GROUP)]]
 
 
 SQL_ROWS = 40_000  # SQL inserts are slower than parquet: a smaller month in 20 partitions
