@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
-
 from peer_servers import PEERS, PeerError, PeerServer, start_peer
 
 from deploy_modes.core.artifact import load_model
@@ -53,7 +52,11 @@ GOAL_CPU_US = 150.0  # issue 15: server CPU per /predict request, at c=8 and c=6
 GOAL_BATCH_MS = 30.0
 GOAL_V2_MS = 10.0  # issue 15: Open Inference Protocol infer of 1,000 rows, p50
 # Which --peers name starts which peer_servers entries: MLflow at our worker count and at one.
-PEER_GROUPS = {"mlserver": ("mlserver",), "bentoml": ("bentoml",), "mlflow": ("mlflow", "mlflow-w1")}
+PEER_GROUPS = {
+    "mlserver": ("mlserver",),
+    "bentoml": ("bentoml",),
+    "mlflow": ("mlflow", "mlflow-w1"),
+}
 _WRK_LUA = """wrk.method = "POST"
 wrk.body = [==[{body}]==]
 wrk.headers["Content-Type"] = "application/json"
@@ -502,11 +505,15 @@ def _goals(
         if concurrency in mine:
             cpu = mine[concurrency].cpu_us
             goals.append(
-                (f"CPU per /predict <= {GOAL_CPU_US:g} us at c={concurrency} ({cpu:.0f} us)",
-                 cpu <= GOAL_CPU_US)
+                (
+                    f"CPU per /predict <= {GOAL_CPU_US:g} us at c={concurrency} ({cpu:.0f} us)",
+                    cpu <= GOAL_CPU_US,
+                )
             )
     goals.append(("zero errors (ours)", all(p.errors == 0 for p in mine.values())))
-    goals.append((f"batch of {BATCH_RIDES} p50 <= {GOAL_BATCH_MS:g} ms", batch_p50 <= GOAL_BATCH_MS))
+    goals.append(
+        (f"batch of {BATCH_RIDES} p50 <= {GOAL_BATCH_MS:g} ms", batch_p50 <= GOAL_BATCH_MS)
+    )
     goals.append((f"V2 infer of {BATCH_RIDES} p50 <= {GOAL_V2_MS:g} ms", v2_p50 <= GOAL_V2_MS))
     return goals
 

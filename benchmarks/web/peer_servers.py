@@ -8,6 +8,7 @@ ours (``TOLERANCE``), so every peer in the table computes the same thing.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import shutil
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 from peer_venvs import PEERS_DIR, peer_python
 
 from deploy_modes.compare.agreement import TOLERANCE
@@ -111,9 +113,17 @@ class PeerServer:
         return self.process.pid
 
     def stop(self) -> None:
-        """Stop the peer and anything it left in its process group."""
+        """Stop the peer, then kill whatever of its process tree outlived it."""
+        # BentoML's workers run in their own process groups: the tree, not the group, is the peer.
+        try:
+            tree = psutil.Process(self.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            tree = []
         self.process.stop()
         self.process.kill()
+        for child in tree:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()
 
 
 def start_peer(
@@ -136,9 +146,7 @@ def start_peer(
     port = free_port()
     count = spec.workers(workers)
     command, env = _command(spec.venv, python, folder, port, count, work)
-    process = ManagedProcess(
-        name, command, env=env, log_path=work / f"{name}.log", cwd=folder
-    )
+    process = ManagedProcess(name, command, env=env, log_path=work / f"{name}.log", cwd=folder)
     server = PeerServer(
         name,
         f"http://127.0.0.1:{port}{spec.path}",
