@@ -150,10 +150,10 @@ def main(argv: list[str] | None = None) -> int:
             points: list[Point] = []
             for concurrency in args.concurrency:
                 for target in targets:  # interleaved: drift hits all alike
-                    run = _wrk_load if wrk else _python_load_point
-                    before = _cpu_seconds(target.pid)
+                    run = wrk_load if wrk else _python_load_point
+                    before = cpu_seconds(target.pid)
                     point = run(target, concurrency, args.duration)
-                    spent = _cpu_seconds(target.pid) - before
+                    spent = cpu_seconds(target.pid) - before
                     point.cpu_us = spent / max(point.requests, 1) * 1e6
                     points.append(point)
             batch = _batch_latencies(servers["ours"])
@@ -193,7 +193,7 @@ _PROCESSES: list[ManagedProcess] = []
 _SERVER_PIDS: dict[str, int] = {}
 
 
-def _cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int) -> float:
     """Return the CPU time used so far by a server: its master and its workers."""
     master = psutil.Process(pid)
     total = 0.0
@@ -255,7 +255,8 @@ def _wait_ready(url: str, process: ManagedProcess, path: str) -> str:
     return url
 
 
-def _wrk_load(target: Target, concurrency: int, seconds: float) -> Point:
+def wrk_load(target: Target, concurrency: int, seconds: float) -> Point:
+    """Post ``target``'s body with wrk at ``concurrency`` for ``seconds``; return the point."""
     script = Path(tempfile.gettempdir()) / f"bench-web-{os.getpid()}.lua"
     script.write_text(_WRK_LUA.format(body=target.body.decode()))
     threads = min(concurrency, 2)
