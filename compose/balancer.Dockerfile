@@ -12,9 +12,9 @@ RUN printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx >/dev/null \
  && rm -rf /var/lib/apt/lists/* /etc/nginx/sites-enabled /usr/sbin/policy-rc.d
 COPY compose/balancer/nginx.conf /etc/nginx/nginx.conf
-# A broken config fails the build, not the container.
-RUN nginx -t -e stderr
 USER www-data
+# A broken config fails the build, not the container (tested as the user that runs it).
+RUN nginx -t -e stderr && rm -rf /tmp/nginx*
 EXPOSE 9696
 # /ready through nginx: healthy once it routes to at least one replica that has its model.
 HEALTHCHECK --interval=5s --timeout=3s --start-period=10s --retries=3 \
