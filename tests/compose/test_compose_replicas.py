@@ -31,7 +31,7 @@ from typing import Any
 
 import pytest
 
-from deploy_modes.compose.replicas import CURRENT, wait_replicas
+from deploy_modes.compose.replicas import CURRENT, replica_number, wait_replicas
 from deploy_modes.compose.stack import PROJECT_LABEL, SERVICE_LABEL, Stack, docker_client
 from deploy_modes.core.artifact import load_model
 from deploy_modes.core.data import month_file
@@ -301,6 +301,15 @@ def test_a_roll_under_load_fails_nothing_and_no_replica_switches_back(
         seen = [a.version for a in answers if a.upstream == address]
         switches = [(a, b) for a, b in itertools.pairwise(seen) if a != b]
         assert switches == [(scaled.old, new)], f"{address} answered {switches}"
+    # One at a time, in order: each replica switched after the one before it, which had
+    # switched while the next one still answered with the old model.
+    order = sorted(replicas, key=lambda address: replica_number(replicas[address].name))
+    first_new = [
+        min(a.sent for a in answers if a.upstream == r and a.version == new) for r in order
+    ]
+    last_old = [max(a.sent for a in answers if a.upstream == r and a.version != new) for r in order]
+    assert first_new == sorted(first_new), f"replicas switched out of order: {order}"
+    assert all(last_old[k + 1] > first_new[k] for k in range(REPLICAS - 1))
     # Every answer to a request sent after the roll returned is the new model's.
     assert {a.version for a in load.since(rolled)} == {new}
     mixed = max(a.sent for a in answers if a.version == scaled.old) - min(
