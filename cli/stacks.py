@@ -21,10 +21,12 @@ def status() -> None:
     found = stacks.overview()
     if found.rows:
         table = Table(title="deploy-modes")
-        for column in ("mode", "runtime", "service", "state", "health", "ports"):
+        for column in ("mode", "runtime", "service", "state", "health", "ports", "model"):
             table.add_column(column)
         for row in found.rows:
-            table.add_row(row.mode, row.runtime, row.service, row.state, row.health, row.ports)
+            table.add_row(
+                row.mode, row.runtime, row.service, row.state, row.health, row.ports, row.model
+            )
         console.print(table)
     else:
         console.print("nothing runs (start a mode: deploy web, deploy batch, deploy stream)")

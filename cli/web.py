@@ -57,10 +57,19 @@ def run(
     trust_pickle: TrustPickleOption = None,
     trust_type: TrustTypeOption = None,
     model_sha256: ModelSha256Option = None,
+    replicas: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=16,
+            help="Web containers behind an nginx load balancer on --port (--runtime compose; "
+            "locally, --workers scales gunicorn).",
+        ),
+    ] = 1,
 ) -> None:
     """Serve POST /predict on HTTP with gunicorn until Ctrl-C or SIGTERM.
 
-    Example: deploy web --port 9696 --workers 2
+    Example: deploy web --port 9696 --workers 2   (or: deploy web --runtime compose --replicas 3)
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -79,14 +88,44 @@ def run(
             bake=bake,
             host=settings.host,
             trust=trust,
+            replicas=replicas,
         )
         stack = up_web(options)
         _print_stack_up(stack.project, f"http://127.0.0.1:{settings.port}")
         return
+    if replicas != 1:
+        raise DeployError(
+            "--replicas scales the compose stack (--runtime compose): locally, --workers "
+            "scales gunicorn's worker processes"
+        )
     from deploy_modes.launch.web import check_port, serve_local
 
     check_port(settings.host, settings.port)  # before a demo model may be trained
     serve_local(settings.host, settings.port, workers, model_location(model), trust)
+
+
+def _replicas_to_roll(port: int | None, url: str | None) -> Any:
+    """Return the scaled compose web stack to roll, or None when the reload is a local one."""
+    from urllib.parse import urlsplit
+
+    from deploy_modes.compose.replicas import BALANCER, scaled_stack
+    from deploy_modes.compose.runtime import docker_engine_answers
+    from deploy_modes.compose.stack import Stack
+    from deploy_modes.launch.registry import live_records
+
+    if url is not None:
+        port = urlsplit(url if "://" in url else f"http://{url}").port or port
+    if any(e.mode == "web" and port in (None, e.port) for e in live_records()):
+        return None  # a local server here: it is the one meant (reload_local picks it)
+    if not docker_engine_answers()[0]:
+        return None
+    stack = Stack("web")
+    if not scaled_stack(stack):
+        return None
+    balancer = [s for s in stack.containers() if s.service == BALANCER]
+    if port is not None and not any(f":{port}->" in s.ports for s in balancer):
+        return None
+    return stack
 
 
 def _print_stack_up(project: str, url: str) -> None:
@@ -131,13 +170,26 @@ def reload(
 ) -> None:
     """Load and prove a new model in the running `deploy web`, then retire its old workers.
 
-    Example: deploy web reload --model models/ride-duration
+    The compose stack's replicas (--replicas N) are reloaded one at a time, each proven before
+    the next. Example: deploy web reload --model models/ride-duration
     """
     from deploy_modes.launch.web import reload_local
 
     if url is not None:
         base_url(url)  # a typo'd URL is one line, before anything is sent
     trust = chosen_trust(trust_pickle, trust_type, model_sha256)
+    rolling = _replicas_to_roll(port, url)
+    if rolling is not None:
+        from deploy_modes.compose.replicas import roll
+
+        rolled = roll(rolling, model, trust)
+        console.print(
+            f"[bold green]rolled[/bold green] {len(rolled.replicas)} replicas one at a time: "
+            f"serving version {escape(rolled.version)} "
+            f"(was {escape(', '.join(sorted(set(rolled.previous))))})",
+            highlight=False,
+        )
+        return
     done = reload_local(model, trust, port=port, url=url)
     console.print(
         f"[bold green]reloaded[/bold green]: serving version {escape(done.version)} "

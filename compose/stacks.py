@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from deploy_modes.compose.model import stage_model
@@ -73,6 +74,13 @@ class WebStack:
     bake: bool | None = None  # None: DEPLOY_COMPOSE_BAKE decides
     host: str | None = None
     trust: Trust | None = None  # None: the DEPLOY_TRUST_* environment reaches the containers
+    replicas: int = 1  # more than one: that many web containers behind an nginx balancer
+
+    def __post_init__(self) -> None:
+        from deploy_modes.compose.replicas import MAX_REPLICAS
+
+        if not 1 <= self.replicas <= MAX_REPLICAS:
+            raise DeployError(f"--replicas must be 1..{MAX_REPLICAS}, got {self.replicas}")
 
 
 @dataclass(frozen=True)
@@ -164,11 +172,16 @@ def _bake(requested: bool | None) -> bool:
     return ComposeSettings().bake if requested is None else requested
 
 
-def build_stack(mode: str, env: dict[str, str], bake: bool | None = None) -> Stack:
-    """Build ``mode``'s images (and the baked variant with ``bake``); return the stack to run."""
+def build_stack(
+    mode: str, env: dict[str, str], bake: bool | None = None, file: Path | None = None
+) -> Stack:
+    """Build ``mode``'s images (and the baked variant with ``bake``); return the stack to run.
+
+    ``file`` replaces the mode's compose file (the scaled web stack's, written by deploy).
+    """
     from deploy_modes.compose.model import bake_file
 
-    stack = Stack(mode, env=env)
+    stack = Stack(mode, env=env, files=(file,) if file else ())
     if stack.run("build", label=f"building the {mode} images") != 0:
         raise DeployError(
             f"building the {mode} images failed (output above): check the network to the "
@@ -229,10 +242,35 @@ def up_web(options: WebStack) -> Stack:
         env["DEPLOY_COMPOSE_WEB_WORKERS"] = str(options.workers)
     if options.host not in _LOOPBACK:
         say("the compose stack publishes on 127.0.0.1 only")
+    if options.replicas > 1:
+        return _up_replicas(options, env)
     _free_or_ours(Stack("web", env=env), options.port, "web")
     stack = build_stack("web", env, options.bake)
     with torn_down_on_failure(stack):
         up(stack, ["web"], ["web"])
+    return stack
+
+
+def _up_replicas(options: WebStack, env: dict[str, str]) -> Stack:
+    """Bring ``options.replicas`` web containers up behind the balancer on ``options.port``."""
+    from deploy_modes.compose.replicas import (
+        BALANCER,
+        prune_models,
+        replicas_file,
+        stage_replica_model,
+        wait_replicas,
+    )
+
+    _free_or_ours(Stack("web", env=env), options.port, BALANCER)
+    env, key = stage_replica_model(env)
+    stack = build_stack("web", env, options.bake, file=replicas_file())
+    with torn_down_on_failure(stack):
+        # Recreated: replicas left from an earlier run would keep the model they loaded then.
+        scale = ["--force-recreate", "--scale", f"web={options.replicas}"]
+        up(stack, [*scale, "web", BALANCER], [BALANCER])
+        wait_replicas(stack, options.replicas, timeout=HEALTH_TIMEOUT)
+    prune_models(Path(env["DEPLOY_COMPOSE_MODEL_DIR"]), key)
+    say(f"{options.replicas} web replicas behind nginx (deploy status shows each one)")
     return stack
 
 

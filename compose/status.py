@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from deploy_modes.compose.replicas import replica_number, replica_rows
 from deploy_modes.compose.runtime import docker_engine_answers
 from deploy_modes.compose.stack import MODES, Stack, docker_client
 from deploy_modes.core.errors import DeployError
@@ -52,6 +53,7 @@ class ServiceRow:
     state: str
     health: str
     ports: str
+    model: str = ""  # the model version a web container serves ("-": it does not answer)
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,13 @@ def overview() -> Overview:
         client = docker_client()
         try:
             for mode in MODES:
-                for state in Stack(mode).containers(client):
+                stack = Stack(mode)
+                # Each web container's own /ready names its version (replicas may differ mid-roll).
+                served = (
+                    {r.state.name: r for r in replica_rows(stack, client)} if mode == "web" else {}
+                )
+                scaled = len(served) > 1
+                for state in stack.containers(client):
                     if state.oneoff:
                         continue
                     published.update(
@@ -98,9 +106,19 @@ def overview() -> Overview:
                     health = state.health or ("-" if state.status == "running" else "")
                     if state.status == "exited":
                         health = f"exit {state.exit_code}"
+                    replica = served.get(state.name)
+                    service = state.service
+                    if replica is not None and scaled:
+                        service = f"{service} #{replica_number(state.name)}"
                     rows.append(
                         ServiceRow(
-                            mode, "compose", state.service, state.status, health, state.ports
+                            mode,
+                            "compose",
+                            service,
+                            state.status,
+                            health,
+                            state.ports,
+                            replica.version if replica else "",
                         )
                     )
         finally:

@@ -61,9 +61,13 @@ class ReloadRequest:
     trust: Trust
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
+    def to_json(self) -> dict[str, Any]:
+        """Return the request as the master reads it (a replica's is copied into its container)."""
+        return {"id": self.id, "location": self.location, "trust": asdict(self.trust)}
+
     def write(self, path: Path) -> None:
         """Leave the request where the master looks for it."""
-        _write_json(path, {"id": self.id, "location": self.location, "trust": asdict(self.trust)})
+        _write_json(path, self.to_json())
 
     @classmethod
     def take(cls, path: Path) -> ReloadRequest | None:
@@ -98,10 +102,18 @@ class ReloadResult:
     def read(cls, path: Path) -> ReloadResult | None:
         """Return the result at ``path``, or None while there is none."""
         try:
-            value = json.loads(path.read_text())
+            return cls.parse(path.read_text())
         except (FileNotFoundError, ValueError):
             return None
-        return cls(**{**value, "old_workers": tuple(value["old_workers"])})
+
+    @classmethod
+    def parse(cls, text: str | bytes) -> ReloadResult:
+        """Return the result written as ``text``; ValueError when it is not one."""
+        try:
+            value = json.loads(text)
+            return cls(**{**value, "old_workers": tuple(value["old_workers"])})
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"not a reload result: {exc}") from None
 
 
 def result_path(request_file: Path) -> Path:
