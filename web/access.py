@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import re
-import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -23,7 +22,8 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 def request_id(environ: Mapping[str, Any]) -> str:
     """Return the client's ``X-Request-ID`` when it is a plain token, else a fresh one."""
     given = environ.get(_REQUEST_ID_ENVIRON, "")
-    return given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+    # 128 random bits as 32 hex digits, as uuid4().hex but without building a UUID object.
+    return given if _REQUEST_ID.fullmatch(given) else os.urandom(16).hex()
 
 
 def access_line(

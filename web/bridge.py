@@ -54,7 +54,10 @@ class WSGIBridge:
             await send({"type": "websocket.close", "code": 1003})
             return
         try:
-            body = await asyncio.wait_for(self._read_body(receive), self.body_timeout)
+            # asyncio.timeout rather than wait_for: no extra task per request (~5% of a
+            # /predict request's CPU in profile_web.py), the same TimeoutError at the deadline.
+            async with asyncio.timeout(self.body_timeout):
+                body = await self._read_body(receive)
         except TimeoutError:
             # The app answers (a JSON 408, logged and counted) from an empty body; the
             # connection closes after it, since its unread body can never be framed.
