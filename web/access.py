@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from json.encoder import encode_basestring_ascii as _text
 from typing import Any
 
 __all__ = ["ACCESS_LOGGER", "REQUEST_ID_HEADER", "access_line", "access_logger", "request_id"]
@@ -29,20 +31,25 @@ def request_id(environ: Mapping[str, Any]) -> str:
 def access_line(
     method: str, path: str, status: int, seconds: float, rid: str, remote_addr: str | None
 ) -> str:
-    """Return the JSON access line of one answered request."""
-    return json.dumps(
-        {
-            "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
-            "method": method,
-            "path": path,
-            "status": status,
-            "latency_ms": round(seconds * 1000, 3),
-            "request_id": rid,
-            "remote_addr": remote_addr,
-            "pid": os.getpid(),  # which gunicorn worker answered
-        },
-        ensure_ascii=True,  # a log line stays one line of ASCII whatever the path holds
+    """Return the JSON access line of one answered request.
+
+    The line ``json.dumps`` would write for the same dict (keys in this order, ASCII only, so a
+    log line stays one line of ASCII whatever the path holds), assembled directly: this runs
+    once per request, and json.dumps of the dict costs about 4 us against under 1 us here.
+    tests/web/test_web_access.py holds the two equal on generated values.
+    """
+    return (
+        f'{{"ts": "{datetime.now(UTC).isoformat(timespec="milliseconds")}", '
+        f'"method": {_text(method)}, "path": {_text(path)}, "status": {int(status)}, '
+        f'"latency_ms": {_number(round(seconds * 1000, 3))}, "request_id": {_text(rid)}, '
+        f'"remote_addr": {"null" if remote_addr is None else _text(remote_addr)}, '
+        f'"pid": {os.getpid()}}}'  # which gunicorn worker answered
     )
+
+
+def _number(value: float) -> str:
+    # json.dumps writes a finite float as repr() does; a latency is never NaN or infinite.
+    return repr(value) if math.isfinite(value) else json.dumps(value)
 
 
 def access_logger() -> logging.Logger:
