@@ -28,6 +28,7 @@ from deploy_modes.stream.kinesis import (
     StreamError,
     list_shards,
     put_records,
+    server_time,
     stream_incarnation,
 )
 from deploy_modes.stream.leases import LeaseCoordinator
@@ -39,8 +40,9 @@ __all__ = ["Consumer", "ConsumerStats", "stop_on_signals"]
 _REPORT_EVERY = 5.0  # seconds between progress lines while records flow
 _BACKOFF_BASE = 0.2  # seconds after the first failure; doubles with each failure in a row
 _BACKOFF_MAX = 5.0
-# LATEST is read as "arrived since the consumer started", less this much for clock skew
-# between this host and Kinesis (the arrival stamps are the server's).
+# LATEST is read as "arrived since the consumer started" in the Kinesis endpoint's clock (its
+# Date header, whole seconds), less this much for the header's truncation and the call's
+# round trip.
 _CLOCK_MARGIN = 1.0
 
 
@@ -94,6 +96,7 @@ class Consumer:
         settings: StreamSettings,
         log: Callable[[str], None] | None = None,
         leases: LeaseCoordinator | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.service = service
         self.leases = leases  # None: this consumer reads every shard
@@ -111,7 +114,8 @@ class Consumer:
         self._shards: list[Shard] = []
         self._incarnation = ""
         self._refreshed_at = float("-inf")
-        self._started_at = time.time() - _CLOCK_MARGIN
+        self._clock = clock
+        self._started_at: float | None = None  # set by the first refresh_shards
 
     @property
     def name(self) -> str:
@@ -126,6 +130,8 @@ class Consumer:
         stream = self.settings.input_stream
         shards = list_shards(self.kinesis, stream)
         incarnation = stream_incarnation(self.kinesis, stream)
+        if self._started_at is None:
+            self._started_at = self._start_stamp(stream)
         stale = [s for s, bound in self._bound.items() if bound.incarnation != incarnation]
         if stale:
             # Open iterators may still "work" on the new stream, positioned after old
@@ -196,10 +202,24 @@ class Consumer:
                 f"reading {shard.shard_id} {f'after {after}' if after else self._position(start)}"
             )
 
+    def _start_stamp(self, stream: str) -> float:
+        """Return when this consumer started, in the endpoint's clock where it tells it."""
+        if self.settings.start_position != "LATEST":
+            return self._clock()  # only LATEST reads the stamp
+        server = server_time(self.kinesis, stream)
+        if server is None:
+            self._say(
+                "the Kinesis endpoint sends no Date header: LATEST counts from this host's "
+                f"clock less {_CLOCK_MARGIN:g} s, so a clock further ahead of the endpoint's "
+                "skips the records that arrive in between"
+            )
+            return self._clock() - _CLOCK_MARGIN
+        return server - _CLOCK_MARGIN
+
     def _position(self, start: str) -> str:
         if start != "AT_TIMESTAMP":
             return f"at {start}"
-        since = time.strftime("%H:%M:%S", time.localtime(self._started_at))
+        since = time.strftime("%H:%M:%S", time.localtime(self._started_at or 0.0))
         return f"at LATEST (every record that arrived since {since})"
 
     def _bind(self, shard_ids: list[str]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from deploy_modes.core.errors import DeployError
@@ -30,6 +31,7 @@ __all__ = [
     "put_records",
     "put_records_reporting",
     "read_all",
+    "server_time",
     "stream_incarnation",
 ]
 
@@ -239,6 +241,25 @@ def stream_incarnation(client: Any, stream: str) -> str:
         raise _not_found(stream, exc) from exc
     created = summary["StreamCreationTimestamp"]
     return f"{summary['StreamARN']}@{created.timestamp():.3f}"
+
+
+def server_time(client: Any, stream: str) -> float | None:
+    """Return the Kinesis endpoint's own clock (its HTTP ``Date``, whole seconds), or None.
+
+    Record arrival stamps are the server's, so "arrived since now" must be asked in the
+    server's time: this host's clock may run ahead of it.
+    """
+    try:
+        answer = client.describe_stream_summary(StreamName=stream)
+    except Exception as exc:
+        raise _not_found(stream, exc) from exc
+    date = answer.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+    if not date:
+        return None
+    try:
+        return parsedate_to_datetime(date).timestamp()
+    except (TypeError, ValueError):
+        return None
 
 
 def ensure_streams(
