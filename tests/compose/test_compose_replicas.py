@@ -15,21 +15,19 @@ orchestrator would; it is not the restart policy bringing it back.
 from __future__ import annotations
 
 import contextlib
-import http.client
 import itertools
-import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from loadclient import load_on
 
 from deploy_modes.compose.replicas import CURRENT, replica_number, wait_replicas
 from deploy_modes.compose.stack import PROJECT_LABEL, SERVICE_LABEL, Stack, docker_client
@@ -42,7 +40,6 @@ pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("docker_engine")]
 
 DEPLOY = str(Path(sys.executable).parent / "deploy")
 REPLICAS = 3
-RIDE = json.dumps({"PULocationID": 10, "DOLocationID": 50, "trip_distance": 40})
 # At most the one request in flight on the replica when it is killed may fail; nginx retries
 # it on another replica (non_idempotent), so none should.
 MAX_FAILED_ON_KILL = 1
@@ -63,60 +60,6 @@ def _deploy(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
 def _ok(result: subprocess.CompletedProcess[str]) -> str:
     assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
     return result.stdout
-
-
-@dataclass(frozen=True)
-class Answer:
-    sent: float  # monotonic time the request was sent
-    upstream: str  # the address that answered (the last one nginx tried)
-    tried: int  # how many replicas nginx tried
-    version: str
-
-
-@dataclass
-class Load:
-    """One client thread posting rides to the balancer, each on a new connection."""
-
-    port: int
-    answers: list[Answer] = field(default_factory=list)
-    failures: list[str] = field(default_factory=list)
-    stop: threading.Event = field(default_factory=threading.Event)
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            sent = time.monotonic()
-            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-            try:
-                conn.request("POST", "/predict", RIDE, {"Content-Type": "application/json"})
-                response = conn.getresponse()
-                body = response.read()
-                upstream = response.getheader("X-Upstream", "")
-                if response.status == 200:
-                    tried = [part.strip() for part in upstream.split(",")]
-                    version = json.loads(body)["model_version"]
-                    self.answers.append(Answer(sent, tried[-1], len(tried), version))
-                else:
-                    self.failures.append(f"{response.status} via {upstream}: {body[:200]!r}")
-            except (OSError, http.client.HTTPException) as exc:
-                self.failures.append(repr(exc))
-            finally:
-                conn.close()
-
-    def since(self, moment: float) -> list[Answer]:
-        """Return the answers to requests sent after ``moment``."""
-        return [a for a in list(self.answers) if a.sent > moment]
-
-
-@contextlib.contextmanager
-def load_on(port: int) -> Iterator[Load]:
-    load = Load(port)
-    thread = threading.Thread(target=load.run, daemon=True)
-    thread.start()
-    try:
-        yield load
-    finally:
-        load.stop.set()
-        thread.join(60)
 
 
 def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 120.0) -> None:
@@ -207,7 +150,7 @@ def test_status_lists_each_replica_healthy_with_its_version(scaled: Scaled) -> N
 def test_the_balancer_routes_around_a_killed_replica_and_back_to_it(scaled: Scaled) -> None:
     replicas = _replicas()
     assert len(replicas) == REPLICAS
-    with load_on(scaled.port) as load:
+    with load_on("127.0.0.1", scaled.port) as load:
         _wait_for(
             lambda: (
                 set(Counter(a.upstream for a in load.answers)) == set(replicas)
@@ -258,7 +201,7 @@ def test_a_refused_model_stops_the_roll_and_the_replicas_keep_serving(
         if m["Destination"] == "/model"
     )
     before = os.readlink(link)
-    with load_on(scaled.port) as load:
+    with load_on("127.0.0.1", scaled.port) as load:
         _wait_for(lambda: len(load.answers) >= 30, "30 answers")
         # A tip model loads, but a web replica serves durations: the first replica refuses it.
         result = _deploy(["web", "reload", "--model", str(tip_model_dir)], scaled.cwd)
@@ -280,7 +223,7 @@ def test_a_roll_under_load_fails_nothing_and_no_replica_switches_back(
     new = load_model(other_model_dir).version
     assert new != scaled.old
     replicas = _replicas()
-    with load_on(scaled.port) as load:
+    with load_on("127.0.0.1", scaled.port) as load:
         _wait_for(
             lambda: len({a.upstream for a in load.answers}) == REPLICAS,
             "answers from every replica",
