@@ -45,11 +45,13 @@ REPLICAS = 3
 MAX_FAILED_ON_KILL = 1
 
 
-def _deploy(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+def _deploy(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [DEPLOY, *args],
         cwd=cwd,
-        env={**os.environ, "COLUMNS": "200"},
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
         capture_output=True,
         text=True,
         timeout=1500,
@@ -116,7 +118,9 @@ def scaled(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         with contextlib.suppress(Exception):
             if any(not s.healthy for s in stack.containers()):
                 stack.print_logs()
-        _ok(_deploy(["down", "web"], cwd))
+        existed = bool(stack.containers())
+        down = _ok(_deploy(["down", "web"], cwd))
+        assert not existed or f"{stack.project}: removed" in down  # the test prefix's stack
         assert stack.containers() == [], "deploy down left the balancer or a replica behind"
 
 
@@ -145,6 +149,19 @@ def test_status_lists_each_replica_healthy_with_its_version(scaled: Scaled) -> N
         line for line in _ok(_deploy(["status"], scaled.cwd)).splitlines() if "balancer" in line
     ]
     assert len(balancer) == 1 and f"127.0.0.1:{scaled.port}->9696" in balancer[0]
+
+
+def test_the_stack_is_the_test_prefixs_project_and_a_bad_prefix_is_one_line(
+    scaled: Scaled,
+) -> None:
+    project = Stack("web").project
+    assert project == f"{os.environ['DEPLOY_COMPOSE_PROJECT_PREFIX']}-web" != "deploy-web"
+    found = docker_client().containers.list(filters={"label": f"{PROJECT_LABEL}={project}"})
+    assert len(found) == REPLICAS + 1  # the replicas and the balancer
+    result = _deploy(["status"], scaled.cwd, {"DEPLOY_COMPOSE_PROJECT_PREFIX": "Not A Name"})
+    assert result.returncode == 1, result.stdout + result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: invalid setting: DEPLOY_COMPOSE_PROJECT_PREFIX='Not A Name'")
 
 
 def test_the_balancer_routes_around_a_killed_replica_and_back_to_it(scaled: Scaled) -> None:
@@ -264,3 +281,80 @@ def test_a_roll_under_load_fails_nothing_and_no_replica_switches_back(
         f"{mixed:.1f} s (a rolling update); load average {_load_average()}"
     )
     assert set(_status_versions(scaled.cwd).values()) == {f"healthy {new}"}
+
+
+def _top_pids(container: Any) -> set[str]:
+    """Return the pids of a container's processes (an nginx reload forks a new worker)."""
+    top = container.top()
+    column = top["Titles"].index("PID")
+    return {row[column] for row in top["Processes"]}
+
+
+def test_the_balancer_finds_a_replica_that_comes_back_at_another_address(
+    scaled: Scaled,
+) -> None:
+    """nginx re-resolves ``web`` through Docker's DNS: no restart, no reload, a new address.
+
+    The replica leaves the stack's network, a placeholder container joins it (Docker hands out
+    the lowest free address: the replica's), and the replica rejoins under its service alias
+    at another address. Last in the module: the replica moves for good.
+    """
+    client = docker_client()
+    replicas = _replicas()
+    balancer = next(
+        c
+        for c in client.containers.list(
+            filters={"label": f"{PROJECT_LABEL}={Stack('web').project}"}
+        )
+        if c.labels.get(SERVICE_LABEL) == "balancer"
+    )
+    started, pids = balancer.attrs["State"]["StartedAt"], _top_pids(balancer)
+    old_address = sorted(replicas)[0]
+    victim = replicas[old_address]
+    (network_name,) = victim.attrs["NetworkSettings"]["Networks"]
+    network = client.networks.get(network_name)
+    placeholder = None
+    try:
+        with load_on("127.0.0.1", scaled.port) as load:
+            _wait_for(
+                lambda: {a.upstream for a in load.answers} == set(replicas),
+                "answers from every replica",
+            )
+            network.disconnect(victim)
+            placeholder = client.containers.run(
+                victim.image.id,
+                ["sleep", "600"],
+                entrypoint=[],
+                network=network_name,
+                detach=True,
+                labels={"deploy-modes.test": "placeholder"},
+            )
+            network.connect(victim, aliases=["web"])
+            moved = time.monotonic()
+            victim.reload()
+            new_address = (
+                f"{victim.attrs['NetworkSettings']['Networks'][network_name]['IPAddress']}:9696"
+            )
+            placeholder.reload()
+            taken = placeholder.attrs["NetworkSettings"]["Networks"][network_name]["IPAddress"]
+            assert new_address != old_address, "Docker gave the replica its old address back"
+            _wait_for(
+                lambda: sum(a.upstream == new_address for a in load.since(moved)) >= 20,
+                f"20 answers from the replica at its new address {new_address}",
+                timeout=60,
+            )
+        after = Counter(a.upstream for a in load.since(moved))
+        print(
+            f"\n{victim.name} moved from {old_address} to {new_address} (the placeholder took "
+            f"{taken}); answers after the move {dict(after)}; {len(load.failures)} failed: "
+            f"{load.failures}"
+        )
+        assert len(load.failures) <= MAX_FAILED_ON_KILL, load.failures
+        balancer.reload()
+        assert (
+            balancer.attrs["State"]["StartedAt"] == started and balancer.attrs["RestartCount"] == 0
+        )
+        assert _top_pids(balancer) == pids, "the balancer was reloaded (its nginx worker changed)"
+    finally:
+        if placeholder is not None:
+            placeholder.remove(force=True)
