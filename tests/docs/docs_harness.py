@@ -42,6 +42,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from deploy_modes.compose.settings import DEFAULT_PROJECT_PREFIX
+from deploy_modes.compose.stack import MODES
+
 __all__ = [
     "DEFAULT_TIMEOUT",
     "PORTS",
@@ -120,7 +123,7 @@ PORTS = {
 
 
 # The compose project names the docs show: `deploy-<mode>`, the default prefix's (compose/stack.py).
-_PROJECT = re.compile(r"\bdeploy-(?=(?:web|batch|stream)\b)")
+_PROJECT = re.compile(rf"\b{DEFAULT_PROJECT_PREFIX}-(?=(?:{'|'.join(MODES)})\b)")
 PREFIX_VAR = "DEPLOY_COMPOSE_PROJECT_PREFIX"
 
 
