@@ -24,6 +24,7 @@ from deploy_modes.cli.options import (
     chosen_trust,
     model_location,
 )
+from deploy_modes.compose.replicas import MAX_REPLICAS
 from deploy_modes.compose.runtime import Runtime
 from deploy_modes.core.errors import DeployError
 from deploy_modes.core.settings import load_settings
@@ -61,7 +62,7 @@ def run(
         int,
         typer.Option(
             min=1,
-            max=16,
+            max=MAX_REPLICAS,
             help="Web containers behind an nginx load balancer on --port (--runtime compose; "
             "locally, --workers scales gunicorn).",
         ),

@@ -1,8 +1,9 @@
 """The one place that runs Docker Compose: ``docker compose`` (v2) or ``docker-compose`` (v1).
 
-A :class:`Stack` is one mode's compose project (``deploy-web``, ``deploy-batch``,
-``deploy-stream``; distinct names keep the stacks apart so they run side by side). Containers
-are inspected with the docker SDK through the labels both compose versions set.
+A :class:`Stack` is one mode's compose project, ``<prefix>-<mode>`` (``deploy-web``,
+``deploy-batch``, ``deploy-stream`` with the default prefix, ``DEPLOY_COMPOSE_PROJECT_PREFIX``;
+distinct names keep the stacks apart so they run side by side). Containers are inspected with
+the docker SDK through the labels both compose versions set.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from deploy_modes.compose.settings import ComposeSettings
 from deploy_modes.core.errors import DeployError
+from deploy_modes.core.settings import load_settings
 from deploy_modes.launch.terminal import console, err_console, isatty
 
 __all__ = [
@@ -157,6 +160,11 @@ class ContainerState:
         )
 
 
+def _project_prefix() -> str:
+    """Return the project prefix the environment names (a bad one is one clear error)."""
+    return load_settings(ComposeSettings).project_prefix
+
+
 @dataclass
 class Stack:
     """One mode's compose project: its files, variables and containers."""
@@ -164,10 +172,13 @@ class Stack:
     mode: str
     env: Mapping[str, str] = field(default_factory=dict)
     files: Sequence[Path] = ()
+    prefix: str = field(default_factory=_project_prefix)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise DeployError(f"unknown mode {self.mode!r}: choose one of {', '.join(MODES)}")
+        # A prefix given here is checked as the environment's is.
+        load_settings(ComposeSettings, project_prefix=self.prefix)
         if not self.files:
             self.files = (COMPOSE_DIR / f"{self.mode}.yml",)
         for path in self.files:
@@ -179,8 +190,8 @@ class Stack:
 
     @property
     def project(self) -> str:
-        """Return the compose project name, ``deploy-<mode>``."""
-        return f"deploy-{self.mode}"
+        """Return the compose project name, ``<prefix>-<mode>``: the one place it is derived."""
+        return f"{self.prefix}-{self.mode}"
 
     def args(self, *command: str) -> list[str]:
         """Return the full compose command line for ``command``."""

@@ -9,6 +9,7 @@ ports instead of mocking them. ``DEPLOY_REQUIRE_POSTGRES=1`` / ``DEPLOY_REQUIRE_
 from __future__ import annotations
 
 import functools
+import hashlib
 import http.server
 import os
 import shutil
@@ -36,6 +37,10 @@ os.environ.pop("AWS_PROFILE", None)
 # `--runtime auto` would pick Docker Compose wherever an engine answers, turning fast CLI
 # tests into image builds; tests of auto itself and the docker suite choose explicitly.
 os.environ.setdefault("DEPLOY_RUNTIME", "local")
+# The stacks tests start are their own compose projects (`deploy-test-<checkout>-web`): never a
+# user's `deploy-web`, nor another checkout's test stacks on a shared engine.
+_CHECKOUT = hashlib.sha256(str(Path(__file__).resolve().parents[1]).encode()).hexdigest()[:6]
+os.environ["DEPLOY_COMPOSE_PROJECT_PREFIX"] = f"deploy-test-{_CHECKOUT}"
 
 TEST_ROWS = 6_000
 DOCS_HARNESS = "tests/docs/test_docs.py"

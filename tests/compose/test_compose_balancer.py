@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
+from typer.testing import CliRunner
 
+from deploy_modes.cli.main import app
 from deploy_modes.compose.replicas import (
     CURRENT,
+    MAX_REPLICAS,
     RELOAD_FILE,
     prune_models,
     replica_number,
@@ -25,6 +26,7 @@ from deploy_modes.core.errors import DeployError
 
 NGINX = (COMPOSE_DIR / "balancer" / "nginx.conf").read_text()
 DOCKERFILE = (COMPOSE_DIR / "balancer.Dockerfile").read_text()
+runner = CliRunner()
 
 
 def _directives(name: str) -> list[str]:
@@ -142,10 +144,26 @@ def test_a_replica_count_out_of_range_is_refused(replicas: int) -> None:
         WebStack(replicas=replicas)
 
 
-def test_replicas_without_compose_is_a_clear_error(
-    tmp_path: Path, deploy_cli: Callable[..., subprocess.CompletedProcess[str]]
+@pytest.mark.parametrize(
+    ("replicas", "bound"),
+    [("0", "greater than or equal to 1"), ("17", f"less than or equal to {MAX_REPLICAS}")],
+)
+def test_the_cli_refuses_a_replica_count_out_of_range_before_anything_runs(
+    replicas: str, bound: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    result = deploy_cli(["web", "--runtime", "local", "--replicas", "2"], cwd=tmp_path)
-    assert result.returncode == 1, result.stdout + result.stderr
-    assert "--replicas scales the compose stack" in result.stderr
-    assert "Traceback" not in result.stderr and not (tmp_path / ".deploy").exists()
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["web", "--runtime", "compose", "--replicas", replicas])
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for '--replicas'" in result.output and bound in result.output
+    assert "Traceback" not in result.output and not (tmp_path / ".deploy").exists()
+
+
+def test_replicas_without_compose_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["web", "--runtime", "local", "--replicas", "2"])
+    assert result.exit_code == 1, result.output
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith("error: --replicas scales the compose stack (--runtime compose)")
+    assert not (tmp_path / ".deploy").exists()  # refused before a model or a server

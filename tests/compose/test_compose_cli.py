@@ -105,39 +105,80 @@ def fresh_compose_detection() -> Iterator[None]:
     compose_command.cache_clear()
 
 
+# Stand-ins for the two compose commands: real executables that record their argv (one line,
+# NUL-separated) and answer `docker compose version` as the plugin would, or as a docker
+# without it does (exit 1).
+_RECORDER = """#!/bin/sh
+printf '%s\\0' "${{0##*/}}" "$@" >> "{log}"
+printf '\\n' >> "{log}"
+{body}
+"""
+_PLUGIN = {"present": "exit 0", "absent": '[ "$1" = compose ] && exit 1; exit 0'}
+
+
+def _install(folder: Path, name: str, log: Path, body: str = "exit 0") -> None:
+    script = folder / name
+    script.write_text(_RECORDER.format(log=log, body=body))
+    script.chmod(0o755)
+
+
+def _calls(log: Path) -> list[list[str]]:
+    """Return each recorded call as [program, arg, ...]."""
+    lines = log.read_text().splitlines() if log.exists() else []
+    return [line.rstrip("\0").split("\0") for line in lines]
+
+
+@pytest.mark.parametrize(
+    ("installed", "chosen"),
+    [
+        ({"docker": "present", "docker-compose": True}, ["docker", "compose"]),  # v2 wins
+        ({"docker": "present", "docker-compose": False}, ["docker", "compose"]),  # v2 only
+        ({"docker": "absent", "docker-compose": True}, ["docker-compose"]),  # v1 only
+        ({"docker": None, "docker-compose": True}, ["docker-compose"]),  # no docker CLI
+    ],
+)
+def test_the_compose_command_is_chosen_once_and_called_with_the_stack(
+    installed: dict[str, object],
+    chosen: list[str],
+    fresh_compose_detection: None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bin_dir, log = tmp_path / "bin", tmp_path / "calls"
+    bin_dir.mkdir()
+    if installed["docker"]:
+        _install(bin_dir, "docker", log, _PLUGIN[str(installed["docker"])])
+    if installed["docker-compose"]:
+        _install(bin_dir, "docker-compose", log)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    monkeypatch.setenv("DEPLOY_COMPOSE_PROJECT_PREFIX", "argv-check")
+    stack = Stack("web")
+    stack.capture("ps", "-q")
+    stack.capture("port", "web", "9696")
+    probe = [["docker", "compose", "version"]] if installed["docker"] else []
+    common = ["-p", "argv-check-web", "--project-directory", str(COMPOSE_DIR)]
+    files = ["-f", str(COMPOSE_DIR / "web.yml")]
+    assert _calls(log) == [  # probed once (cached), then each call through the one chosen
+        *probe,
+        [*chosen, *common, *files, "ps", "-q"],
+        [*chosen, *common, *files, "port", "web", "9696"],
+    ]
+
+
+@pytest.mark.parametrize("docker", [None, "absent"])
 def test_no_compose_installed_is_a_clear_error(
-    fresh_compose_detection: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    docker: str | None,
+    fresh_compose_detection: None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("PATH", str(tmp_path))  # a PATH with neither docker nor docker-compose
+    log = tmp_path / "calls"
+    if docker:  # a docker CLI without the compose plugin, and no docker-compose
+        _install(tmp_path, "docker", log, _PLUGIN[docker])
+    monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(DeployError, match=r"neither `docker compose` \(v2\) nor `docker-compose`"):
-        compose_command()
-
-
-def test_a_v1_only_machine_uses_docker_compose(
-    fresh_compose_detection: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # A `docker` without the compose plugin and a `docker-compose` next to it: v1 is chosen.
-    docker = tmp_path / "docker"
-    docker.write_text("#!/bin/sh\nexit 1\n")
-    legacy = tmp_path / "docker-compose"
-    legacy.write_text("#!/bin/sh\nexit 0\n")
-    for script in (docker, legacy):
-        script.chmod(0o755)
-    monkeypatch.setenv("PATH", str(tmp_path))
-    assert compose_command() == (str(legacy),)
-
-
-def test_a_v2_plugin_wins_over_docker_compose(
-    fresh_compose_detection: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    docker = tmp_path / "docker"
-    docker.write_text('#!/bin/sh\n[ "$1" = compose ] && exit 0\nexit 1\n')
-    legacy = tmp_path / "docker-compose"
-    legacy.write_text("#!/bin/sh\nexit 0\n")
-    for script in (docker, legacy):
-        script.chmod(0o755)
-    monkeypatch.setenv("PATH", str(tmp_path))
-    assert compose_command() == (str(docker), "compose")
+        Stack("web").capture("ps")
+    assert _calls(log) == ([["docker", "compose", "version"]] if docker else [])
 
 
 def test_the_model_is_staged_readable_for_the_non_root_user(

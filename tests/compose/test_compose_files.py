@@ -15,6 +15,7 @@ from deploy_modes.compose.stack import COMPOSE_DIR, MODES, Stack
 from deploy_modes.core.errors import DeployError
 
 REPO = COMPOSE_DIR.parent
+PREFIX_VAR = "DEPLOY_COMPOSE_PROJECT_PREFIX"
 REQUIREMENTS = COMPOSE_DIR / "requirements.py"
 
 
@@ -54,9 +55,33 @@ def test_the_model_is_mounted_read_only_where_it_is_used(mode: str) -> None:
         assert len(mounts) == 1, f"{mode}/{name} must mount the model read-only at /model"
 
 
-def test_stacks_have_distinct_project_names() -> None:
+def test_stacks_have_distinct_project_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(PREFIX_VAR)  # tests/conftest.py sets the test suite's own
     projects = {Stack(mode).project for mode in MODES}
     assert projects == {"deploy-web", "deploy-batch", "deploy-stream"}
+
+
+def test_the_project_prefix_names_every_stack_and_its_compose_calls(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(PREFIX_VAR, "ci_2-deploy")
+    assert {Stack(mode).project for mode in MODES} == {f"ci_2-deploy-{mode}" for mode in MODES}
+    args = Stack("web").args("ps")
+    assert args[args.index("-p") + 1] == "ci_2-deploy-web"
+
+
+@pytest.mark.parametrize("prefix", ["Deploy", "-deploy", "_x", "my stack", "", "dé"])
+def test_a_bad_project_prefix_is_one_clear_line(
+    prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(PREFIX_VAR, prefix)
+    with pytest.raises(DeployError) as raised:
+        Stack("web")
+    message = str(raised.value)
+    assert f"{PREFIX_VAR}={prefix!r}" in message and "\n" not in message
+    assert "lowercase letters, digits, dashes and underscores" in message
+    with pytest.raises(DeployError, match="lowercase letters"):  # given, not only from the env
+        Stack("batch", prefix=prefix)
 
 
 def test_stacks_that_need_aws_wait_for_a_healthy_emulator_and_an_init_step() -> None:

@@ -15,21 +15,19 @@ orchestrator would; it is not the restart policy bringing it back.
 from __future__ import annotations
 
 import contextlib
-import http.client
 import itertools
-import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from loadclient import load_on
 
 from deploy_modes.compose.replicas import CURRENT, replica_number, wait_replicas
 from deploy_modes.compose.stack import PROJECT_LABEL, SERVICE_LABEL, Stack, docker_client
@@ -42,17 +40,18 @@ pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("docker_engine")]
 
 DEPLOY = str(Path(sys.executable).parent / "deploy")
 REPLICAS = 3
-RIDE = json.dumps({"PULocationID": 10, "DOLocationID": 50, "trip_distance": 40})
 # At most the one request in flight on the replica when it is killed may fail; nginx retries
 # it on another replica (non_idempotent), so none should.
 MAX_FAILED_ON_KILL = 1
 
 
-def _deploy(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+def _deploy(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [DEPLOY, *args],
         cwd=cwd,
-        env={**os.environ, "COLUMNS": "200"},
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
         capture_output=True,
         text=True,
         timeout=1500,
@@ -63,60 +62,6 @@ def _deploy(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
 def _ok(result: subprocess.CompletedProcess[str]) -> str:
     assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
     return result.stdout
-
-
-@dataclass(frozen=True)
-class Answer:
-    sent: float  # monotonic time the request was sent
-    upstream: str  # the address that answered (the last one nginx tried)
-    tried: int  # how many replicas nginx tried
-    version: str
-
-
-@dataclass
-class Load:
-    """One client thread posting rides to the balancer, each on a new connection."""
-
-    port: int
-    answers: list[Answer] = field(default_factory=list)
-    failures: list[str] = field(default_factory=list)
-    stop: threading.Event = field(default_factory=threading.Event)
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            sent = time.monotonic()
-            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-            try:
-                conn.request("POST", "/predict", RIDE, {"Content-Type": "application/json"})
-                response = conn.getresponse()
-                body = response.read()
-                upstream = response.getheader("X-Upstream", "")
-                if response.status == 200:
-                    tried = [part.strip() for part in upstream.split(",")]
-                    version = json.loads(body)["model_version"]
-                    self.answers.append(Answer(sent, tried[-1], len(tried), version))
-                else:
-                    self.failures.append(f"{response.status} via {upstream}: {body[:200]!r}")
-            except (OSError, http.client.HTTPException) as exc:
-                self.failures.append(repr(exc))
-            finally:
-                conn.close()
-
-    def since(self, moment: float) -> list[Answer]:
-        """Return the answers to requests sent after ``moment``."""
-        return [a for a in list(self.answers) if a.sent > moment]
-
-
-@contextlib.contextmanager
-def load_on(port: int) -> Iterator[Load]:
-    load = Load(port)
-    thread = threading.Thread(target=load.run, daemon=True)
-    thread.start()
-    try:
-        yield load
-    finally:
-        load.stop.set()
-        thread.join(60)
 
 
 def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 120.0) -> None:
@@ -173,7 +118,9 @@ def scaled(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         with contextlib.suppress(Exception):
             if any(not s.healthy for s in stack.containers()):
                 stack.print_logs()
-        _ok(_deploy(["down", "web"], cwd))
+        existed = bool(stack.containers())
+        down = _ok(_deploy(["down", "web"], cwd))
+        assert not existed or f"{stack.project}: removed" in down  # the test prefix's stack
         assert stack.containers() == [], "deploy down left the balancer or a replica behind"
 
 
@@ -204,10 +151,23 @@ def test_status_lists_each_replica_healthy_with_its_version(scaled: Scaled) -> N
     assert len(balancer) == 1 and f"127.0.0.1:{scaled.port}->9696" in balancer[0]
 
 
+def test_the_stack_is_the_test_prefixs_project_and_a_bad_prefix_is_one_line(
+    scaled: Scaled,
+) -> None:
+    project = Stack("web").project
+    assert project == f"{os.environ['DEPLOY_COMPOSE_PROJECT_PREFIX']}-web" != "deploy-web"
+    found = docker_client().containers.list(filters={"label": f"{PROJECT_LABEL}={project}"})
+    assert len(found) == REPLICAS + 1  # the replicas and the balancer
+    result = _deploy(["status"], scaled.cwd, {"DEPLOY_COMPOSE_PROJECT_PREFIX": "Not A Name"})
+    assert result.returncode == 1, result.stdout + result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: invalid setting: DEPLOY_COMPOSE_PROJECT_PREFIX='Not A Name'")
+
+
 def test_the_balancer_routes_around_a_killed_replica_and_back_to_it(scaled: Scaled) -> None:
     replicas = _replicas()
     assert len(replicas) == REPLICAS
-    with load_on(scaled.port) as load:
+    with load_on("127.0.0.1", scaled.port) as load:
         _wait_for(
             lambda: (
                 set(Counter(a.upstream for a in load.answers)) == set(replicas)
@@ -258,7 +218,7 @@ def test_a_refused_model_stops_the_roll_and_the_replicas_keep_serving(
         if m["Destination"] == "/model"
     )
     before = os.readlink(link)
-    with load_on(scaled.port) as load:
+    with load_on("127.0.0.1", scaled.port) as load:
         _wait_for(lambda: len(load.answers) >= 30, "30 answers")
         # A tip model loads, but a web replica serves durations: the first replica refuses it.
         result = _deploy(["web", "reload", "--model", str(tip_model_dir)], scaled.cwd)
@@ -280,7 +240,7 @@ def test_a_roll_under_load_fails_nothing_and_no_replica_switches_back(
     new = load_model(other_model_dir).version
     assert new != scaled.old
     replicas = _replicas()
-    with load_on(scaled.port) as load:
+    with load_on("127.0.0.1", scaled.port) as load:
         _wait_for(
             lambda: len({a.upstream for a in load.answers}) == REPLICAS,
             "answers from every replica",
@@ -321,3 +281,80 @@ def test_a_roll_under_load_fails_nothing_and_no_replica_switches_back(
         f"{mixed:.1f} s (a rolling update); load average {_load_average()}"
     )
     assert set(_status_versions(scaled.cwd).values()) == {f"healthy {new}"}
+
+
+def _top_pids(container: Any) -> set[str]:
+    """Return the pids of a container's processes (an nginx reload forks a new worker)."""
+    top = container.top()
+    column = top["Titles"].index("PID")
+    return {row[column] for row in top["Processes"]}
+
+
+def test_the_balancer_finds_a_replica_that_comes_back_at_another_address(
+    scaled: Scaled,
+) -> None:
+    """nginx re-resolves ``web`` through Docker's DNS: no restart, no reload, a new address.
+
+    The replica leaves the stack's network, a placeholder container joins it (Docker hands out
+    the lowest free address: the replica's), and the replica rejoins under its service alias
+    at another address. Last in the module: the replica moves for good.
+    """
+    client = docker_client()
+    replicas = _replicas()
+    balancer = next(
+        c
+        for c in client.containers.list(
+            filters={"label": f"{PROJECT_LABEL}={Stack('web').project}"}
+        )
+        if c.labels.get(SERVICE_LABEL) == "balancer"
+    )
+    started, pids = balancer.attrs["State"]["StartedAt"], _top_pids(balancer)
+    old_address = sorted(replicas)[0]
+    victim = replicas[old_address]
+    (network_name,) = victim.attrs["NetworkSettings"]["Networks"]
+    network = client.networks.get(network_name)
+    placeholder = None
+    try:
+        with load_on("127.0.0.1", scaled.port) as load:
+            _wait_for(
+                lambda: {a.upstream for a in load.answers} == set(replicas),
+                "answers from every replica",
+            )
+            network.disconnect(victim)
+            placeholder = client.containers.run(
+                victim.image.id,
+                ["sleep", "600"],
+                entrypoint=[],
+                network=network_name,
+                detach=True,
+                labels={"deploy-modes.test": "placeholder"},
+            )
+            network.connect(victim, aliases=["web"])
+            moved = time.monotonic()
+            victim.reload()
+            new_address = (
+                f"{victim.attrs['NetworkSettings']['Networks'][network_name]['IPAddress']}:9696"
+            )
+            placeholder.reload()
+            taken = placeholder.attrs["NetworkSettings"]["Networks"][network_name]["IPAddress"]
+            assert new_address != old_address, "Docker gave the replica its old address back"
+            _wait_for(
+                lambda: sum(a.upstream == new_address for a in load.since(moved)) >= 20,
+                f"20 answers from the replica at its new address {new_address}",
+                timeout=60,
+            )
+        after = Counter(a.upstream for a in load.since(moved))
+        print(
+            f"\n{victim.name} moved from {old_address} to {new_address} (the placeholder took "
+            f"{taken}); answers after the move {dict(after)}; {len(load.failures)} failed: "
+            f"{load.failures}"
+        )
+        assert len(load.failures) <= MAX_FAILED_ON_KILL, load.failures
+        balancer.reload()
+        assert (
+            balancer.attrs["State"]["StartedAt"] == started and balancer.attrs["RestartCount"] == 0
+        )
+        assert _top_pids(balancer) == pids, "the balancer was reloaded (its nginx worker changed)"
+    finally:
+        if placeholder is not None:
+            placeholder.remove(force=True)

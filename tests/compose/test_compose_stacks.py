@@ -291,7 +291,7 @@ def test_bake_builds_the_model_into_the_image_instead_of_mounting_it(
 
     client = docker_client()
     (container,) = client.containers.list(
-        filters={"label": "com.docker.compose.project=deploy-web"}
+        filters={"label": f"com.docker.compose.project={Stack('web').project}"}
     )
     assert container.image.tags[0].startswith("deploy-modes/web-baked:")
     assert not [m for m in container.attrs["Mounts"] if m["Destination"] == "/model"]

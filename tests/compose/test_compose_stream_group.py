@@ -75,5 +75,5 @@ def test_two_consumer_containers_share_four_shards_and_down_removes_them(
     finally:
         down = deploy_cli(["down", "stream"], cwd=tmp_path)
     assert down.returncode == 0, down.stdout + down.stderr
-    assert "deploy-stream: removed" in down.stdout + down.stderr
+    assert f"{stack.project}: removed" in down.stdout + down.stderr
     assert stack.containers() == []

@@ -19,7 +19,9 @@ Servers and followers (``deploy web``, ``deploy stream``, ``deploy stream tail``
 are recognised by ``SERVERS``: they start in the background, the harness waits for their ready
 line, and they are stopped with Ctrl-C (SIGINT) when the file is done and must exit cleanly.
 The well-known ports are replaced by free ones (``PORTS``) in the commands and the environment,
-so the docs can say ``localhost:9696`` while the harness shares the machine.
+so the docs can say ``localhost:9696`` while the harness shares the machine. Likewise the
+default compose project names (``deploy-web``) become those of the test prefix the environment
+sets (``DEPLOY_COMPOSE_PROJECT_PREFIX``), so a docs block never touches a user's stacks.
 
 Output the text promises is checked: a comment line ``# -> TEXT`` after a command, or a
 ``console`` block's lines after ``$ command``, must appear in the command's output (``...``
@@ -40,9 +42,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from deploy_modes.compose.settings import DEFAULT_PROJECT_PREFIX
+from deploy_modes.compose.stack import MODES
+
 __all__ = [
     "DEFAULT_TIMEOUT",
     "PORTS",
+    "PREFIX_VAR",
     "SERVERS",
     "SKIPS",
     "Block",
@@ -114,6 +120,11 @@ PORTS = {
     4566: ("", "DEPLOY_STREAM_ENDPOINT_URL", "http://127.0.0.1:{port}"),
     8000: ("", "", ""),  # docs/web.md's second server: only the text changes
 }
+
+
+# The compose project names the docs show: `deploy-<mode>`, the default prefix's (compose/stack.py).
+_PROJECT = re.compile(rf"\b{DEFAULT_PROJECT_PREFIX}-(?=(?:{'|'.join(MODES)})\b)")
+PREFIX_VAR = "DEPLOY_COMPOSE_PROJECT_PREFIX"
 
 
 class DocsError(Exception):
@@ -309,9 +320,12 @@ class Project:
             (folder / ".venv").symlink_to(venv)
 
     def substitute(self, text: str) -> str:
-        """Return ``text`` with the well-known ports replaced by this project's free ones."""
+        """Return ``text`` with the well-known ports and project names replaced by this run's."""
         for known, port in self.ports.items():
             text = re.sub(rf"(?<=[:=]){known}\b", str(port), text)
+        prefix = self.env.get(PREFIX_VAR)
+        if prefix:
+            text = _PROJECT.sub(f"{prefix}-", text)
         return text
 
     def run(self, block: Block) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from docs_harness import (
+    PREFIX_VAR,
     SKIPS,
     DocsError,
     Project,
@@ -96,6 +97,16 @@ def test_well_known_ports_become_free_ones(tmp_path: Path) -> None:
     free = project.ports[9696]
     assert project.substitute("curl localhost:9696/predict") == f"curl localhost:{free}/predict"
     assert project.env["DEPLOY_WEB_PORT"] == str(free) != "9696"
+
+
+def test_default_project_names_become_the_test_prefixs(tmp_path: Path) -> None:
+    project = _project(tmp_path)
+    prefix = project.env[PREFIX_VAR]  # tests/conftest.py's: never a user's `deploy`
+    assert prefix.startswith("deploy-test-")
+    shown = "docker-compose -p deploy-web up  # -> deploy-stream: removed; deploy-modes/web"
+    assert project.substitute(shown) == (
+        f"docker-compose -p {prefix}-web up  # -> {prefix}-stream: removed; deploy-modes/web"
+    )
 
 
 def test_the_projects_deploy_is_the_venvs(tmp_path: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import http.client
 import itertools
 import json
 import pickle
@@ -10,17 +9,16 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import psutil
 import pytest
 import requests
+from loadclient import PREDICT, RIDE, Load, load_on
 from prometheus_client.parser import text_string_to_metric_families
 
 from deploy_modes.core.artifact import LoadedModel, Trust, load_model
@@ -32,8 +30,6 @@ from deploy_modes.web.reload import ReloadRequest, ReloadResult
 if TYPE_CHECKING:  # tests/web/conftest.py; "conftest" is only unique during collection
     from conftest import WebServer
 
-RIDE = {"PULocationID": 10, "DOLocationID": 50, "trip_distance": 40}
-_HEADERS = {"Content-Type": "application/json"}
 _V2_RIDE = {
     "inputs": [
         {"name": "PULocationID", "datatype": "INT64", "shape": [1], "data": [10]},
@@ -43,70 +39,17 @@ _V2_RIDE = {
 }
 # Every endpoint that computes an answer; each answer names the model version that computed it.
 _REQUESTS = (
-    ("/predict", json.dumps(RIDE)),
+    PREDICT,
     ("/predict/batch", json.dumps({"rides": [RIDE, {**RIDE, "PULocationID": 43}]})),
     (f"/v2/models/{MODEL_NAME}/infer", json.dumps(_V2_RIDE)),
 )
 NEW_ANSWERS = 30  # answers from the new version the load must see before it stops
 
 
-@dataclass
-class Load:
-    """One client thread sending rides back to back, each on a new connection (as curl does).
-
-    A new connection per request lets the kernel hand each one to whichever worker accepts:
-    the strictest check that answers never switch back to the old version.
-    """
-
-    host: str
-    port: int
-    versions: list[tuple[float, str]] = field(default_factory=list)
-    failures: list[str] = field(default_factory=list)
-    stop: threading.Event = field(default_factory=threading.Event)
-
-    def run(self) -> None:
-        sent = 0
-        while not self.stop.is_set():
-            path, body = _REQUESTS[sent % len(_REQUESTS)]
-            sent += 1
-            conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
-            try:
-                conn.request("POST", path, body, _HEADERS)
-                answer = conn.getresponse()
-                data = answer.read()
-                if answer.status == 200:
-                    self.versions.append((time.monotonic(), json.loads(data)["model_version"]))
-                else:
-                    self.failures.append(f"{path}: {answer.status} {data[:200]!r}")
-            except (OSError, http.client.HTTPException) as exc:
-                self.failures.append(f"{path}: {exc!r}")
-            finally:
-                conn.close()
-
-    def seen(self) -> list[str]:
-        """Return the versions answered so far, in order."""
-        return [version for _, version in self.versions]
-
-    def wait_for(self, version: str, count: int = NEW_ANSWERS, timeout: float = 60) -> None:
-        """Wait until ``count`` answers came from ``version``."""
-        deadline = time.monotonic() + timeout
-        while self.seen().count(version) < count:
-            assert time.monotonic() < deadline, f"only {self.seen().count(version)} from {version}"
-            time.sleep(0.05)
-
-
-@contextmanager
-def load_on(server: WebServer) -> Iterator[Load]:
-    """Keep a client sending to ``server`` while the block runs."""
+def _load_on(server: WebServer) -> AbstractContextManager[Load]:
+    """Keep a client sending every kind of request to ``server`` while the block runs."""
     host, port = server.url.removeprefix("http://").split(":")
-    load = Load(host, int(port))
-    thread = threading.Thread(target=load.run, daemon=True)
-    thread.start()
-    try:
-        yield load
-    finally:
-        load.stop.set()
-        thread.join(60)
+    return load_on(host, int(port), _REQUESTS)
 
 
 def _switches(versions: list[str]) -> list[tuple[str, str]]:
@@ -163,14 +106,14 @@ def test_reload_under_load_switches_once_and_fails_nothing(
     monkeypatch.setenv("DEPLOY_WEB_ACCESS_LOG", "false")  # thousands of lines, none read
     server = start_web(2)
     old, new = loaded_model.version, load_model(other_model_dir).version
-    with load_on(server) as load:
-        load.wait_for(old)
+    with _load_on(server) as load:
+        load.wait_for(old, NEW_ANSWERS)
         started = time.monotonic()
         done = server.deploy("web", "reload", "--model", str(other_model_dir))
         took = time.monotonic() - started
         assert done.returncode == 0, done.stderr
         assert f"serving version {new} (was {old};" in done.stdout
-        load.wait_for(new)
+        load.wait_for(new, NEW_ANSWERS)
     seen = load.seen()
     assert load.failures == []
     assert seen[0] == old and seen[-1] == new
@@ -179,8 +122,8 @@ def test_reload_under_load_switches_once_and_fails_nothing(
     assert len(_master(server).children()) == 2
     assert _model_info(server) == {old: 0.0, new: 1.0}
     assert len(_log_lines(server, f"reload: serving {MODEL_NAME} version {new}")) == 1
-    last_old = max(t for t, v in load.versions if v == old)
-    first_new = min(t for t, v in load.versions if v == new)
+    last_old = max(a.sent for a in load.answers if a.version == old)
+    first_new = min(a.sent for a in load.answers if a.version == new)
     print(
         f"\n{worker_class}: {len(seen)} answers, 0 failed; `deploy web reload` took {took:.2f} s; "
         f"no answer for {1000 * (first_new - last_old):.0f} ms between the last old and the "
@@ -203,7 +146,7 @@ def test_a_refused_model_leaves_the_old_one_serving(
     course_pickle.write_bytes(pickle.dumps((steps[0][1], steps[-1][1])))
     server = start_web(2)
     old = loaded_model.version
-    with load_on(server) as load:
+    with _load_on(server) as load:
         load.wait_for(old, 10)
         for bad, why in ((corrupt, "sha256"), (course_pickle, "--trust-pickle")):
             done = server.deploy("web", "reload", "--model", str(bad))
@@ -211,7 +154,7 @@ def test_a_refused_model_leaves_the_old_one_serving(
             (line,) = done.stderr.strip().splitlines()  # one line, no traceback
             assert line.startswith("error: reload refused, the server on port ")
             assert f"still serves version {old}: " in line and why in line
-            answered = len(load.versions)
+            answered = len(load.answers)
             load.wait_for(old, answered + 10)  # still answering, still the old model
     assert load.failures == []
     assert set(load.seen()) == {old}
@@ -235,7 +178,7 @@ def test_sighup_rereads_a_model_overwritten_in_place(
     shutil.copytree(model_dir, served)
     server = start_web(2, model=served)
     old = loaded_model.version
-    with load_on(server) as load:
+    with _load_on(server) as load:
         load.wait_for(old, 10)
         # `deploy train` writes the new model over the directory the server was started with.
         trained = server.deploy(
@@ -253,7 +196,7 @@ def test_sighup_rereads_a_model_overwritten_in_place(
         new = load_model(served).version
         assert new != old
         _master(server).send_signal(signal.SIGHUP)  # gunicorn's master, directly: no request
-        load.wait_for(new)
+        load.wait_for(new, NEW_ANSWERS)
     assert load.failures == []
     assert _switches(load.seen()) == [(old, new)]
     assert len(_log_lines(server, f"version {new} from {served} (was {old};")) == 1
