@@ -95,6 +95,7 @@ def serve_local(
         "DEPLOY_WEB_HOST": host,
         "DEPLOY_WEB_PORT": str(port),
         "DEPLOY_WEB_RELOAD_FILE": str(reload_file),
+        "DEPLOY_WEB_PARENT_PID": str(os.getpid()),  # a SIGKILL here stops gunicorn too
         "PROMETHEUS_MULTIPROC_DIR": metrics_dir,
         "PYTHONUNBUFFERED": "1",  # access lines reach the log as they happen
         **trust.env(),

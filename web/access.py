@@ -24,7 +24,7 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 def request_id(environ: Mapping[str, Any]) -> str:
     """Return the client's ``X-Request-ID`` when it is a plain token, else a fresh one."""
     given = environ.get(_REQUEST_ID_ENVIRON, "")
-    # 128 random bits as 32 hex digits, as uuid4().hex but without building a UUID object.
+    # 128 random bits as 32 hex digits (uuid4().hex has 122 and costs a UUID object).
     return given if _REQUEST_ID.fullmatch(given) else os.urandom(16).hex()
 
 
@@ -48,8 +48,8 @@ def access_line(
 
 
 def _number(value: float) -> str:
-    # json.dumps writes a finite float as repr() does; a latency is never NaN or infinite.
-    return repr(value) if math.isfinite(value) else json.dumps(value)
+    # json.dumps writes a finite float as float.__repr__ does (a numpy float's repr differs).
+    return float.__repr__(value) if math.isfinite(value) else json.dumps(value)
 
 
 def access_logger() -> logging.Logger:

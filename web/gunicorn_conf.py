@@ -8,9 +8,11 @@ live workers of this server only, and dead workers are marked so their gauges go
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -38,6 +40,7 @@ __all__ = [
     "loglevel",
     "on_exit",
     "on_reload",
+    "on_starting",
     "pre_fork",
     "preload_app",
     "proc_name",
@@ -100,6 +103,32 @@ control_socket_disable = True
 # Worker heartbeats on a RAM disk: a slow or full overlay disk must not look like a hung worker.
 _SHM = "/dev/shm"
 worker_tmp_dir = _SHM if os.path.isdir(_SHM) and os.access(_SHM, os.W_OK) else None
+
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def on_starting(server: Any) -> None:
+    """Tie the master's life to the ``deploy web`` that started it (``DEPLOY_WEB_PARENT_PID``).
+
+    ``deploy web`` stops gunicorn on Ctrl-C or SIGTERM, but a SIGKILLed ``deploy web`` cannot:
+    its gunicorn, in a session of its own, would serve on, holding the port. The kernel sends
+    the master SIGTERM (gunicorn's graceful stop) when its parent ends. Set here, in the master
+    itself, rather than in a ``preexec_fn`` (unsafe in a process with threads).
+    """
+    parent = _settings.parent_pid
+    if parent is None:
+        return
+    if not sys.platform.startswith("linux"):
+        server.log.warning("DEPLOY_WEB_PARENT_PID is Linux only: not stopping with pid %s", parent)
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        raise SystemExit(
+            f"error: prctl(PR_SET_PDEATHSIG) failed: {os.strerror(ctypes.get_errno())}"
+        )
+    if os.getppid() != parent:  # it ended before the prctl: no signal will ever come
+        raise SystemExit(f"error: the process that started gunicorn (pid {parent}) is gone")
 
 
 def pre_fork(server: Any, worker: Any) -> None:

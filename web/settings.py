@@ -104,3 +104,7 @@ class WebSettings(BaseSettings):
     """Where ``deploy web reload`` leaves the next model's location and trust before sending
     SIGHUP (``deploy web`` sets it next to its process record). Empty, or no file there: a
     SIGHUP re-reads the location served now, with the trust it was loaded with."""
+
+    parent_pid: int | None = Field(None, ge=1)
+    """Stop (gracefully, as on SIGTERM) when this process ends, even by SIGKILL: ``deploy web``
+    sets its own pid, so its gunicorn never outlives it holding the port. Linux only."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import signal
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from deploy_modes.compose import status
-from deploy_modes.launch.processes import ManagedProcess, free_port, wait_http
+from deploy_modes.launch.processes import ManagedProcess, free_port, port_in_use, wait_http
 from deploy_modes.launch.registry import ProcessRecord, process_started, record, sweep
 
 DEPLOY = str(Path(sys.executable).parent / "deploy")
@@ -65,7 +66,7 @@ def _deploy(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.integration
-def test_status_and_logs_find_a_local_web_until_it_is_killed(
+def test_status_and_logs_find_a_local_web_and_its_gunicorn_stops_when_it_is_killed(
     model_dir: Path, tmp_path: Path
 ) -> None:
     port = free_port()
@@ -87,20 +88,70 @@ def test_status_and_logs_find_a_local_web_until_it_is_killed(
         (entry,) = sweep(tmp_path / ".deploy" / "processes")[0]
         assert entry.pid == web.pid
         gunicorn_pid = _child_of(web.pid)
-        os.kill(web.pid, signal.SIGKILL)  # no chance to remove its record
+        os.kill(web.pid, signal.SIGKILL)  # no chance to stop gunicorn, nor to remove its record
         web.popen.wait()
+        # Its gunicorn, in a session of its own, is told by the kernel (DEPLOY_WEB_PARENT_PID,
+        # PR_SET_PDEATHSIG) and stops gracefully: the port is free again.
+        _wait_gone(gunicorn_pid, timeout=40)
+        assert not port_in_use(port)
         shown = _deploy(tmp_path, "status")
         assert shown.returncode == 0, shown.stderr
         assert f"removed the record of `deploy web --runtime local --port {port}" in shown.stdout
-        # Its gunicorn, in its own session, outlived it: status says so instead of hiding it.
-        assert f"127.0.0.1:{port} still answers" in shown.stdout
+        assert "still answers" not in shown.stdout
         assert list((tmp_path / ".deploy" / "processes").glob("*.json")) == []
         again = _deploy(tmp_path, "status")
         assert "removed the record" not in again.stdout  # cleaned once, for good
+        gunicorn_log = (tmp_path / ".deploy" / "logs" / f"web-{port}.log").read_text()
+        assert "Shutting down" in gunicorn_log and "Traceback" not in gunicorn_log
     finally:
         web.stop(timeout=40)
-        if gunicorn_pid is not None:  # the orphaned gunicorn leads its own process group
+        if gunicorn_pid is not None:  # if it outlived the test, it leads its own group
             _kill_group(gunicorn_pid)
+
+
+def test_status_says_when_a_dead_records_port_still_answers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server a gone `deploy web` left behind is said, not hidden (here: a real HTTP server)."""
+
+    class _Healthy(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Healthy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    monkeypatch.chdir(tmp_path)
+    command = f"deploy web --runtime local --port {port}"
+    record("web", port, None, pid=gone.pid, command=command)
+    try:
+        shown = _deploy(tmp_path, "status")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert shown.returncode == 0, shown.stderr
+    assert f"removed the record of `{command}`" in shown.stdout
+    assert f"127.0.0.1:{port} still answers" in shown.stdout
+
+
+def _wait_gone(pid: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        if Path(f"/proc/{pid}/stat").read_text().split(") ")[-1].startswith("Z"):
+            return  # exited; its parent (gone) left it for init to reap
+        time.sleep(0.2)
+    raise AssertionError(f"gunicorn (pid {pid}) still runs {timeout:.0f}s after deploy web died")
 
 
 def _child_of(pid: int) -> int:
