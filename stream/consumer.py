@@ -209,7 +209,8 @@ class Consumer:
         server = server_time(self.kinesis, stream)
         if server is None:
             self._say(
-                "the Kinesis endpoint sends no Date header: LATEST counts from this host's "
+                "the Kinesis endpoint sends no usable Date header (a GMT time, RFC 9110): "
+                "LATEST counts from this host's "
                 f"clock less {_CLOCK_MARGIN:g} s, so a clock further ahead of the endpoint's "
                 "skips the records that arrive in between"
             )
@@ -219,7 +220,8 @@ class Consumer:
     def _position(self, start: str) -> str:
         if start != "AT_TIMESTAMP":
             return f"at {start}"
-        since = time.strftime("%H:%M:%S", time.localtime(self._started_at or 0.0))
+        assert self._started_at is not None  # set by refresh_shards, before any shard opens
+        since = time.strftime("%H:%M:%S", time.localtime(self._started_at))
         return f"at LATEST (every record that arrived since {since})"
 
     def _bind(self, shard_ids: list[str]) -> None:

@@ -194,7 +194,7 @@ class Shard:
 def _not_found(stream: str, exc: Exception) -> StreamError:
     if _code(exc) == "ResourceNotFoundException":
         return StreamError(f"stream {stream!r} does not exist: run `deploy stream init` first")
-    return StreamError(f"cannot list the shards of {stream!r}: {_why(exc)}")
+    return StreamError(f"cannot read stream {stream!r}: {_why(exc)}")
 
 
 def list_shards(client: Any, stream: str) -> list[Shard]:
@@ -228,6 +228,14 @@ def list_shard_ids(client: Any, stream: str) -> list[str]:
     return [shard.shard_id for shard in list_shards(client, stream)]
 
 
+def _describe_summary(client: Any, stream: str) -> dict[str, Any]:
+    """Return DescribeStreamSummary's whole answer (its HTTP headers included)."""
+    try:
+        return dict(client.describe_stream_summary(StreamName=stream))
+    except Exception as exc:
+        raise _not_found(stream, exc) from exc
+
+
 def stream_incarnation(client: Any, stream: str) -> str:
     """Return what names this incarnation of ``stream``: its ARN and creation time.
 
@@ -235,10 +243,7 @@ def stream_incarnation(client: Any, stream: str) -> str:
     with fresh state) has the same ARN but a new creation time, and sequence numbers that
     start over, so a checkpoint of the old one must not be applied to it.
     """
-    try:
-        summary = client.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"]
-    except Exception as exc:
-        raise _not_found(stream, exc) from exc
+    summary = _describe_summary(client, stream)["StreamDescriptionSummary"]
     created = summary["StreamCreationTimestamp"]
     return f"{summary['StreamARN']}@{created.timestamp():.3f}"
 
@@ -247,19 +252,18 @@ def server_time(client: Any, stream: str) -> float | None:
     """Return the Kinesis endpoint's own clock (its HTTP ``Date``, whole seconds), or None.
 
     Record arrival stamps are the server's, so "arrived since now" must be asked in the
-    server's time: this host's clock may run ahead of it.
+    server's time: this host's clock may run ahead of it. A Date without a time zone is not
+    used (read as local time it would be off by the host's offset), nor one that does not parse.
     """
-    try:
-        answer = client.describe_stream_summary(StreamName=stream)
-    except Exception as exc:
-        raise _not_found(stream, exc) from exc
+    answer = _describe_summary(client, stream)
     date = answer.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
     if not date:
         return None
     try:
-        return parsedate_to_datetime(date).timestamp()
+        stamp = parsedate_to_datetime(date)
     except (TypeError, ValueError):
         return None
+    return stamp.timestamp() if stamp.tzinfo is not None else None
 
 
 def ensure_streams(

@@ -81,24 +81,45 @@ def test_latest_consumer_with_a_clock_ahead_rereads_a_failed_batch(
     assert consumer.failing is None
     delivered = predictions_by_id(kinesis, settings.output_stream)
     assert sorted(delivered) == sorted(ride["ride_id"] for ride in fresh)
-    assert not any("no Date header" in line for line in lines)
+    assert not any("Date header" in line for line in lines)
+
+
+def _with_date(client: Any, date: str | None) -> Any:
+    """Return ``client`` with DescribeStreamSummary's Date replaced on arrival (None: removed)."""
+
+    def replace_date(parsed: dict[str, Any], **_: Any) -> None:
+        headers = parsed.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+        headers.pop("date", None)
+        if date is not None:
+            headers["date"] = date
+
+    client.meta.events.register("after-call.kinesis.DescribeStreamSummary", replace_date)
+    return client
+
+
+@pytest.mark.parametrize(
+    "date",
+    [None, "not a date", "Sat, 05 Dec 2026 18:00:00 -0000"],  # -0000: no zone, RFC 5322
+    ids=["missing", "garbled", "zoneless"],
+)
+def test_server_time_refuses_a_date_it_cannot_place(make_streams: Any, date: str | None) -> None:
+    settings: StreamSettings = make_streams(1)
+    client = _with_date(aws_client("kinesis", settings.endpoint_url), date)
+    assert server_time(client, settings.input_stream) is None
 
 
 def test_an_endpoint_without_a_date_header_is_said_and_the_host_clock_used(
     make_streams: Any, stream_service: StreamService
 ) -> None:
     settings: StreamSettings = make_streams(1).model_copy(update={"start_position": "LATEST"})
-    client = aws_client("kinesis", settings.endpoint_url)
-
-    def drop_date(parsed: dict[str, Any], **_: Any) -> None:
-        parsed.get("ResponseMetadata", {}).get("HTTPHeaders", {}).pop("date", None)
-
     # An endpoint that sends no Date: the real server's answer, its header removed on arrival.
-    client.meta.events.register("after-call.kinesis.DescribeStreamSummary", drop_date)
+    client = _with_date(aws_client("kinesis", settings.endpoint_url), None)
+    send_rides(client, settings.input_stream, generated_rides(10, seed=6))  # before: not read
+    time.sleep(2.5)  # past the 1 s margin
     lines: list[str] = []
     consumer = _latest_consumer(settings, stream_service, lines, time.time, kinesis=client)
     assert consumer.poll_once() == 0
-    assert sum("sends no Date header" in line for line in lines) == 1
+    assert sum("sends no usable Date header" in line for line in lines) == 1
     fresh = generated_rides(10, seed=5, first_id=901)
     send_rides(client, settings.input_stream, fresh)
     _drain(consumer)
