@@ -5,7 +5,7 @@ import re
 from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["DEFAULT_PROJECT_PREFIX", "ComposeSettings"]
+__all__ = ["DEFAULT_PROJECT_PREFIX", "ComposeSettings", "check_project_prefix"]
 
 DEFAULT_PROJECT_PREFIX = "deploy"
 # What both compose versions accept as a project name (v2 refuses anything else).
@@ -27,9 +27,14 @@ class ComposeSettings(BaseSettings):
     @field_validator("project_prefix")
     @classmethod
     def _a_project_name(cls, value: str) -> str:
-        if not _PROJECT_NAME.fullmatch(value):
-            raise ValueError(
-                "a compose project name takes lowercase letters, digits, dashes and "
-                "underscores, and starts with a letter or digit"
-            )
-        return value
+        return check_project_prefix(value)
+
+
+def check_project_prefix(value: str) -> str:
+    """Return ``value`` if it can start a compose project name, else raise ValueError."""
+    if not _PROJECT_NAME.fullmatch(value):
+        raise ValueError(
+            "a compose project name takes lowercase letters, digits, dashes and "
+            "underscores, and starts with a letter or digit"
+        )
+    return value

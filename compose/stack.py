@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deploy_modes.compose.settings import ComposeSettings
+from deploy_modes.compose.settings import ComposeSettings, check_project_prefix
 from deploy_modes.core.errors import DeployError
 from deploy_modes.core.settings import load_settings
 from deploy_modes.launch.terminal import console, err_console, isatty
@@ -177,8 +177,10 @@ class Stack:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise DeployError(f"unknown mode {self.mode!r}: choose one of {', '.join(MODES)}")
-        # A prefix given here is checked as the environment's is.
-        load_settings(ComposeSettings, project_prefix=self.prefix)
+        try:  # a prefix given here is checked as the environment's is
+            check_project_prefix(self.prefix)
+        except ValueError as exc:
+            raise DeployError(f"invalid compose project prefix {self.prefix!r}: {exc}") from None
         if not self.files:
             self.files = (COMPOSE_DIR / f"{self.mode}.yml",)
         for path in self.files:

@@ -146,7 +146,10 @@ def test_a_replica_count_out_of_range_is_refused(replicas: int) -> None:
 
 @pytest.mark.parametrize(
     ("replicas", "bound"),
-    [("0", "greater than or equal to 1"), ("17", f"less than or equal to {MAX_REPLICAS}")],
+    [
+        ("0", "greater than or equal to 1"),
+        (str(MAX_REPLICAS + 1), f"less than or equal to {MAX_REPLICAS}"),
+    ],
 )
 def test_the_cli_refuses_a_replica_count_out_of_range_before_anything_runs(
     replicas: str, bound: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
