@@ -1,0 +1,86 @@
+"""The consumer's pace on the real moto server: batch sizes, backoff, and when it reports.
+
+Each figure here is one a user reads or relies on: at most ``batch_size`` rides are repeated
+after a crash (at least one per shard), a failing endpoint is retried at 0.2, 0.4, 0.8 ... up
+to 5 s, and the progress line is printed only when rides were handled.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+from stream_helpers import predictions_by_id
+
+from deploy_modes.core.storage import aws_client
+from deploy_modes.stream.checkpoints import SQLiteCheckpoints
+from deploy_modes.stream.consumer import Consumer
+from deploy_modes.stream.kinesis import ensure_streams
+from deploy_modes.stream.rides import generated_rides, send_rides
+from deploy_modes.stream.service import StreamService
+from deploy_modes.stream.settings import StreamSettings
+
+pytestmark = pytest.mark.integration
+
+
+def _consumer(settings: StreamSettings, service: StreamService, lines: list[str]) -> Consumer:
+    return Consumer(
+        service,
+        aws_client("kinesis", settings.endpoint_url),
+        SQLiteCheckpoints(settings.checkpoint_path),
+        settings,
+        lines.append,
+    )
+
+
+def test_a_batch_smaller_than_the_shards_still_reads_one_ride_per_shard(
+    kinesis: Any, make_streams: Any, stream_service: StreamService
+) -> None:
+    settings: StreamSettings = make_streams(4).model_copy(update={"batch_size": 2})
+    rides = generated_rides(40, seed=51)
+    send_rides(kinesis, settings.input_stream, rides)
+    consumer = _consumer(settings, stream_service, [])
+    sizes = []
+    while handled := consumer.poll_once():
+        sizes.append(handled)
+    # 2 // 4 shards is 0: each shard still gives one ride a poll, never more.
+    assert max(sizes) == 4 and sum(sizes) == 40
+    assert sorted(predictions_by_id(kinesis, settings.output_stream)) == sorted(
+        ride["ride_id"] for ride in rides
+    )
+
+
+def test_backoff_doubles_from_0_2_s_to_a_5_s_cap_and_resets_on_recovery(
+    kinesis: Any, make_streams: Any, stream_service: StreamService
+) -> None:
+    settings: StreamSettings = make_streams(1)
+    send_rides(kinesis, settings.input_stream, generated_rides(5, seed=52))
+    kinesis.delete_stream(StreamName=settings.output_stream)
+    kinesis.get_waiter("stream_not_exists").wait(StreamName=settings.output_stream)
+    consumer = _consumer(settings, stream_service, [])
+    assert consumer.backoff() == 0.0
+    waits = []
+    for _ in range(7):
+        assert consumer.poll_once() == 0  # read the 5 rides again, the put failed again
+        waits.append(consumer.backoff())
+    assert waits == [0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0]
+    ensure_streams(kinesis, [settings.output_stream], 1, say=lambda message: None)
+    assert consumer.poll_once() == 5
+    assert consumer.backoff() == 0.0 and consumer.failing is None
+
+
+def test_an_idle_consumer_prints_no_progress_line(
+    make_streams: Any, stream_service: StreamService
+) -> None:
+    """Progress lines say what changed: nothing handled, nothing to say (every 5 s at most)."""
+    settings: StreamSettings = make_streams(1).model_copy(update={"poll_interval": 0.05})
+    lines: list[str] = []
+    consumer = _consumer(settings, stream_service, lines)
+    stop = threading.Event()
+    timer = threading.Timer(6.0, stop.set)  # past one 5 s reporting period
+    timer.start()
+    stats = consumer.run(stop)
+    assert stats.records == 0
+    progress = [line for line in lines if "stopped" not in line and "->" not in line]
+    assert progress == [line for line in progress if "reading shardId" in line], lines
