@@ -14,9 +14,10 @@ import pytest
 from stream_helpers import predictions_by_id
 
 from deploy_modes.core.storage import aws_client
+from deploy_modes.launch.processes import free_port
 from deploy_modes.stream.checkpoints import SQLiteCheckpoints
 from deploy_modes.stream.consumer import Consumer
-from deploy_modes.stream.kinesis import ensure_streams
+from deploy_modes.stream.kinesis import StreamError, ensure_streams
 from deploy_modes.stream.rides import generated_rides, send_rides
 from deploy_modes.stream.service import StreamService
 from deploy_modes.stream.settings import StreamSettings
@@ -84,3 +85,32 @@ def test_an_idle_consumer_prints_no_progress_line(
     assert stats.records == 0
     progress = [line for line in lines if "stopped" not in line and "->" not in line]
     assert progress == [line for line in progress if "reading shardId" in line], lines
+
+
+def test_a_busy_consumer_does_not_sleep_between_batches(
+    kinesis: Any, make_streams: Any, stream_service: StreamService
+) -> None:
+    """The poll interval is for an idle stream: three full batches go through back to back."""
+    settings: StreamSettings = make_streams(1).model_copy(
+        update={"batch_size": 10, "poll_interval": 30.0}
+    )
+    send_rides(kinesis, settings.input_stream, generated_rides(30, seed=53))
+    consumer = _consumer(settings, stream_service, [])
+    stop = threading.Event()
+    timer = threading.Timer(5.0, stop.set)  # far less than one 30 s interval
+    timer.start()
+    stats = consumer.run(stop)
+    assert stats.records == 30
+
+
+def test_waiting_for_kinesis_at_start_is_said_once(
+    stream_service: StreamService, make_streams: Any
+) -> None:
+    settings: StreamSettings = make_streams(1).model_copy(
+        update={"endpoint_url": f"http://127.0.0.1:{free_port()}"}  # nothing listens there
+    )
+    lines: list[str] = []
+    consumer = _consumer(settings, stream_service, lines)
+    with pytest.raises(StreamError, match=r"did not answer within 3\.5 s"):
+        consumer.start(threading.Event(), timeout=3.5)  # about four attempts, 1 s apart
+    assert sum("waiting up to 3.5 s for Kinesis" in line for line in lines) == 1, lines
