@@ -18,6 +18,7 @@ from deploy_modes.launch.processes import free_port
 from deploy_modes.stream.checkpoints import SQLiteCheckpoints
 from deploy_modes.stream.consumer import Consumer
 from deploy_modes.stream.kinesis import StreamError, ensure_streams
+from deploy_modes.stream.leases import DynamoLeases, LeaseCoordinator
 from deploy_modes.stream.rides import generated_rides, send_rides
 from deploy_modes.stream.service import StreamService
 from deploy_modes.stream.settings import StreamSettings
@@ -100,7 +101,7 @@ def test_a_busy_consumer_does_not_sleep_between_batches(
     timer = threading.Timer(5.0, stop.set)  # far less than one 30 s interval
     timer.start()
     stats = consumer.run(stop)
-    assert stats.records == 30
+    assert (stats.records, stats.batches) == (30, 3)
 
 
 def test_waiting_for_kinesis_at_start_is_said_once(
@@ -114,3 +115,40 @@ def test_waiting_for_kinesis_at_start_is_said_once(
     with pytest.raises(StreamError, match=r"did not answer within 3\.5 s"):
         consumer.start(threading.Event(), timeout=3.5)  # about four attempts, 1 s apart
     assert sum("waiting up to 3.5 s for Kinesis" in line for line in lines) == 1, lines
+
+
+def test_a_lease_table_gone_mid_run_is_a_failure_state_not_a_crash(
+    kinesis: Any, make_streams: Any, stream_service: StreamService
+) -> None:
+    """Group member, DynamoDB leases on the moto server: the table vanishes, then comes back."""
+    settings: StreamSettings = make_streams(2)
+    dynamodb = aws_client("dynamodb", settings.endpoint_url)
+    table = "pace_leases"
+
+    def leases() -> DynamoLeases:
+        return DynamoLeases(dynamodb, table, settings.consumer_name, settings.input_stream)
+
+    lines: list[str] = []
+    consumer = Consumer(
+        stream_service,
+        aws_client("kinesis", settings.endpoint_url),
+        SQLiteCheckpoints(settings.checkpoint_path),
+        settings,
+        lines.append,
+        LeaseCoordinator(leases(), "me", settings.lease_timeout, lines.append),
+    )
+    assert consumer.poll_once() == 0  # lists the shards, takes both leases
+    assert len(consumer.readers) == 2
+    dynamodb.delete_table(TableName=table)
+    dynamodb.get_waiter("table_not_exists").wait(TableName=table)
+    rides = generated_rides(20, seed=54)
+    send_rides(kinesis, settings.input_stream, rides)
+    assert consumer.poll_once() == 0  # syncing the leases failed: nothing read, nothing raised
+    assert consumer.failing is not None and consumer.failing.startswith("syncing leases")
+    leases()  # the table is back (empty): the consumer takes the leases again
+    for _ in range(50):  # bounded: a consumer stuck failing fails the test below
+        if not consumer.poll_once() and not consumer.failing:
+            break
+    assert sorted(predictions_by_id(kinesis, settings.output_stream)) == sorted(
+        ride["ride_id"] for ride in rides
+    )
