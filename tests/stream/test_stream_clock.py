@@ -121,7 +121,12 @@ def test_an_endpoint_without_a_date_header_is_said_and_the_host_clock_used(
     assert consumer.poll_once() == 0
     assert sum("sends no usable Date header" in line for line in lines) == 1
     fresh = generated_rides(10, seed=5, first_id=901)
-    send_rides(client, settings.input_stream, fresh)
+    send_rides(client, settings.input_stream, fresh)  # within a second of the start
+    # A failed put reopens the shard at the start stamp: "since the start", not a second after.
+    client.delete_stream(StreamName=settings.output_stream)
+    client.get_waiter("stream_not_exists").wait(StreamName=settings.output_stream)
+    assert consumer.poll_once() == 0 and consumer.failing is not None
+    ensure_streams(client, [settings.output_stream], 1, say=lambda message: None)
     _drain(consumer)
     assert sorted(predictions_by_id(client, settings.output_stream)) == sorted(
         ride["ride_id"] for ride in fresh

@@ -7,7 +7,9 @@ to 5 s, and the progress line is printed only when rides were handled.
 
 from __future__ import annotations
 
+import re
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -60,8 +62,10 @@ def test_backoff_doubles_from_0_2_s_to_a_5_s_cap_and_resets_on_recovery(
     send_rides(kinesis, settings.input_stream, generated_rides(5, seed=52))
     kinesis.delete_stream(StreamName=settings.output_stream)
     kinesis.get_waiter("stream_not_exists").wait(StreamName=settings.output_stream)
-    consumer = _consumer(settings, stream_service, [])
+    lines: list[str] = []
+    consumer = _consumer(settings, stream_service, lines)
     assert consumer.backoff() == 0.0
+    began = time.monotonic()
     waits = []
     for _ in range(7):
         assert consumer.poll_once() == 0  # read the 5 rides again, the put failed again
@@ -70,6 +74,9 @@ def test_backoff_doubles_from_0_2_s_to_a_5_s_cap_and_resets_on_recovery(
     ensure_streams(kinesis, [settings.output_stream], 1, say=lambda message: None)
     assert consumer.poll_once() == 5
     assert consumer.backoff() == 0.0 and consumer.failing is None
+    (recovered,) = [line for line in lines if "recovered after" in line]
+    seconds = float(recovered.split("recovered after ")[1].split(" s ")[0])
+    assert 0 <= seconds <= time.monotonic() - began and "(7 failed attempts)" in recovered
 
 
 def test_an_idle_consumer_prints_no_progress_line(
@@ -112,7 +119,8 @@ def test_waiting_for_kinesis_at_start_is_said_once(
     )
     lines: list[str] = []
     consumer = _consumer(settings, stream_service, lines)
-    with pytest.raises(StreamError, match=r"did not answer within 3\.5 s"):
+    where = re.escape(str(settings.endpoint_url))
+    with pytest.raises(StreamError, match=rf"Kinesis at {where} did not answer within 3\.5 s"):
         consumer.start(threading.Event(), timeout=3.5)  # about four attempts, 1 s apart
     assert sum("waiting up to 3.5 s for Kinesis" in line for line in lines) == 1, lines
 
