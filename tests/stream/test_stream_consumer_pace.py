@@ -160,3 +160,18 @@ def test_a_lease_table_gone_mid_run_is_a_failure_state_not_a_crash(
     assert sorted(predictions_by_id(kinesis, settings.output_stream)) == sorted(
         ride["ride_id"] for ride in rides
     )
+
+
+def test_an_input_stream_gone_mid_run_is_a_failure_state_that_handled_nothing(
+    kinesis: Any, make_streams: Any, stream_service: StreamService
+) -> None:
+    settings: StreamSettings = make_streams(1).model_copy(update={"shard_refresh": 0.0})
+    lines: list[str] = []
+    consumer = _consumer(settings, stream_service, lines)
+    assert consumer.poll_once() == 0
+    kinesis.delete_stream(StreamName=settings.input_stream)
+    kinesis.get_waiter("stream_not_exists").wait(StreamName=settings.input_stream)
+    assert consumer.poll_once() == 0  # listing failed: nothing handled, nothing raised
+    assert consumer.failing is not None
+    assert consumer.failing.startswith(f"listing {settings.input_stream}")
+    assert "does not exist" in consumer.failing
