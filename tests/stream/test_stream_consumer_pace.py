@@ -20,7 +20,7 @@ from deploy_modes.launch.processes import free_port
 from deploy_modes.stream.checkpoints import SQLiteCheckpoints
 from deploy_modes.stream.consumer import Consumer
 from deploy_modes.stream.kinesis import StreamError, ensure_streams
-from deploy_modes.stream.leases import DynamoLeases, LeaseCoordinator
+from deploy_modes.stream.leases import DynamoLeases, LeaseCoordinator, SQLiteLeases
 from deploy_modes.stream.rides import generated_rides, send_rides
 from deploy_modes.stream.service import StreamService
 from deploy_modes.stream.settings import StreamSettings
@@ -175,3 +175,41 @@ def test_an_input_stream_gone_mid_run_is_a_failure_state_that_handled_nothing(
     assert consumer.failing is not None
     assert consumer.failing.startswith(f"listing {settings.input_stream}")
     assert "does not exist" in consumer.failing
+
+
+def test_a_lease_taken_on_a_listing_older_than_its_first_ride_resumes_after_its_checkpoint(
+    kinesis: Any, make_streams: Any, stream_service: StreamService
+) -> None:
+    """moto lists an empty shard with another start than once it has rides.
+
+    Consumer B lists the shard while it is empty; A predicts and checkpoints a batch, then
+    hands its lease over. B opens the shard from its old listing: the checkpoint's start
+    differs, and B must list again rather than call the checkpoint foreign, read the shard
+    from the start and predict A's batch twice.
+    """
+    settings: StreamSettings = make_streams(1).model_copy(update={"batch_size": 10})
+
+    def member(me: str) -> Consumer:
+        table = SQLiteLeases(settings.lease_file, settings.consumer_name, settings.input_stream)
+        return Consumer(
+            stream_service,
+            aws_client("kinesis", settings.endpoint_url),
+            SQLiteCheckpoints(settings.checkpoint_path),
+            settings,
+            None,
+            LeaseCoordinator(table, me, settings.lease_timeout),
+        )
+
+    first, second = member("a"), member("b")
+    assert first.poll_once() == 0 and list(first.readers) != []  # A holds the only lease
+    assert second.poll_once() == 0 and list(second.readers) == []  # B listed the empty shard
+    rides = generated_rides(20, seed=55)
+    send_rides(kinesis, settings.input_stream, rides)
+    assert first.poll_once() == 10  # predicted and checkpointed
+    assert first.leases is not None
+    first.leases.release_all()
+    while second.poll_once():
+        pass
+    delivered = predictions_by_id(kinesis, settings.output_stream)
+    assert sorted(delivered) == sorted(ride["ride_id"] for ride in rides)
+    assert all(len(durations) == 1 for durations in delivered.values())
