@@ -13,13 +13,13 @@ import time
 from typing import Any
 
 import pytest
-from stream_helpers import predictions_by_id
+from stream_helpers import dead_letters, predictions_by_id, ride_bytes
 
 from deploy_modes.core.storage import aws_client
 from deploy_modes.launch.processes import free_port
 from deploy_modes.stream.checkpoints import SQLiteCheckpoints
 from deploy_modes.stream.consumer import Consumer
-from deploy_modes.stream.kinesis import StreamError, ensure_streams
+from deploy_modes.stream.kinesis import StreamError, ensure_streams, list_shard_ids
 from deploy_modes.stream.leases import DynamoLeases, LeaseCoordinator, SQLiteLeases
 from deploy_modes.stream.rides import generated_rides, send_rides
 from deploy_modes.stream.service import StreamService
@@ -213,3 +213,24 @@ def test_a_lease_taken_on_a_listing_older_than_its_first_ride_resumes_after_its_
     delivered = predictions_by_id(kinesis, settings.output_stream)
     assert sorted(delivered) == sorted(ride["ride_id"] for ride in rides)
     assert all(len(durations) == 1 for durations in delivered.values())
+
+
+def test_start_opens_the_shards_and_the_stats_count_each_kind_of_record(
+    kinesis: Any, make_streams: Any, stream_service: StreamService
+) -> None:
+    settings: StreamSettings = make_streams(2)
+    consumer = _consumer(settings, stream_service, [])
+    consumer.start(threading.Event(), timeout=5)
+    assert sorted(consumer.readers) == sorted(list_shard_ids(kinesis, settings.input_stream))
+    send_rides(kinesis, settings.input_stream, generated_rides(5, seed=56))
+    bad = [ride_bytes(10, 50, "far", 9001), b"not json", ride_bytes(-3, 50, 2.0, 9002)]
+    kinesis.put_records(
+        StreamName=settings.input_stream,
+        Records=[{"Data": data, "PartitionKey": str(n)} for n, data in enumerate(bad)],
+    )
+    while consumer.poll_once():
+        pass
+    stats = consumer.stats
+    assert (stats.records, stats.predictions, stats.dead_letters) == (8, 5, 3)
+    assert len(dead_letters(kinesis, settings.dlq_stream)) == 3
+    assert "8 records: 5 predictions, 3 dead letters" in stats.line()
