@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import tracemalloc
 from collections.abc import Callable
 from typing import Any
 
@@ -9,8 +11,11 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sklearn.pipeline import Pipeline
+from sklearn.feature_extraction import DictVectorizer
+from sklearn.linear_model import LinearRegression
+from sklearn.pipeline import Pipeline, make_pipeline
 
+from deploy_modes.core.artifact import LoadedModel
 from deploy_modes.core.errors import RideValidationError
 from deploy_modes.core.scoring import ModelService, Prediction
 from deploy_modes.core.validation import Ride
@@ -52,6 +57,23 @@ def test_dense_models_score_in_chunks(
     expected = sklearn_predict(dense_service.pipeline, pu, do, dist)
     got = dense_service.predict_arrays(pu, do, dist)
     np.testing.assert_allclose(got, expected, rtol=0, atol=TOLERANCE)
+
+
+def test_dense_models_never_hold_more_than_a_chunk_of_the_matrix(
+    dense_service: ModelService,
+) -> None:
+    # Eight chunks' worth of rides: scored at once, the dense rows x vocabulary float64 matrix
+    # alone would take 8 x 64 MB; in chunks the peak stays near one chunk's 64 MB.
+    rides = 8 * (8_000_000 // dense_service.scheme.width)
+    pu, do, dist = _rides(rides, 6)
+    tracemalloc.start()
+    try:
+        dense_service.predict_arrays(pu, do, dist)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    whole = rides * dense_service.scheme.width * 8
+    assert peak < whole / 3, (peak, whole)
 
 
 def test_rides_include_unseen_zone_pairs(model_service: ModelService) -> None:
@@ -173,9 +195,21 @@ def test_predict_arrays_refuses_out_of_range_zones(
         model_service.predict_arrays(pu, do, [1.0] * len(pu))
 
 
-def test_predict_arrays_refuses_mismatched_lengths(model_service: ModelService) -> None:
-    with pytest.raises(ValueError, match="same length"):
-        model_service.predict_arrays([1, 2], [1], [1.0, 2.0])
+@pytest.mark.parametrize(
+    ("pu", "do", "distance"),
+    [
+        ([1, 2], [1], [1.0, 2.0]),
+        ([1, 2, 3], [1, 2], [1.0, 2.0]),  # the zones' lengths differ, do and distance agree
+        ([1, 2], [1, 2], [1.0]),
+        (5, 6, 1.0),  # scalars, not arrays
+        ([[1, 2]], [[3, 4]], [[1.0, 2.0]]),  # equal shapes, but 2-d: no silent 2-d answer
+    ],
+)
+def test_predict_arrays_refuses_anything_but_three_1d_arrays_of_one_length(
+    model_service: ModelService, pu: Any, do: Any, distance: Any
+) -> None:
+    with pytest.raises(ValueError, match="1-d arrays of the same length"):
+        model_service.predict_arrays(pu, do, distance)
 
 
 def test_predict_arrays_accepts_float_zone_columns(
@@ -192,3 +226,47 @@ def test_service_exposes_the_model_identity(model_service: ModelService) -> None
     assert model_service.name == "ride_duration_prediction_model"
     assert model_service.version == model_service.model.manifest["version"]
     assert len(model_service.version) == 12
+
+
+def test_the_reason_names_why_no_table_was_taken(
+    forest_service: ModelService, scaled_service: ModelService
+) -> None:
+    # `deploy model info` prints this reason: it must name the real cause, not a neighbour's.
+    assert "no table: RandomForestRegressor is not an identity-link linear model" in (
+        forest_service.scoring_reason
+    )
+    assert "no table: the pipeline has 3 steps" in scaled_service.scoring_reason
+    # The service's estimator is the pipeline's last step, also behind a scaler.
+    assert scaled_service.estimator is scaled_service.pipeline.steps[-1][1]
+    assert type(scaled_service.estimator).__name__ == "LinearRegression"
+
+
+KNOWN_PAIRS = [(74, 75), (130, 205), (43, 236), (74, 236)]
+
+
+def _zones_only_service() -> ModelService:
+    """Return a real homework-style model on zone strings only: an unseen ride has no feature."""
+    dicts = [{"PULocationID": str(p), "DOLocationID": str(d)} for p, d in KNOWN_PAIRS * 5]
+    durations = [float(5 + i % 7 + p % 3) for i, (p, _) in enumerate(KNOWN_PAIRS * 5)]
+    pipeline = make_pipeline(DictVectorizer(), LinearRegression()).fit(dicts, durations)
+    return ModelService(LoadedModel(pipeline, {"version": "test"}, "zones-only"))
+
+
+def test_unknown_rides_are_counted_told_to_listeners_and_logged_at_each_doubling(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    service = _zones_only_service()
+    heard: list[int] = []
+    service.unknown_listeners.append(heard.append)  # the web service's metric counter does this
+    unseen = {"PULocationID": 1, "DOLocationID": 2, "trip_distance": 2.0}
+    with caplog.at_level(logging.WARNING, logger="deploy_modes.core.scoring"):
+        service.predict_one(unseen)
+        service.predict_arrays([1, 74, 3, 4], [2, 75, 5, 6], [1.0, 1.0, 1.0, 1.0])
+        for _ in range(5):
+            service.predict_one(unseen)
+        service.predict_one({"PULocationID": 74, "DOLocationID": 75, "trip_distance": 2.0})
+    assert heard == [1, 3, 1, 1, 1, 1, 1]
+    assert service.unknown_rides == 9
+    # One line per doubling of the count (1, then 4 after the array of 3, then 8), not per ride.
+    lines = [r.getMessage() for r in caplog.records if "no feature the model" in r.getMessage()]
+    assert [line.split()[0] for line in lines] == ["1", "4", "8"], lines
