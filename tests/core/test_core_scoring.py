@@ -270,3 +270,43 @@ def test_unknown_rides_are_counted_told_to_listeners_and_logged_at_each_doubling
     # One line per doubling of the count (1, then 4 after the array of 3, then 8), not per ride.
     lines = [r.getMessage() for r in caplog.records if "no feature the model" in r.getMessage()]
     assert [line.split()[0] for line in lines] == ["1", "4", "8"], lines
+
+
+# Pairs on the zone range's edges and in between; the durations depend strongly on the pair.
+TABLE_PAIRS = [(1, 1), (1, 265), (265, 1), (265, 265), (2, 3), (74, 75), (130, 205), (43, 236)]
+
+
+@pytest.mark.parametrize(
+    ("scheme", "features"),
+    [
+        ("pu_do", lambda p, d, x: {"PU_DO": f"{p}_{d}", "trip_distance": x}),
+        ("zone_tokens", lambda p, d, x: {"PULocationID": str(p), "DOLocationID": str(d)}),
+        (
+            "zone_tokens",
+            lambda p, d, x: {"PULocationID": str(p), "DOLocationID": str(d), "trip_distance": x},
+        ),
+        ("zone_ids", lambda p, d, x: {"PULocationID": p, "DOLocationID": d, "trip_distance": x}),
+    ],
+)
+def test_a_linear_model_of_each_scheme_takes_the_table_and_equals_predict_on_every_pair(
+    scheme: str, features: Callable[[int, int, float], dict[str, Any]]
+) -> None:
+    rides = [(p, d, float(1 + (3 * i) % 7)) for i, (p, d) in enumerate(TABLE_PAIRS * 3)]
+    durations = [float((7 * p + 13 * d) % 60) + 2.0 * x for p, d, x in rides]
+    dicts = [features(p, d, x) for p, d, x in rides]
+    pipeline = make_pipeline(DictVectorizer(), LinearRegression()).fit(dicts, durations)
+    service = ModelService(LoadedModel(pipeline, {"version": "test"}, scheme))
+    assert (service.scheme.name, service.fast_path) == (scheme, "linear-table")
+    # Every pair the vocabulary knows (so every column, the first included) and every mix of
+    # the edge zones, at distances other than the 0 the table is built at.
+    zones = sorted({z for pair in TABLE_PAIRS for z in pair})
+    pu = np.repeat(zones, len(zones))
+    do = np.tile(zones, len(zones))
+    distance = np.linspace(0.5, 40.0, len(pu))
+    truth = pipeline.predict([features(p, d, x) for p, d, x in zip(pu, do, distance, strict=True)])
+    np.testing.assert_allclose(service.predict_arrays(pu, do, distance), truth, rtol=0, atol=1e-9)
+    for p, d, x in zip(pu[:9], do[:9], distance[:9], strict=True):
+        ride = {"PULocationID": int(p), "DOLocationID": int(d), "trip_distance": float(x)}
+        assert service.predict_one(ride) == pytest.approx(
+            pipeline.predict([features(p, d, x)])[0], abs=1e-9
+        )
