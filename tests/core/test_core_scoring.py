@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from sklearn.feature_extraction import DictVectorizer
 from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import MaxAbsScaler
 
 from deploy_modes.core.artifact import LoadedModel
 from deploy_modes.core.errors import RideValidationError
@@ -310,3 +311,21 @@ def test_a_linear_model_of_each_scheme_takes_the_table_and_equals_predict_on_eve
         assert service.predict_one(ride) == pytest.approx(
             pipeline.predict([features(p, d, x)])[0], abs=1e-9
         )
+
+
+def test_a_model_no_shortcut_agrees_with_is_scored_by_its_own_predict() -> None:
+    # A float32 vectorizer before a scaler: the float64 sparse build rounds differently from
+    # predict, so the service must fall back to the pipeline's own predict, and use it.
+    rides = [(p, d, 1.37 + 0.11 * i) for i, (p, d) in enumerate(TABLE_PAIRS * 3)]
+    dicts = [{"PU_DO": f"{p}_{d}", "trip_distance": x} for p, d, x in rides]
+    durations = [1e3 * ((7 * p + 13 * d) % 60 + 2.0 * x) for p, d, x in rides]
+    pipeline = make_pipeline(DictVectorizer(dtype=np.float32), MaxAbsScaler(), LinearRegression())
+    service = ModelService(LoadedModel(pipeline.fit(dicts, durations), {"version": "f32"}, "f32"))
+    assert service.fast_path == "dict"
+    assert [proof.holds for proof in service.proofs] == [False]  # the sparse build disagreed
+    pu, do, dist = _rides(500, 9)
+    dist = dist + 0.013  # decimals float32 cannot hold
+    truth = pipeline.predict(
+        [{"PU_DO": f"{p}_{d}", "trip_distance": x} for p, d, x in zip(pu, do, dist, strict=True)]
+    )
+    np.testing.assert_allclose(service.predict_arrays(pu, do, dist), truth, rtol=0, atol=TOLERANCE)
