@@ -23,6 +23,7 @@ from deploy_modes.core.artifact import (
     MANIFEST_FILE,
     MODEL_FILE,
     PICKLE_FILE,
+    TREE_TYPES,
     LoadedModel,
     ModelVersionWarning,
     Trust,
@@ -529,3 +530,43 @@ def test_an_unreadable_model_file_keeps_its_error(artifact: Path, tmp_path: Path
     bare.symlink_to("/proc/self/mem")
     with pytest.raises(ModelLoadError, match=f"cannot read {bare}: Input/output"):
         inspect_model(bare)
+
+
+def test_a_trust_built_by_hand_trusts_no_pickle_unless_told(course_pickle: Path) -> None:
+    # A library caller widening only the skops types must not also be trusting pickles.
+    for trust in (Trust(), Trust(types=TREE_TYPES)):
+        with pytest.raises(ModelLoadError, match="is a pickle"):
+            load_model(course_pickle, trust)
+
+
+@pytest.mark.parametrize("recorded", ["0" * 64, "f" * 64])
+def test_a_manifest_hash_that_sorts_either_side_of_the_file_is_refused(
+    artifact: Path, recorded: str
+) -> None:
+    # A modified file's hash is as likely to sort below the recorded one as above it.
+    manifest = _manifest(artifact)
+    _write_manifest(artifact, {**manifest, "sha256": recorded})
+    with pytest.raises(ModelLoadError, match="does not match the sha256 in its manifest"):
+        load_model(artifact)
+
+
+def test_inspect_names_the_format_of_old_artifacts_and_mlflow_models(
+    artifact: Path, loaded_model: LoadedModel, tmp_path: Path
+) -> None:
+    # Artifacts written before skops record no format: their model.pkl makes them pickles.
+    _with_model_bytes(artifact, pickle.dumps(loaded_model.pipeline))
+    manifest = _manifest(artifact)
+    del manifest["format"]
+    _write_manifest(artifact, manifest)
+    assert inspect_model(artifact)["format"] == "pickle"
+    assert inspect_model(_mlflow_dir(tmp_path, loaded_model))["format"] == "mlflow"
+
+
+def test_a_bare_skops_file_loads_without_its_manifest(model_dir: Path, tmp_path: Path) -> None:
+    bare = Path(shutil.copy(model_dir / MODEL_FILE, tmp_path / "ride.skops"))
+    loaded = load_model(bare)
+    digest = hashlib.sha256(bare.read_bytes()).hexdigest()
+    assert (loaded.manifest["format"], loaded.manifest["sha256"]) == ("skops", digest)
+    assert loaded.version == digest[:12]
+    ours = ModelService(load_model(model_dir))
+    assert ModelService(loaded).predict_one(RIDE) == ours.predict_one(RIDE)
