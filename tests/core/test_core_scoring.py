@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import tracemalloc
 from collections.abc import Callable
 from typing import Any
@@ -329,3 +330,10 @@ def test_a_model_no_shortcut_agrees_with_is_scored_by_its_own_predict() -> None:
         [{"PU_DO": f"{p}_{d}", "trip_distance": x} for p, d, x in zip(pu, do, dist, strict=True)]
     )
     np.testing.assert_allclose(service.predict_arrays(pu, do, dist), truth, rtol=0, atol=TOLERANCE)
+
+
+def test_the_proof_time_is_the_time_the_proof_took(loaded_model: LoadedModel) -> None:
+    started = time.perf_counter()
+    service = ModelService(loaded_model)
+    took = time.perf_counter() - started
+    assert 0 < service.proof_seconds <= took
