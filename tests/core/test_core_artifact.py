@@ -213,10 +213,12 @@ def test_unpickling_failure_of_an_unlabelled_pickle_blames_the_version(
         load_model(path, TRUST_PICKLE)
 
 
-def test_a_missing_third_party_module_is_named(tmp_path: Path) -> None:
-    path = tmp_path / "xgb.bin"
-    path.write_bytes(b"\x80\x02cxgboost_is_not_here.sklearn\nXGBRegressor\n)\x81.")
-    with pytest.raises(ModelLoadError, match="provides 'xgboost_is_not_here'"):
+@pytest.mark.parametrize("module", ["xgboost_is_not_here", "catboost_is_not_here"])
+def test_a_missing_third_party_module_is_named(tmp_path: Path, module: str) -> None:
+    # Names sorting after "sklearn" and before it: only sklearn's own modules blame the version.
+    path = tmp_path / "model.bin"
+    path.write_bytes(b"\x80\x02c" + module.encode() + b".sklearn\nRegressor\n)\x81.")
+    with pytest.raises(ModelLoadError, match=f"provides '{module}'"):
         load_model(path, TRUST_PICKLE)
 
 
@@ -570,3 +572,47 @@ def test_a_bare_skops_file_loads_without_its_manifest(model_dir: Path, tmp_path:
     assert loaded.version == digest[:12]
     ours = ModelService(load_model(model_dir))
     assert ModelService(loaded).predict_one(RIDE) == ours.predict_one(RIDE)
+
+
+@pytest.mark.parametrize(
+    ("source", "named"), [("s3://models/tips", "s3://models/tips"), ("", "the model")]
+)
+def test_a_model_of_another_target_is_refused_naming_where_it_came_from(
+    loaded_model: LoadedModel, source: str, named: str
+) -> None:
+    manifest = {**loaded_model.manifest, "features": {"target": "tip_amount"}}
+    model = LoadedModel(loaded_model.pipeline, manifest, source)
+    with pytest.raises(ModelLoadError, match=f"^{named} predicts tip_amount, but this mode"):
+        model.check_target(("duration",))
+
+
+def test_an_old_pickle_artifact_without_a_format_field_loads(
+    artifact: Path, loaded_model: LoadedModel
+) -> None:
+    # Artifacts written before skops had no "format" in their manifest.
+    _with_model_bytes(artifact, pickle.dumps(loaded_model.pipeline))
+    manifest = _manifest(artifact)
+    del manifest["format"]
+    _write_manifest(artifact, manifest)
+    loaded = load_model(artifact, TRUST_PICKLE)
+    assert loaded.manifest == manifest
+    assert ModelService(loaded).predict_one(RIDE) == ModelService(loaded_model).predict_one(RIDE)
+
+
+class _Halve:
+    """A step from no library: a transform and nothing sklearn can check for fitting."""
+
+    def transform(self, rows: object) -> object:
+        return rows * 0.5  # type: ignore[operator]
+
+
+def test_a_pipeline_step_sklearn_cannot_check_is_not_called_unfitted(
+    loaded_model: LoadedModel, tmp_path: Path
+) -> None:
+    vectorizer, regressor = (step for _, step in loaded_model.pipeline.steps)
+    path = tmp_path / "model.bin"
+    path.write_bytes(pickle.dumps(make_pipeline(vectorizer, _Halve(), regressor)))
+    loaded = load_model(path, TRUST_PICKLE)  # refused as "unfitted" if the step were judged
+    expected = loaded.pipeline.predict([{"PU_DO": "74_75", "trip_distance": 2.5}])[0]
+    assert ModelService(loaded).predict_one(RIDE) == pytest.approx(expected, abs=1e-9)
+    assert expected != pytest.approx(ModelService(loaded_model).predict_one(RIDE), abs=1e-3)
