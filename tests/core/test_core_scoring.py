@@ -43,12 +43,15 @@ def test_each_model_takes_its_path(
     forest_service: ModelService,
     scaled_service: ModelService,
     course_service: ModelService,
+    dense_service: ModelService,
 ) -> None:
     assert model_service.fast_path == "linear-table"
     assert course_service.fast_path == "linear-table"
     assert forest_service.fast_path == "sparse"
     # A 3-step pipeline keeps its scaler: the sparse matrix feeds the steps after the vectorizer.
     assert scaled_service.fast_path == "sparse"
+    # A dense vectorizer's regressor gets the sparse build densified, not the dict path.
+    assert dense_service.fast_path == "sparse"
 
 
 def test_dense_models_score_in_chunks(
@@ -202,6 +205,7 @@ def test_predict_arrays_refuses_out_of_range_zones(
     [
         ([1, 2], [1], [1.0, 2.0]),
         ([1, 2, 3], [1, 2], [1.0, 2.0]),  # the zones' lengths differ, do and distance agree
+        ([1], [1, 2], [1.0, 2.0]),  # one pickup would broadcast over two drop-offs
         ([1, 2], [1, 2], [1.0]),
         (5, 6, 1.0),  # scalars, not arrays
         ([[1, 2]], [[3, 4]], [[1.0, 2.0]]),  # equal shapes, but 2-d: no silent 2-d answer
