@@ -582,8 +582,11 @@ def test_a_model_of_another_target_is_refused_naming_where_it_came_from(
 ) -> None:
     manifest = {**loaded_model.manifest, "features": {"target": "tip_amount"}}
     model = LoadedModel(loaded_model.pipeline, manifest, source)
-    with pytest.raises(ModelLoadError, match=f"^{named} predicts tip_amount, but this mode"):
+    with pytest.raises(
+        ModelLoadError, match=f"^{named} predicts tip_amount, but this mode"
+    ) as info:
         model.check_target(("duration",))
+    assert f"`deploy stream consume --model {source or 'DIR'}`" in str(info.value)
 
 
 def test_an_old_pickle_artifact_without_a_format_field_loads(
@@ -616,3 +619,11 @@ def test_a_pipeline_step_sklearn_cannot_check_is_not_called_unfitted(
     expected = loaded.pipeline.predict([{"PU_DO": "74_75", "trip_distance": 2.5}])[0]
     assert ModelService(loaded).predict_one(RIDE) == pytest.approx(expected, abs=1e-9)
     assert expected != pytest.approx(ModelService(loaded_model).predict_one(RIDE), abs=1e-3)
+
+
+@pytest.mark.parametrize("expected", ["0" * 64, "f" * 64])
+def test_an_expected_digest_sorting_either_side_of_the_file_is_refused(
+    model_dir: Path, expected: str
+) -> None:
+    with pytest.raises(ModelLoadError, match=f"not the expected {expected}"):
+        load_model(model_dir, Trust(sha256=expected))
