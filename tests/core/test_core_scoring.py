@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import tracemalloc
@@ -176,6 +177,8 @@ def test_predict_many_of_nothing(model_service: ModelService) -> None:
     assert isinstance(only, Prediction)
     assert (only.index, only.duration, only.ride_id) == (0, None, None)
     assert only.error is not None and only.error.field == "PULocationID"
+    with pytest.raises(dataclasses.FrozenInstanceError):  # a result cannot change once given
+        only.duration = 1.0  # type: ignore[misc]
 
 
 def test_predict_one_raises_a_validation_error(model_service: ModelService) -> None:
