@@ -254,13 +254,14 @@ def test_bare_course_tuple_pickle(course_pickle: Path) -> None:
         ({"not": "a model"}, "does not hold a model.*got dict"),
         ([1, 2, 3], "does not hold a model.*got list"),
         ((DictVectorizer(), "estimator"), "does not hold a model.*got tuple"),
+        ((DictVectorizer(),), "does not hold a model.*got tuple"),
         (
             make_pipeline(StandardScaler(), LinearRegression()),
             "first step is not a DictVectorizer",
         ),
         (make_pipeline(DictVectorizer(), LinearRegression()), "unfitted model"),
     ],
-    ids=["dict", "list", "tuple-without-estimator", "no-vectorizer", "unfitted"],
+    ids=["dict", "list", "tuple-without-estimator", "vectorizer-only", "no-vectorizer", "unfitted"],
 )
 def test_pickle_of_something_that_is_not_a_model(tmp_path: Path, obj: object, message: str) -> None:
     path = tmp_path / "thing.pkl"
