@@ -344,3 +344,20 @@ def test_the_proof_time_is_the_time_the_proof_took(loaded_model: LoadedModel) ->
     service = ModelService(loaded_model)
     took = time.perf_counter() - started
     assert 0 < service.proof_seconds <= took
+
+
+def test_the_sparse_path_builds_no_feature_dicts() -> None:
+    # The sparse path's point is to skip a dict per ride and the vectorizer's transform: once
+    # the model is loaded, its answers must not depend on that transform at all.
+    rides = [(p, d, 1.0 + i % 5) for i, (p, d) in enumerate(TABLE_PAIRS * 3)]
+    dicts = [{"PU_DO": f"{p}_{d}", "trip_distance": x} for p, d, x in rides]
+    durations = [float((7 * p + 13 * d) % 60) + 2.0 * x for p, d, x in rides]
+    pipeline = make_pipeline(DictVectorizer(), MaxAbsScaler(), LinearRegression())
+    service = ModelService(LoadedModel(pipeline.fit(dicts, durations), {"version": "s"}, "s"))
+    assert service.fast_path == "sparse"
+    pu, do, dist = (np.array(column) for column in zip(*rides, strict=True))
+    expected = pipeline.predict(dicts)
+    pipeline.steps[0][1].vocabulary_ = {}  # transform now maps every ride to no feature
+    with pytest.raises(ValueError, match="0 feature"):  # so the dict path would fail
+        pipeline.predict(dicts)
+    np.testing.assert_allclose(service.predict_arrays(pu, do, dist), expected, rtol=0, atol=1e-9)
