@@ -235,6 +235,7 @@ def test_service_exposes_the_model_identity(model_service: ModelService) -> None
     assert model_service.name == "ride_duration_prediction_model"
     assert model_service.version == model_service.model.manifest["version"]
     assert len(model_service.version) == 12
+    assert model_service.target == "duration"  # what web and batch label their answers with
 
 
 def test_the_reason_names_why_no_table_was_taken(
