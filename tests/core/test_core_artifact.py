@@ -194,11 +194,14 @@ def test_version_mismatch_warns_naming_both_versions(artifact: Path) -> None:
     assert 1 < ModelService(loaded).predict_one(RIDE) < 60  # a warning, not an error
 
 
-def test_unpickling_failure_from_old_sklearn_names_the_version_to_install(artifact: Path) -> None:
-    _with_model_bytes(artifact, MISSING_MODULE_PICKLE, sklearn_version=OLD_SKLEARN)
+@pytest.mark.parametrize("version", [OLD_SKLEARN, "9.0.0"])  # older and newer than ours
+def test_unpickling_failure_from_another_sklearn_names_the_version_to_install(
+    artifact: Path, version: str
+) -> None:
+    _with_model_bytes(artifact, MISSING_MODULE_PICKLE, sklearn_version=version)
     with (
         pytest.warns(ModelVersionWarning),
-        pytest.raises(ModelLoadError, match=rf"install scikit-learn=={OLD_SKLEARN} to serve it"),
+        pytest.raises(ModelLoadError, match=rf"install scikit-learn=={version} to serve it"),
     ):
         load_model(artifact, TRUST_PICKLE)
 
