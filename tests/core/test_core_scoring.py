@@ -59,10 +59,11 @@ def test_dense_models_score_in_chunks(
     dense_service: ModelService, sklearn_predict: Predict
 ) -> None:
     # The vectorizer is dense, so a whole month at once would be a rows x vocabulary matrix.
-    pu, do, dist = _rides(3 * dense_service._chunk_rows + 7, 5)
-    expected = sklearn_predict(dense_service.pipeline, pu, do, dist)
-    got = dense_service.predict_arrays(pu, do, dist)
-    np.testing.assert_allclose(got, expected, rtol=0, atol=TOLERANCE)
+    for rides in (3 * dense_service._chunk_rows + 7, dense_service._chunk_rows + 1):  # 4, 2 parts
+        pu, do, dist = _rides(rides, 5)
+        expected = sklearn_predict(dense_service.pipeline, pu, do, dist)
+        got = dense_service.predict_arrays(pu, do, dist)
+        np.testing.assert_allclose(got, expected, rtol=0, atol=TOLERANCE)
 
 
 def test_dense_models_never_hold_more_than_a_chunk_of_the_matrix(
