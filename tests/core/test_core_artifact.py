@@ -258,13 +258,22 @@ def test_bare_course_tuple_pickle(course_pickle: Path) -> None:
         ([1, 2, 3], "does not hold a model.*got list"),
         ((DictVectorizer(), "estimator"), "does not hold a model.*got tuple"),
         ((DictVectorizer(),), "does not hold a model.*got tuple"),
+        ((DictVectorizer(), LinearRegression(), "extra"), "does not hold a model.*got tuple"),
         (
             make_pipeline(StandardScaler(), LinearRegression()),
             "first step is not a DictVectorizer",
         ),
         (make_pipeline(DictVectorizer(), LinearRegression()), "unfitted model"),
     ],
-    ids=["dict", "list", "tuple-without-estimator", "vectorizer-only", "no-vectorizer", "unfitted"],
+    ids=[
+        "dict",
+        "list",
+        "tuple-without-estimator",
+        "vectorizer-only",
+        "three-tuple",
+        "no-vectorizer",
+        "unfitted",
+    ],
 )
 def test_pickle_of_something_that_is_not_a_model(tmp_path: Path, obj: object, message: str) -> None:
     path = tmp_path / "thing.pkl"
@@ -360,6 +369,17 @@ def bucket(moto_server, monkeypatch: pytest.MonkeyPatch) -> str:
         Bucket=name, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
     )
     return name
+
+
+@pytest.mark.integration
+def test_a_console_made_s3_folder_loads_as_a_directory(bucket: str, model_dir: Path) -> None:
+    # The S3 console makes a folder as an empty object named "prefix/": the prefix then lists
+    # that marker ("") besides the model's files, and is still a model directory.
+    s3 = aws_client("s3")
+    s3.put_object(Bucket=bucket, Key="models/", Body=b"")
+    for name in (MODEL_FILE, MANIFEST_FILE):
+        s3.put_object(Bucket=bucket, Key=f"models/{name}", Body=(model_dir / name).read_bytes())
+    assert load_model(f"s3://{bucket}/models").version == _manifest(model_dir)["version"]
 
 
 @pytest.mark.integration
@@ -509,6 +529,8 @@ def test_an_expected_digest_from_outside_the_artifact(
         load_model(model_dir, Trust(sha256=other))
     with pytest.raises(ModelLoadError, match="not 64 hex digits"):
         load_model(model_dir, Trust(sha256="abc"))
+    with pytest.raises(ModelLoadError, match="not 64 hex digits"):
+        load_model(model_dir, Trust(sha256=digest + "0"))  # one digit too many
     monkeypatch.setenv("DEPLOY_MODEL_SHA256", other)
     with pytest.raises(ModelLoadError, match="DEPLOY_MODEL_SHA256"):
         load_model(model_dir)
@@ -631,3 +653,14 @@ def test_an_expected_digest_sorting_either_side_of_the_file_is_refused(
 ) -> None:
     with pytest.raises(ModelLoadError, match=f"not the expected {expected}"):
         load_model(model_dir, Trust(sha256=expected))
+
+
+@pytest.mark.parametrize(
+    "trust", [Trust(), Trust(pickle=True, types=TREE_TYPES, sha256="ab" * 32)], ids=["none", "all"]
+)
+def test_a_trust_passed_to_a_child_through_the_environment_is_the_same_trust(
+    trust: Trust, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in trust.env().items():
+        monkeypatch.setenv(name, value)
+    assert Trust.from_settings() == trust
