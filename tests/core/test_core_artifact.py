@@ -6,6 +6,8 @@ import hashlib
 import json
 import pickle
 import shutil
+import subprocess
+import sys
 import uuid
 from datetime import datetime
 from pathlib import Path
@@ -664,3 +666,22 @@ def test_a_trust_passed_to_a_child_through_the_environment_is_the_same_trust(
     for name, value in trust.env().items():
         monkeypatch.setenv(name, value)
     assert Trust.from_settings() == trust
+
+
+def test_the_version_does_not_depend_on_the_process_that_saves(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    # skops names objects by their memory address: another process, other addresses, and the
+    # same model must still hash (and so version) the same.
+    code = (
+        "import sys; from deploy_modes.core.artifact import load_model, save_model; "
+        "print(save_model(load_model(sys.argv[1]).pipeline, sys.argv[2])['version'])"
+    )
+    again = subprocess.run(
+        [sys.executable, "-c", code, str(model_dir), str(tmp_path / "again")],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    assert again.stdout.strip() == _manifest(model_dir)["version"]
