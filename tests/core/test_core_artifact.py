@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import pickle
@@ -685,3 +686,9 @@ def test_the_version_does_not_depend_on_the_process_that_saves(
         timeout=120,
     )
     assert again.stdout.strip() == _manifest(model_dir)["version"]
+
+
+def test_a_trust_once_granted_cannot_be_widened() -> None:
+    trust = Trust(types=TREE_TYPES)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        trust.pickle = True  # type: ignore[misc]
