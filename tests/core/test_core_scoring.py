@@ -210,6 +210,7 @@ def test_predict_arrays_refuses_out_of_range_zones(
         ([1, 2], [1], [1.0, 2.0]),
         ([1, 2, 3], [1, 2], [1.0, 2.0]),  # the zones' lengths differ, do and distance agree
         ([1], [1, 2], [1.0, 2.0]),  # one pickup would broadcast over two drop-offs
+        ([1], [1], [1.0, 2.0]),  # one ride would broadcast over two distances
         ([1, 2], [1, 2], [1.0]),
         (5, 6, 1.0),  # scalars, not arrays
         ([[1, 2]], [[3, 4]], [[1.0, 2.0]]),  # equal shapes, but 2-d: no silent 2-d answer
