@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import uuid
+import zipfile
 from datetime import datetime
 from pathlib import Path
 
@@ -692,3 +693,38 @@ def test_a_trust_once_granted_cannot_be_widened() -> None:
     trust = Trust(types=TREE_TYPES)
     with pytest.raises(dataclasses.FrozenInstanceError):
         trust.pickle = True  # type: ignore[misc]
+
+
+def test_a_bare_skops_file_from_another_sklearn_warns_naming_it(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    # A bare .skops file has no manifest: the version it was trained with is only in its
+    # estimators' state, which sklearn reads back (and warns about) while skops loads it.
+    bare = tmp_path / "old.skops"
+    with (
+        zipfile.ZipFile(model_dir / MODEL_FILE) as source,
+        zipfile.ZipFile(bare, "w") as target,
+    ):
+        for info in source.infolist():
+            data = source.read(info)
+            if info.filename == "schema.json":
+                data = data.replace(f'\\"{sklearn.__version__}\\"'.encode(), b'\\"1.0.2\\"')
+            target.writestr(info, data)
+    with pytest.warns(ModelVersionWarning, match=r"scikit-learn 1\.0\.2 but this environment"):
+        load_model(bare)
+
+
+def test_a_skops_file_whose_arrays_are_corrupt_is_one_clear_error(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    # The schema passes the type check; an array member it names is garbage.
+    bare = tmp_path / "broken.skops"
+    with (
+        zipfile.ZipFile(model_dir / MODEL_FILE) as source,
+        zipfile.ZipFile(bare, "w") as target,
+    ):
+        for info in source.infolist():
+            data = source.read(info)
+            target.writestr(info, b"not an array" if info.filename.endswith(".npy") else data)
+    with pytest.raises(ModelLoadError, match=f"cannot load {bare}: "):
+        load_model(bare)
