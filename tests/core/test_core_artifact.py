@@ -387,6 +387,25 @@ def test_a_console_made_s3_folder_loads_as_a_directory(bucket: str, model_dir: P
 
 
 @pytest.mark.integration
+def test_a_model_file_archived_to_glacier_is_a_model_load_error(
+    bucket: str, model_dir: Path
+) -> None:
+    # Listed under the prefix, but S3 refuses to read an archived object until it is restored.
+    s3 = aws_client("s3")
+    s3.put_object(
+        Bucket=bucket, Key=f"old/{MANIFEST_FILE}", Body=(model_dir / MANIFEST_FILE).read_bytes()
+    )
+    s3.put_object(
+        Bucket=bucket,
+        Key=f"old/{MODEL_FILE}",
+        Body=(model_dir / MODEL_FILE).read_bytes(),
+        StorageClass="GLACIER",
+    )
+    with pytest.raises(ModelLoadError, match=f"s3://{bucket}/old/{MODEL_FILE}"):
+        load_model(f"s3://{bucket}/old")
+
+
+@pytest.mark.integration
 def test_save_and_load_from_s3(bucket: str, loaded_model: LoadedModel) -> None:
     uri = f"s3://{bucket}/ride-duration"
     manifest = save_model(loaded_model.pipeline, uri, {"note": "s3"})
