@@ -14,7 +14,7 @@ from deploy_modes.batch import run_interval
 from deploy_modes.batch.intervals import month_interval
 from deploy_modes.batch.job import DROP_REASONS, BatchJob
 from deploy_modes.batch.readers import ParquetReader
-from deploy_modes.batch.writers import OUTPUT_SCHEMA, ParquetWriter
+from deploy_modes.batch.writers import OUTPUT_SCHEMA, FileWriter, ParquetWriter, TableFile
 from deploy_modes.core.data import write_month
 from deploy_modes.core.errors import DeployError
 from deploy_modes.core.features import in_duration_range
@@ -249,5 +249,23 @@ def test_stale_temps_are_swept_and_a_failed_rename_is_one_error(
     (tmp_path / "late.parquet").mkdir()  # the target became a folder while the job ran
     with pytest.raises(DeployError, match=r"cannot write .*late\.parquet: Is a directory"):
         session.commit()
+    session.abort()  # what the job does after a failed commit: the temp is gone, no error
     assert list((tmp_path / "late.parquet").iterdir()) == []
     assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def _exclusive_parquet(path: str) -> TableFile:
+    """Open ``path`` as a writer that insists on creating it: the OS refuses an existing file."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    return pq.ParquetWriter(os.fdopen(fd, "wb"), OUTPUT_SCHEMA)
+
+
+def test_a_file_the_format_cannot_open_is_one_error_and_leaves_no_temp(
+    march_file: Path, tmp_path: Path, model_service: ModelService
+) -> None:
+    out = tmp_path / "out" / "pred.parquet"
+    writer = FileWriter(str(out), open_file=_exclusive_parquet)
+    job = BatchJob(ParquetReader(str(march_file), 500), writer, model_service)
+    with pytest.raises(DeployError, match=rf"^cannot write {out}: File exists$"):
+        job.run(month_interval(2021, 3))
+    assert list(out.parent.iterdir()) == []

@@ -8,12 +8,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
 from deploy_modes.batch import run_interval
-from deploy_modes.batch.intervals import parse_run_date, previous_interval
+from deploy_modes.batch.intervals import month_interval, parse_run_date, previous_interval
+from deploy_modes.batch.writers import OUTPUT_SCHEMA, SqlWriter
 from deploy_modes.core.data import REQUIRED_COLUMNS
+from deploy_modes.core.errors import DeployError
 from deploy_modes.core.scoring import ModelService
 
 Invoke = Callable[..., object]
@@ -74,6 +78,52 @@ def test_parquet_in_sql_out_replaces_the_interval_in_one_transaction(
     assert count == distinct == first["rows_written"]
     columns = _query(db_url, "select * from preds limit 1")[0]
     assert len(columns) == 9  # the course's eight columns plus batch_interval
+
+
+def test_a_rerun_replaces_its_own_interval_and_no_other(
+    db_url: str, march_file: Path, model_service: ModelService
+) -> None:
+    # Three intervals in one table; rerunning the middle one must leave the earlier and the
+    # later one alone (a delete by `<=` or `>=` on the label would take one of them along).
+    quiet = {"model": model_service, "say": lambda _m: None, "output_table": "preds"}
+    count = "select batch_interval, count(*) from preds group by batch_interval order by 1"
+    for month in ("2021-02", "2021-03", "2021-04"):
+        run_interval(month, input=str(march_file), output=db_url, **quiet)
+    before = _query(db_url, count)
+    assert [label for label, _n in before] == ["2021-02", "2021-03", "2021-04"]
+    assert all(n > 0 for _label, n in before)
+    run_interval("2021-03", input=str(march_file), output=db_url, **quiet)
+    assert _query(db_url, count) == before
+
+
+def test_the_primary_key_refuses_a_ride_written_twice(
+    db_url: str, march_file: Path, model_service: ModelService
+) -> None:
+    # ride_id is the key the course's consumers join on: a second row with the same id must be
+    # refused, and the failed interval must leave the rows already there alone.
+    quiet = {"model": model_service, "say": lambda _m: None, "output_table": "preds"}
+    run_interval("2021-03", input=str(march_file), output=db_url, **quiet)
+    before = _query(db_url, "select * from preds order by ride_id")
+    writer = SqlWriter(db_url, "preds")
+    try:
+        session = writer.begin(month_interval(2021, 3))
+        (ride,) = pq.read_table(march_file).slice(0, 1).to_pylist()
+        row = {
+            "ride_id": "2021/03_0",
+            "lpep_pickup_datetime": ride["lpep_pickup_datetime"],
+            "PULocationID": ride["PULocationID"],
+            "DOLocationID": ride["DOLocationID"],
+            "actual_duration": 10.0,
+            "predicted_duration": 11.0,
+            "diff": -1.0,
+            "model_version": model_service.version,
+        }
+        with pytest.raises(DeployError, match=r"cannot write to .*#preds: "):
+            session.write(pa.Table.from_pylist([row, row], schema=OUTPUT_SCHEMA))
+        session.abort()
+    finally:
+        writer.close()
+    assert _query(db_url, "select * from preds order by ride_id") == before
 
 
 def test_the_interval_column_is_indexed(

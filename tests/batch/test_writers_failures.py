@@ -137,6 +137,19 @@ def test_an_output_path_that_is_a_directory_is_one_error_line(
     assert [p.name for p in folder.iterdir()] == ["keep"]
 
 
+def test_an_output_folder_that_cannot_be_made_is_one_error_line(
+    invoke: Invoke, march_file: Path, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "out"
+    blocker.write_bytes(b"a file where the output folder should be")
+    target = blocker / "2021" / "predictions.parquet"
+    result = invoke("--month", "2021-03", "--input", str(march_file), "--output", str(target))
+    assert result.exit_code == 1, result.output
+    line = _one_error_line(result.stderr)
+    assert line == f"error: cannot create output folder {target.parent}: Not a directory"
+    assert blocker.read_bytes() == b"a file where the output folder should be"
+
+
 # --- SQL ---------------------------------------------------------------------------------------
 
 # The output table's columns, each with its SQL type and the parquet output's column it equals.
@@ -225,6 +238,22 @@ def test_an_existing_table_missing_columns_is_named_and_left_alone(
         "DOLocationID, predicted_duration, diff, model_version"
     )
     assert _rows(sqlite_url) == [("old", 7, 1.5, "2021-03")]
+
+
+def test_a_sqlite_output_that_is_not_a_database_is_one_error_line(
+    march_file: Path, tmp_path: Path, invoke: Invoke
+) -> None:
+    # The likeliest slip: the URL names the parquet output instead of a database file.
+    not_a_db = tmp_path / "predictions.parquet"
+    not_a_db.write_bytes(b"PAR1" + bytes(range(256)) * 8)
+    before = not_a_db.read_bytes()
+    url = f"sqlite:///{not_a_db}"
+    result = invoke("--month", "2021-03", "--input", str(march_file), "--output", url)
+    assert result.exit_code == 1, result.output
+    line = _one_error_line(result.stderr)
+    assert line.startswith(f"error: cannot use {url}#{PREDICTIONS}: "), line
+    assert "file is not a database" in line, line
+    assert not_a_db.read_bytes() == before
 
 
 @contextlib.contextmanager

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import pickle
 import shutil
+import subprocess
+import sys
 import uuid
+import zipfile
 from datetime import datetime
 from pathlib import Path
 
@@ -23,6 +27,7 @@ from deploy_modes.core.artifact import (
     MANIFEST_FILE,
     MODEL_FILE,
     PICKLE_FILE,
+    TREE_TYPES,
     LoadedModel,
     ModelVersionWarning,
     Trust,
@@ -193,11 +198,14 @@ def test_version_mismatch_warns_naming_both_versions(artifact: Path) -> None:
     assert 1 < ModelService(loaded).predict_one(RIDE) < 60  # a warning, not an error
 
 
-def test_unpickling_failure_from_old_sklearn_names_the_version_to_install(artifact: Path) -> None:
-    _with_model_bytes(artifact, MISSING_MODULE_PICKLE, sklearn_version=OLD_SKLEARN)
+@pytest.mark.parametrize("version", [OLD_SKLEARN, "9.0.0"])  # older and newer than ours
+def test_unpickling_failure_from_another_sklearn_names_the_version_to_install(
+    artifact: Path, version: str
+) -> None:
+    _with_model_bytes(artifact, MISSING_MODULE_PICKLE, sklearn_version=version)
     with (
         pytest.warns(ModelVersionWarning),
-        pytest.raises(ModelLoadError, match=rf"install scikit-learn=={OLD_SKLEARN} to serve it"),
+        pytest.raises(ModelLoadError, match=rf"install scikit-learn=={version} to serve it"),
     ):
         load_model(artifact, TRUST_PICKLE)
 
@@ -212,10 +220,12 @@ def test_unpickling_failure_of_an_unlabelled_pickle_blames_the_version(
         load_model(path, TRUST_PICKLE)
 
 
-def test_a_missing_third_party_module_is_named(tmp_path: Path) -> None:
-    path = tmp_path / "xgb.bin"
-    path.write_bytes(b"\x80\x02cxgboost_is_not_here.sklearn\nXGBRegressor\n)\x81.")
-    with pytest.raises(ModelLoadError, match="provides 'xgboost_is_not_here'"):
+@pytest.mark.parametrize("module", ["xgboost_is_not_here", "catboost_is_not_here"])
+def test_a_missing_third_party_module_is_named(tmp_path: Path, module: str) -> None:
+    # Names sorting after "sklearn" and before it: only sklearn's own modules blame the version.
+    path = tmp_path / "model.bin"
+    path.write_bytes(b"\x80\x02c" + module.encode() + b".sklearn\nRegressor\n)\x81.")
+    with pytest.raises(ModelLoadError, match=f"provides '{module}'"):
         load_model(path, TRUST_PICKLE)
 
 
@@ -251,13 +261,23 @@ def test_bare_course_tuple_pickle(course_pickle: Path) -> None:
         ({"not": "a model"}, "does not hold a model.*got dict"),
         ([1, 2, 3], "does not hold a model.*got list"),
         ((DictVectorizer(), "estimator"), "does not hold a model.*got tuple"),
+        ((DictVectorizer(),), "does not hold a model.*got tuple"),
+        ((DictVectorizer(), LinearRegression(), "extra"), "does not hold a model.*got tuple"),
         (
             make_pipeline(StandardScaler(), LinearRegression()),
             "first step is not a DictVectorizer",
         ),
         (make_pipeline(DictVectorizer(), LinearRegression()), "unfitted model"),
     ],
-    ids=["dict", "list", "tuple-without-estimator", "no-vectorizer", "unfitted"],
+    ids=[
+        "dict",
+        "list",
+        "tuple-without-estimator",
+        "vectorizer-only",
+        "three-tuple",
+        "no-vectorizer",
+        "unfitted",
+    ],
 )
 def test_pickle_of_something_that_is_not_a_model(tmp_path: Path, obj: object, message: str) -> None:
     path = tmp_path / "thing.pkl"
@@ -353,6 +373,36 @@ def bucket(moto_server, monkeypatch: pytest.MonkeyPatch) -> str:
         Bucket=name, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
     )
     return name
+
+
+@pytest.mark.integration
+def test_a_console_made_s3_folder_loads_as_a_directory(bucket: str, model_dir: Path) -> None:
+    # The S3 console makes a folder as an empty object named "prefix/": the prefix then lists
+    # that marker ("") besides the model's files, and is still a model directory.
+    s3 = aws_client("s3")
+    s3.put_object(Bucket=bucket, Key="models/", Body=b"")
+    for name in (MODEL_FILE, MANIFEST_FILE):
+        s3.put_object(Bucket=bucket, Key=f"models/{name}", Body=(model_dir / name).read_bytes())
+    assert load_model(f"s3://{bucket}/models").version == _manifest(model_dir)["version"]
+
+
+@pytest.mark.integration
+def test_a_model_file_archived_to_glacier_is_a_model_load_error(
+    bucket: str, model_dir: Path
+) -> None:
+    # Listed under the prefix, but S3 refuses to read an archived object until it is restored.
+    s3 = aws_client("s3")
+    s3.put_object(
+        Bucket=bucket, Key=f"old/{MANIFEST_FILE}", Body=(model_dir / MANIFEST_FILE).read_bytes()
+    )
+    s3.put_object(
+        Bucket=bucket,
+        Key=f"old/{MODEL_FILE}",
+        Body=(model_dir / MODEL_FILE).read_bytes(),
+        StorageClass="GLACIER",
+    )
+    with pytest.raises(ModelLoadError, match=f"s3://{bucket}/old/{MODEL_FILE}"):
+        load_model(f"s3://{bucket}/old")
 
 
 @pytest.mark.integration
@@ -502,6 +552,8 @@ def test_an_expected_digest_from_outside_the_artifact(
         load_model(model_dir, Trust(sha256=other))
     with pytest.raises(ModelLoadError, match="not 64 hex digits"):
         load_model(model_dir, Trust(sha256="abc"))
+    with pytest.raises(ModelLoadError, match="not 64 hex digits"):
+        load_model(model_dir, Trust(sha256=digest + "0"))  # one digit too many
     monkeypatch.setenv("DEPLOY_MODEL_SHA256", other)
     with pytest.raises(ModelLoadError, match="DEPLOY_MODEL_SHA256"):
         load_model(model_dir)
@@ -529,3 +581,169 @@ def test_an_unreadable_model_file_keeps_its_error(artifact: Path, tmp_path: Path
     bare.symlink_to("/proc/self/mem")
     with pytest.raises(ModelLoadError, match=f"cannot read {bare}: Input/output"):
         inspect_model(bare)
+
+
+def test_a_trust_built_by_hand_trusts_no_pickle_unless_told(course_pickle: Path) -> None:
+    # A library caller widening only the skops types must not also be trusting pickles.
+    for trust in (Trust(), Trust(types=TREE_TYPES)):
+        with pytest.raises(ModelLoadError, match="is a pickle"):
+            load_model(course_pickle, trust)
+
+
+@pytest.mark.parametrize("recorded", ["0" * 64, "f" * 64])
+def test_a_manifest_hash_that_sorts_either_side_of_the_file_is_refused(
+    artifact: Path, recorded: str
+) -> None:
+    # A modified file's hash is as likely to sort below the recorded one as above it.
+    manifest = _manifest(artifact)
+    _write_manifest(artifact, {**manifest, "sha256": recorded})
+    with pytest.raises(ModelLoadError, match="does not match the sha256 in its manifest"):
+        load_model(artifact)
+
+
+def test_inspect_names_the_format_of_old_artifacts_and_mlflow_models(
+    artifact: Path, loaded_model: LoadedModel, tmp_path: Path
+) -> None:
+    # Artifacts written before skops record no format: their model.pkl makes them pickles.
+    _with_model_bytes(artifact, pickle.dumps(loaded_model.pipeline))
+    manifest = _manifest(artifact)
+    del manifest["format"]
+    _write_manifest(artifact, manifest)
+    assert inspect_model(artifact)["format"] == "pickle"
+    assert inspect_model(_mlflow_dir(tmp_path, loaded_model))["format"] == "mlflow"
+
+
+def test_a_bare_skops_file_loads_without_its_manifest(model_dir: Path, tmp_path: Path) -> None:
+    bare = Path(shutil.copy(model_dir / MODEL_FILE, tmp_path / "ride.skops"))
+    loaded = load_model(bare)
+    digest = hashlib.sha256(bare.read_bytes()).hexdigest()
+    assert (loaded.manifest["format"], loaded.manifest["sha256"]) == ("skops", digest)
+    assert loaded.version == digest[:12]
+    ours = ModelService(load_model(model_dir))
+    assert ModelService(loaded).predict_one(RIDE) == ours.predict_one(RIDE)
+
+
+@pytest.mark.parametrize(
+    ("source", "named"), [("s3://models/tips", "s3://models/tips"), ("", "the model")]
+)
+def test_a_model_of_another_target_is_refused_naming_where_it_came_from(
+    loaded_model: LoadedModel, source: str, named: str
+) -> None:
+    manifest = {**loaded_model.manifest, "features": {"target": "tip_amount"}}
+    model = LoadedModel(loaded_model.pipeline, manifest, source)
+    with pytest.raises(
+        ModelLoadError, match=f"^{named} predicts tip_amount, but this mode"
+    ) as info:
+        model.check_target(("duration",))
+    assert f"`deploy stream consume --model {source or 'DIR'}`" in str(info.value)
+
+
+def test_an_old_pickle_artifact_without_a_format_field_loads(
+    artifact: Path, loaded_model: LoadedModel
+) -> None:
+    # Artifacts written before skops had no "format" in their manifest.
+    _with_model_bytes(artifact, pickle.dumps(loaded_model.pipeline))
+    manifest = _manifest(artifact)
+    del manifest["format"]
+    _write_manifest(artifact, manifest)
+    loaded = load_model(artifact, TRUST_PICKLE)
+    assert loaded.manifest == manifest
+    assert ModelService(loaded).predict_one(RIDE) == ModelService(loaded_model).predict_one(RIDE)
+
+
+class _Halve:
+    """A step from no library: a transform and nothing sklearn can check for fitting."""
+
+    def transform(self, rows: object) -> object:
+        return rows * 0.5  # type: ignore[operator]
+
+
+def test_a_pipeline_step_sklearn_cannot_check_is_not_called_unfitted(
+    loaded_model: LoadedModel, tmp_path: Path
+) -> None:
+    vectorizer, regressor = (step for _, step in loaded_model.pipeline.steps)
+    path = tmp_path / "model.bin"
+    path.write_bytes(pickle.dumps(make_pipeline(vectorizer, _Halve(), regressor)))
+    loaded = load_model(path, TRUST_PICKLE)  # refused as "unfitted" if the step were judged
+    expected = loaded.pipeline.predict([{"PU_DO": "74_75", "trip_distance": 2.5}])[0]
+    assert ModelService(loaded).predict_one(RIDE) == pytest.approx(expected, abs=1e-9)
+    assert expected != pytest.approx(ModelService(loaded_model).predict_one(RIDE), abs=1e-3)
+
+
+@pytest.mark.parametrize("expected", ["0" * 64, "f" * 64])
+def test_an_expected_digest_sorting_either_side_of_the_file_is_refused(
+    model_dir: Path, expected: str
+) -> None:
+    with pytest.raises(ModelLoadError, match=f"not the expected {expected}"):
+        load_model(model_dir, Trust(sha256=expected))
+
+
+@pytest.mark.parametrize(
+    "trust", [Trust(), Trust(pickle=True, types=TREE_TYPES, sha256="ab" * 32)], ids=["none", "all"]
+)
+def test_a_trust_passed_to_a_child_through_the_environment_is_the_same_trust(
+    trust: Trust, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in trust.env().items():
+        monkeypatch.setenv(name, value)
+    assert Trust.from_settings() == trust
+
+
+def test_the_version_does_not_depend_on_the_process_that_saves(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    # skops names objects by their memory address: another process, other addresses, and the
+    # same model must still hash (and so version) the same.
+    code = (
+        "import sys; from deploy_modes.core.artifact import load_model, save_model; "
+        "print(save_model(load_model(sys.argv[1]).pipeline, sys.argv[2])['version'])"
+    )
+    again = subprocess.run(
+        [sys.executable, "-c", code, str(model_dir), str(tmp_path / "again")],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    assert again.stdout.strip() == _manifest(model_dir)["version"]
+
+
+def test_a_trust_once_granted_cannot_be_widened() -> None:
+    trust = Trust(types=TREE_TYPES)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        trust.pickle = True  # type: ignore[misc]
+
+
+def test_a_bare_skops_file_from_another_sklearn_warns_naming_it(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    # A bare .skops file has no manifest: the version it was trained with is only in its
+    # estimators' state, which sklearn reads back (and warns about) while skops loads it.
+    bare = tmp_path / "old.skops"
+    with (
+        zipfile.ZipFile(model_dir / MODEL_FILE) as source,
+        zipfile.ZipFile(bare, "w") as target,
+    ):
+        for info in source.infolist():
+            data = source.read(info)
+            if info.filename == "schema.json":
+                data = data.replace(f'\\"{sklearn.__version__}\\"'.encode(), b'\\"1.0.2\\"')
+            target.writestr(info, data)
+    with pytest.warns(ModelVersionWarning, match=r"scikit-learn 1\.0\.2 but this environment"):
+        load_model(bare)
+
+
+def test_a_skops_file_whose_arrays_are_corrupt_is_one_clear_error(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    # The schema passes the type check; an array member it names is garbage.
+    bare = tmp_path / "broken.skops"
+    with (
+        zipfile.ZipFile(model_dir / MODEL_FILE) as source,
+        zipfile.ZipFile(bare, "w") as target,
+    ):
+        for info in source.infolist():
+            data = source.read(info)
+            target.writestr(info, b"not an array" if info.filename.endswith(".npy") else data)
+    with pytest.raises(ModelLoadError, match=f"cannot load {bare}: "):
+        load_model(bare)

@@ -33,9 +33,28 @@ pytestmark = pytest.mark.integration
 DEPLOY = str(Path(sys.executable).parent / "deploy")  # the venv's console script
 
 
+MakeConsumer = Callable[[StreamSettings], tuple[Consumer, list[str]]]
+
+
+@pytest.fixture
+def make_consumer(stream_service: StreamService) -> Iterator[MakeConsumer]:
+    """Return a function building an in-process consumer and the list its log lines go to."""
+    stores: list[SQLiteCheckpoints] = []
+
+    def make(settings: StreamSettings) -> tuple[Consumer, list[str]]:
+        lines: list[str] = []
+        stores.append(SQLiteCheckpoints(settings.checkpoint_path))
+        kinesis = aws_client("kinesis", settings.endpoint_url)
+        return Consumer(stream_service, kinesis, stores[-1], settings, lines.append), lines
+
+    yield make
+    for store in stores:
+        store.close()
+
+
 @pytest.mark.parametrize("shards", [1, 2])
 def test_latest_consumer_rereads_a_failed_batch_it_never_checkpointed(
-    kinesis: Any, make_streams: Any, stream_service: StreamService, shards: int
+    kinesis: Any, make_streams: Any, make_consumer: MakeConsumer, shards: int
 ) -> None:
     """LATEST means "since the consumer started", also for a shard reopened after a failure.
 
@@ -45,14 +64,7 @@ def test_latest_consumer_rereads_a_failed_batch_it_never_checkpointed(
     settings: StreamSettings = make_streams(shards).model_copy(update={"start_position": "LATEST"})
     send_rides(kinesis, settings.input_stream, generated_rides(30, seed=7))  # before: not read
     time.sleep(2.5)  # moto's arrival stamps have millisecond precision: keep the two apart
-    lines: list[str] = []
-    consumer = Consumer(
-        stream_service,
-        aws_client("kinesis", settings.endpoint_url),
-        SQLiteCheckpoints(settings.checkpoint_path),
-        settings,
-        lines.append,
-    )
+    consumer, lines = make_consumer(settings)
     assert consumer.poll_once() == 0
     fresh = generated_rides(100, seed=8, first_id=1001)
     send_rides(kinesis, settings.input_stream, fresh)
@@ -70,18 +82,11 @@ def test_latest_consumer_rereads_a_failed_batch_it_never_checkpointed(
 
 
 def test_output_stream_briefly_missing_then_back_loses_and_repeats_nothing(
-    kinesis: Any, make_streams: Any, stream_service: StreamService
+    kinesis: Any, make_streams: Any, make_consumer: MakeConsumer
 ) -> None:
     settings: StreamSettings = make_streams(4).model_copy(update={"batch_size": 40})
     send_rides(kinesis, settings.input_stream, generated_rides(400, seed=31))
-    lines: list[str] = []
-    consumer = Consumer(
-        stream_service,
-        aws_client("kinesis", settings.endpoint_url),
-        SQLiteCheckpoints(settings.checkpoint_path),
-        settings,
-        lines.append,
-    )
+    consumer, lines = make_consumer(settings)
     assert consumer.poll_once() == 40  # 10 from each shard
     assert consumer.poll_once() == 40
     delivered_before = predictions_by_id(kinesis, settings.output_stream)
