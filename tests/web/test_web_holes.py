@@ -293,7 +293,15 @@ def test_connections_over_the_cap_are_not_held(server: Server):
     finally:
         for sock in socks:
             sock.close()
-    assert requests.get(f"{server.url}/health", timeout=SLACK).status_code == 200
+    # The worker frees a slot once it notices that client gone: until then a new client may
+    # get the over-cap 503 (with Retry-After: 1) and, as told, retries. Within SLACK it must
+    # be served again (seen in CI on a loaded box: one 503 right after the close).
+    deadline = time.monotonic() + SLACK
+    while (answer := requests.get(f"{server.url}/health", timeout=SLACK)).status_code == 503:
+        assert answer.headers.get("Retry-After") == "1"
+        assert time.monotonic() < deadline, "still over the cap after every client left"
+        time.sleep(0.2)
+    assert answer.status_code == 200
 
 
 def test_many_stalled_large_bodies_cost_bounded_memory(server: Server):
