@@ -11,6 +11,7 @@ import subprocess
 import sys
 import uuid
 import zipfile
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -714,21 +715,28 @@ def test_a_trust_once_granted_cannot_be_widened() -> None:
         trust.pickle = True  # type: ignore[misc]
 
 
+def _rewritten_skops(source: Path, target: Path, change: Callable[[str, bytes], bytes]) -> Path:
+    """Copy the .skops zip at ``source`` to ``target``, each member passed through ``change``."""
+    with zipfile.ZipFile(source) as reading, zipfile.ZipFile(target, "w") as writing:
+        for info in reading.infolist():
+            writing.writestr(info, change(info.filename, reading.read(info)))
+    return target
+
+
 def test_a_bare_skops_file_from_another_sklearn_warns_naming_it(
     model_dir: Path, tmp_path: Path
 ) -> None:
     # A bare .skops file has no manifest: the version it was trained with is only in its
     # estimators' state, which sklearn reads back (and warns about) while skops loads it.
-    bare = tmp_path / "old.skops"
-    with (
-        zipfile.ZipFile(model_dir / MODEL_FILE) as source,
-        zipfile.ZipFile(bare, "w") as target,
-    ):
-        for info in source.infolist():
-            data = source.read(info)
-            if info.filename == "schema.json":
-                data = data.replace(f'\\"{sklearn.__version__}\\"'.encode(), b'\\"1.0.2\\"')
-            target.writestr(info, data)
+    bare = _rewritten_skops(
+        model_dir / MODEL_FILE,
+        tmp_path / "old.skops",
+        lambda name, data: (
+            data.replace(f'\\"{sklearn.__version__}\\"'.encode(), b'\\"1.0.2\\"')
+            if name == "schema.json"
+            else data
+        ),
+    )
     with pytest.warns(ModelVersionWarning, match=r"scikit-learn 1\.0\.2 but this environment"):
         load_model(bare)
 
@@ -737,13 +745,10 @@ def test_a_skops_file_whose_arrays_are_corrupt_is_one_clear_error(
     model_dir: Path, tmp_path: Path
 ) -> None:
     # The schema passes the type check; an array member it names is garbage.
-    bare = tmp_path / "broken.skops"
-    with (
-        zipfile.ZipFile(model_dir / MODEL_FILE) as source,
-        zipfile.ZipFile(bare, "w") as target,
-    ):
-        for info in source.infolist():
-            data = source.read(info)
-            target.writestr(info, b"not an array" if info.filename.endswith(".npy") else data)
+    bare = _rewritten_skops(
+        model_dir / MODEL_FILE,
+        tmp_path / "broken.skops",
+        lambda name, data: b"not an array" if name.endswith(".npy") else data,
+    )
     with pytest.raises(ModelLoadError, match=f"cannot load {bare}: "):
         load_model(bare)

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from stream_helpers import MakeConsumer
 
 from deploy_modes.core.scoring import ModelService
 from deploy_modes.core.storage import aws_client
 from deploy_modes.launch.emulator import Emulator
+from deploy_modes.stream.checkpoints import SQLiteCheckpoints
+from deploy_modes.stream.consumer import Consumer
 from deploy_modes.stream.kinesis import ensure_streams
 from deploy_modes.stream.service import StreamService
 from deploy_modes.stream.settings import StreamSettings
@@ -60,3 +63,19 @@ def make_streams(moto_server: Emulator, tmp_path: Path, kinesis: Any) -> Callabl
 def streams(make_streams: Callable[..., StreamSettings]) -> StreamSettings:
     """Return settings naming fresh 4-shard streams on the moto server."""
     return make_streams(4)
+
+
+@pytest.fixture
+def make_consumer(stream_service: StreamService) -> Iterator[MakeConsumer]:
+    """Return a function building an in-process consumer and the list its log lines go to."""
+    stores: list[SQLiteCheckpoints] = []
+
+    def make(settings: StreamSettings) -> tuple[Consumer, list[str]]:
+        lines: list[str] = []
+        stores.append(SQLiteCheckpoints(settings.checkpoint_path))
+        kinesis = aws_client("kinesis", settings.endpoint_url)
+        return Consumer(stream_service, kinesis, stores[-1], settings, lines.append), lines
+
+    yield make
+    for store in stores:
+        store.close()

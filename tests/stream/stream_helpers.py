@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
+from deploy_modes.stream.consumer import Consumer
 from deploy_modes.stream.rides import read_predictions
+from deploy_modes.stream.settings import StreamSettings
 
 # The course README's test event: ride 256 from zone 130 to 205, 3.66 miles.
 COURSE_EVENT: dict[str, Any] = {
@@ -31,6 +34,10 @@ COURSE_EVENT: dict[str, Any] = {
         }
     ]
 }
+
+
+# What the make_consumer fixture (conftest.py) returns: a consumer and the list its lines go to.
+MakeConsumer = Callable[[StreamSettings], tuple[Consumer, list[str]]]
 
 
 def predictions_by_id(kinesis: Any, stream: str) -> dict[Any, list[float]]:

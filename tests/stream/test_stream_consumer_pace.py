@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 import pytest
-from stream_helpers import dead_letters, predictions_by_id, ride_bytes
+from stream_helpers import MakeConsumer, dead_letters, predictions_by_id, ride_bytes
 
 from deploy_modes.core.storage import aws_client
 from deploy_modes.launch.processes import free_port
@@ -28,23 +28,13 @@ from deploy_modes.stream.settings import StreamSettings
 pytestmark = pytest.mark.integration
 
 
-def _consumer(settings: StreamSettings, service: StreamService, lines: list[str]) -> Consumer:
-    return Consumer(
-        service,
-        aws_client("kinesis", settings.endpoint_url),
-        SQLiteCheckpoints(settings.checkpoint_path),
-        settings,
-        lines.append,
-    )
-
-
 def test_a_batch_smaller_than_the_shards_still_reads_one_ride_per_shard(
-    kinesis: Any, make_streams: Any, stream_service: StreamService
+    kinesis: Any, make_streams: Any, make_consumer: MakeConsumer
 ) -> None:
     settings: StreamSettings = make_streams(4).model_copy(update={"batch_size": 2})
     rides = generated_rides(40, seed=51)
     send_rides(kinesis, settings.input_stream, rides)
-    consumer = _consumer(settings, stream_service, [])
+    consumer, _ = make_consumer(settings)
     sizes = []
     while handled := consumer.poll_once():
         sizes.append(handled)
@@ -56,14 +46,13 @@ def test_a_batch_smaller_than_the_shards_still_reads_one_ride_per_shard(
 
 
 def test_backoff_doubles_from_0_2_s_to_a_5_s_cap_and_resets_on_recovery(
-    kinesis: Any, make_streams: Any, stream_service: StreamService
+    kinesis: Any, make_streams: Any, make_consumer: MakeConsumer
 ) -> None:
     settings: StreamSettings = make_streams(1)
     send_rides(kinesis, settings.input_stream, generated_rides(5, seed=52))
     kinesis.delete_stream(StreamName=settings.output_stream)
     kinesis.get_waiter("stream_not_exists").wait(StreamName=settings.output_stream)
-    lines: list[str] = []
-    consumer = _consumer(settings, stream_service, lines)
+    consumer, lines = make_consumer(settings)
     assert consumer.backoff() == 0.0
     began = time.monotonic()
     waits = []
@@ -81,12 +70,11 @@ def test_backoff_doubles_from_0_2_s_to_a_5_s_cap_and_resets_on_recovery(
 
 
 def test_an_idle_consumer_prints_no_progress_line(
-    make_streams: Any, stream_service: StreamService
+    make_streams: Any, make_consumer: MakeConsumer
 ) -> None:
     """Progress lines say what changed: nothing handled, nothing to say (every 5 s at most)."""
     settings: StreamSettings = make_streams(1).model_copy(update={"poll_interval": 0.05})
-    lines: list[str] = []
-    consumer = _consumer(settings, stream_service, lines)
+    consumer, lines = make_consumer(settings)
     stop = threading.Event()
     timer = threading.Timer(6.0, stop.set)  # past one 5 s reporting period
     timer.start()
@@ -97,14 +85,14 @@ def test_an_idle_consumer_prints_no_progress_line(
 
 
 def test_a_busy_consumer_does_not_sleep_between_batches(
-    kinesis: Any, make_streams: Any, stream_service: StreamService
+    kinesis: Any, make_streams: Any, make_consumer: MakeConsumer
 ) -> None:
     """The poll interval is for an idle stream: three full batches go through back to back."""
     settings: StreamSettings = make_streams(1).model_copy(
         update={"batch_size": 10, "poll_interval": 30.0}
     )
     send_rides(kinesis, settings.input_stream, generated_rides(30, seed=53))
-    consumer = _consumer(settings, stream_service, [])
+    consumer, _ = make_consumer(settings)
     stop = threading.Event()
     timer = threading.Timer(5.0, stop.set)  # far less than one 30 s interval
     timer.start()
@@ -113,13 +101,12 @@ def test_a_busy_consumer_does_not_sleep_between_batches(
 
 
 def test_waiting_for_kinesis_at_start_is_said_once(
-    stream_service: StreamService, make_streams: Any
+    make_consumer: MakeConsumer, make_streams: Any
 ) -> None:
     settings: StreamSettings = make_streams(1).model_copy(
         update={"endpoint_url": f"http://127.0.0.1:{free_port()}"}  # nothing listens there
     )
-    lines: list[str] = []
-    consumer = _consumer(settings, stream_service, lines)
+    consumer, lines = make_consumer(settings)
     where = re.escape(str(settings.endpoint_url))
     with pytest.raises(StreamError, match=rf"Kinesis at {where} did not answer within 3\.5 s"):
         consumer.start(threading.Event(), timeout=3.5)  # about four attempts, 1 s apart
@@ -164,11 +151,10 @@ def test_a_lease_table_gone_mid_run_is_a_failure_state_not_a_crash(
 
 
 def test_an_input_stream_gone_mid_run_is_a_failure_state_that_handled_nothing(
-    kinesis: Any, make_streams: Any, stream_service: StreamService
+    kinesis: Any, make_streams: Any, make_consumer: MakeConsumer
 ) -> None:
     settings: StreamSettings = make_streams(1).model_copy(update={"shard_refresh": 0.0})
-    lines: list[str] = []
-    consumer = _consumer(settings, stream_service, lines)
+    consumer, _ = make_consumer(settings)
     assert consumer.poll_once() == 0
     kinesis.delete_stream(StreamName=settings.input_stream)
     kinesis.get_waiter("stream_not_exists").wait(StreamName=settings.input_stream)
@@ -217,10 +203,10 @@ def test_a_lease_taken_on_a_listing_older_than_its_first_ride_resumes_after_its_
 
 
 def test_start_opens_the_shards_and_the_stats_count_each_kind_of_record(
-    kinesis: Any, make_streams: Any, stream_service: StreamService
+    kinesis: Any, make_streams: Any, make_consumer: MakeConsumer
 ) -> None:
     settings: StreamSettings = make_streams(2)
-    consumer = _consumer(settings, stream_service, [])
+    consumer, _ = make_consumer(settings)
     consumer.start(threading.Event(), timeout=5)
     assert sorted(consumer.readers) == sorted(list_shard_ids(kinesis, settings.input_stream))
     send_rides(kinesis, settings.input_stream, generated_rides(5, seed=56))

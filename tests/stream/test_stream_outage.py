@@ -16,40 +16,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from stream_helpers import predictions_by_id
+from stream_helpers import MakeConsumer, predictions_by_id
 
 from deploy_modes.core.storage import aws_client
 from deploy_modes.launch.emulator import Emulator, ensure_emulator
 from deploy_modes.launch.processes import ManagedProcess, free_port
-from deploy_modes.stream.checkpoints import SQLiteCheckpoints
-from deploy_modes.stream.consumer import Consumer
 from deploy_modes.stream.kinesis import ensure_streams
 from deploy_modes.stream.rides import generated_rides, send_rides
-from deploy_modes.stream.service import StreamService
 from deploy_modes.stream.settings import StreamSettings
 
 pytestmark = pytest.mark.integration
 
 DEPLOY = str(Path(sys.executable).parent / "deploy")  # the venv's console script
-
-
-MakeConsumer = Callable[[StreamSettings], tuple[Consumer, list[str]]]
-
-
-@pytest.fixture
-def make_consumer(stream_service: StreamService) -> Iterator[MakeConsumer]:
-    """Return a function building an in-process consumer and the list its log lines go to."""
-    stores: list[SQLiteCheckpoints] = []
-
-    def make(settings: StreamSettings) -> tuple[Consumer, list[str]]:
-        lines: list[str] = []
-        stores.append(SQLiteCheckpoints(settings.checkpoint_path))
-        kinesis = aws_client("kinesis", settings.endpoint_url)
-        return Consumer(stream_service, kinesis, stores[-1], settings, lines.append), lines
-
-    yield make
-    for store in stores:
-        store.close()
 
 
 @pytest.mark.parametrize("shards", [1, 2])
