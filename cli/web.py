@@ -24,8 +24,8 @@ from deploy_modes.cli.options import (
     chosen_trust,
     model_location,
 )
-from deploy_modes.compose.replicas import MAX_REPLICAS
 from deploy_modes.compose.runtime import Runtime
+from deploy_modes.compose.settings import MAX_REPLICAS
 from deploy_modes.core.errors import DeployError
 from deploy_modes.core.settings import load_settings
 from deploy_modes.web.settings import DEFAULT_PORT, WebSettings

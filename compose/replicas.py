@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deploy_modes.compose.model import CONTAINER_MODEL_DIR, STAGE_DIR
+from deploy_modes.compose.settings import MAX_REPLICAS
 from deploy_modes.compose.stack import COMPOSE_DIR, ContainerState, Stack, docker_client
 from deploy_modes.core.errors import DeployError
 from deploy_modes.launch.terminal import say
@@ -51,7 +52,6 @@ __all__ = [
 ]
 
 BALANCER = "balancer"
-MAX_REPLICAS = 16
 CURRENT = "current"  # the link in the model folder every replica starts from
 # Inside each replica: /tmp is writable by the image's user, and private to the container.
 RELOAD_FILE = "/tmp/deploy-web.reload"

@@ -5,9 +5,11 @@ import re
 from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["DEFAULT_PROJECT_PREFIX", "ComposeSettings", "check_project_prefix"]
+__all__ = ["DEFAULT_PROJECT_PREFIX", "MAX_REPLICAS", "ComposeSettings", "check_project_prefix"]
 
 DEFAULT_PROJECT_PREFIX = "deploy"
+# Most web replicas `deploy web --runtime compose --replicas N` starts.
+MAX_REPLICAS = 16
 # What both compose versions accept as a project name (v2 refuses anything else).
 _PROJECT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 

@@ -77,7 +77,7 @@ class WebStack:
     replicas: int = 1  # more than one: that many web containers behind an nginx balancer
 
     def __post_init__(self) -> None:
-        from deploy_modes.compose.replicas import MAX_REPLICAS
+        from deploy_modes.compose.settings import MAX_REPLICAS
 
         if not 1 <= self.replicas <= MAX_REPLICAS:
             raise DeployError(f"--replicas must be 1..{MAX_REPLICAS}, got {self.replicas}")
