@@ -337,9 +337,13 @@ class ShardReader:
         self._iterator = response.get("NextShardIterator")
         if self._iterator is None:  # the shard was closed by a reshard and is fully read
             self.closed = True
-        records = [
-            InputRecord(r["Data"], r["SequenceNumber"], self.shard_id) for r in response["Records"]
-        ]
+        raw = response.get("Records")
+        if not isinstance(raw, list):  # e.g. an endpoint dying mid-answer: say so, not KeyError
+            raise StreamError(
+                f"GetRecords on {self.shard_id} answered without a Records list "
+                f"(keys: {sorted(response)})"
+            )
+        records = [InputRecord(r["Data"], r["SequenceNumber"], self.shard_id) for r in raw]
         if records:
             self.after = records[-1].sequence
         return records
