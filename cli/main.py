@@ -55,12 +55,13 @@ app.add_typer(model.model_app, name="model")
 
 def _register_modes() -> None:
     """Add each mode's command group; each lives in its own module."""
-    from deploy_modes.cli import batch, compare, stacks, stream, web
+    from deploy_modes.cli import batch, classroom, compare, stacks, stream, web
 
     app.add_typer(web.app, name="web")
     app.add_typer(batch.app, name="batch")
     app.add_typer(stream.app, name="stream")
     app.command("compare")(compare.compare)
+    app.add_typer(classroom.app, name="classroom")
     stacks.register(app)
 
 

@@ -30,6 +30,7 @@ from deploy_modes.core.schemes import scheme_for
 __all__ = [
     "REFERENCE_COLUMN",
     "Agreement",
+    "Reference",
     "agreement",
     "main",
     "reference_durations",
@@ -54,19 +55,33 @@ class Agreement:
         return self.over_tolerance == 0
 
 
+class Reference:
+    """A model loaded once, scored the slow, obvious way: one feature dict per ride."""
+
+    def __init__(self, location: str, trust: Trust) -> None:
+        loaded = load_model(location, trust)
+        self.version = loaded.version
+        self.pipeline = loaded.pipeline
+        self.scheme = scheme_for(self.pipeline.steps[0][1].vocabulary_, location)
+
+    def durations(
+        self, pu: Sequence[int], do: Sequence[int], distance: Sequence[float]
+    ) -> np.ndarray:
+        """Return ``pipeline.predict`` on one feature dict per ride, built from the vocabulary."""
+        dicts = [
+            self.scheme.ride_features(int(p), int(d), float(x))
+            for p, d, x in zip(pu, do, distance, strict=True)
+        ]
+        if not dicts:
+            return np.empty(0, dtype="float64")
+        return np.asarray(self.pipeline.predict(dicts), dtype="float64")
+
+
 def reference_durations(
     location: str, pu: Sequence[int], do: Sequence[int], distance: Sequence[float], trust: Trust
 ) -> np.ndarray:
     """Return ``pipeline.predict`` on one feature dict per ride, built from the vocabulary."""
-    pipeline = load_model(location, trust).pipeline
-    scheme = scheme_for(pipeline.steps[0][1].vocabulary_, location)
-    dicts = [
-        scheme.ride_features(int(p), int(d), float(x))
-        for p, d, x in zip(pu, do, distance, strict=True)
-    ]
-    if not dicts:
-        return np.empty(0, dtype="float64")
-    return np.asarray(pipeline.predict(dicts), dtype="float64")
+    return Reference(location, trust).durations(pu, do, distance)
 
 
 def agreement(scored: Sequence[float], reference: Sequence[float]) -> Agreement:

@@ -1,0 +1,93 @@
+"""``deploy classroom report``: the room's lanes and scenarios as markdown and PNG charts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from deploy_modes.classroom.state import LaneState, RoomState
+
+__all__ = ["write_report"]
+
+
+def _fmt(value: float | None, unit: str = "") -> str:
+    return "-" if value is None else f"{value:,.1f}{unit}"
+
+
+def _lanes_table(lanes: list[LaneState]) -> list[str]:
+    rows = [
+        "| lane | rides in | predictions | per s | p50 | p99 | backlog | errors | checked "
+        "| mismatches | version | memory |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for lane in lanes:
+        rows.append(
+            f"| {lane.title} | {lane.rides_in:,} | {lane.predictions_out:,} "
+            f"| {lane.throughput:,.1f} "
+            f"| {_fmt(lane.p50_ms, ' ms')} | {_fmt(lane.p99_ms, ' ms')} | {lane.backlog:,} "
+            f"| {lane.errors} | {lane.checked:,} | {lane.mismatches} | {lane.version or '-'} "
+            f"| {lane.memory_mb:,.0f} MB |"
+        )
+    return rows
+
+
+def _chart(lanes: list[LaneState], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colours = {"web": "#0072B2", "stream": "#E69F00", "batch": "#009E73"}  # Okabe-Ito
+    figure, axes = plt.subplots(3, 1, figsize=(10, 8), sharex=True)
+    for lane in lanes:
+        s = lane.series
+        colour = colours.get(lane.mode, "#000000")
+        axes[0].plot(s.t, s.throughput, label=lane.title, color=colour)
+        axes[1].plot(s.t, [float("nan") if v is None else v for v in s.p99_ms], color=colour)
+        axes[2].plot(s.t, s.backlog, color=colour)
+    axes[0].set_ylabel("predictions / s")
+    axes[1].set_ylabel("p99 latency (ms)")
+    axes[1].set_yscale("symlog")
+    axes[2].set_ylabel("backlog (rides)")
+    axes[2].set_xlabel("seconds since the room started")
+    axes[0].legend(loc="upper left")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def write_report(state: RoomState, out: Path) -> list[Path]:
+    """Write classroom.md and classroom.png into ``out``; return their paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    chart = out / "classroom.png"
+    _chart(state.lanes, chart)
+    lines = [
+        "# Classroom report",
+        "",
+        f"{state.elapsed_s:,.0f} s, {state.sent:,} rides sent, rate {state.base_rate:g} rides/s, "
+        f"model version {state.model_version}.",
+        "",
+        *_lanes_table(state.lanes),
+        "",
+        f"![throughput, p99 latency and backlog per lane, the last minute]({chart.name})",
+        "",
+        "## Scenarios",
+        "",
+    ]
+    if not state.history:
+        lines.append("No scenario has run yet.")
+    for scenario in state.history:
+        verdict = "passed" if scenario.ok else "FAILED"
+        lines += [
+            f"### {scenario.name} ({verdict}, "
+            f"{scenario.started_s:,.0f}-{scenario.finished_s or 0:,.0f} s)",
+            "",
+            scenario.explanation,
+            "",
+            "| measured | value |",
+            "|---|---|",
+            *[f"| {key} | {value} |" for key, value in scenario.numbers.items()],
+            "",
+        ]
+    markdown = out / "classroom.md"
+    markdown.write_text("\n".join(lines) + "\n")
+    return [markdown, chart]

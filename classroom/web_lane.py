@@ -1,0 +1,156 @@
+"""The web lane: ``deploy web`` (gunicorn) answering ``POST /predict``, one ride per request."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import queue
+import signal
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from deploy_modes.classroom.checker import Checker
+from deploy_modes.classroom.lane import Answer, Tally
+from deploy_modes.classroom.processes import children, deploy, memory_of, stop_all
+from deploy_modes.classroom.rides import Ride
+from deploy_modes.classroom.state import LaneState
+from deploy_modes.launch.processes import ManagedProcess, free_port, wait_http
+
+__all__ = ["CLIENTS", "WebLane"]
+
+CLIENTS = 4  # concurrent clients: the web service is 1-to-1, each waits for its answer
+_TIMEOUT = 15.0
+
+
+class WebLane:
+    """Start gunicorn through ``deploy web``; client threads post every ride and time it."""
+
+    def __init__(
+        self, model: str, workers: int, log_dir: Path, clock: Callable[[], float], checker: Checker
+    ) -> None:
+        self.model = model
+        self.workers = workers
+        self.log_dir = log_dir
+        self.clock = clock
+        self.checker = checker
+        self.port = free_port()
+        self.tally = Tally("web", "Web service", "requests waiting for an answer")
+        self.process: ManagedProcess | None = None
+        self._queue: queue.Queue[Ride] = queue.Queue()
+        self._in_flight = 0
+        self._lock = threading.Lock()
+        self.stop = threading.Event()
+        self.failed_requests = 0
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        """Start the server, wait until it is ready, start the clients."""
+        args = ["web", "--runtime", "local", "--host", "127.0.0.1", "--port", str(self.port)]
+        args += ["--model", self.model, "--workers", str(self.workers)]
+        self.process = deploy("deploy web", args, {}, self.log_dir / "web.log")
+        wait_http(f"{self.url}/ready", timeout=120, process=self.process)
+        for k in range(CLIENTS):
+            thread = threading.Thread(target=self._client, name=f"web-client-{k}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def submit(self, rides: list[Ride]) -> None:
+        """Queue rides for the clients."""
+        self.tally.ride_in(len(rides))
+        for ride in rides:
+            self._queue.put(ride)
+
+    def _client(self) -> None:
+        connection: http.client.HTTPConnection | None = None
+        while not self.stop.is_set():
+            try:
+                ride = self._queue.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            with self._lock:
+                self._in_flight += 1
+            try:
+                if connection is None:
+                    connection = http.client.HTTPConnection(
+                        "127.0.0.1", self.port, timeout=_TIMEOUT
+                    )
+                body = json.dumps(ride.payload())
+                connection.request("POST", "/predict", body, {"Content-Type": "application/json"})
+                response = connection.getresponse()
+                data = response.read()
+                if response.status != 200:
+                    raise RuntimeError(f"HTTP {response.status}: {data[:200]!r}")
+                answer = json.loads(data)
+                got = Answer(
+                    ride.ride_id,
+                    float(answer["duration"]),
+                    str(answer["model_version"]),
+                    self.clock(),
+                )
+                if self.tally.answer(got, ride.sent):
+                    self.checker.submit(self.tally, ride, got)
+            except Exception as exc:  # a failed request is lost: the web client sees the error
+                self.failed_requests += 1
+                self.tally.error(f"ride {ride.ride_id}: {type(exc).__name__}: {exc}")
+                if connection is not None:
+                    connection.close()
+                connection = None
+            finally:
+                with self._lock:
+                    self._in_flight -= 1
+        if connection is not None:
+            connection.close()
+
+    @property
+    def backlog(self) -> int:
+        """Return the rides queued or waiting for their answer."""
+        with self._lock:
+            return self._queue.qsize() + self._in_flight
+
+    def master_pid(self) -> int | None:
+        """Return the gunicorn master's pid (the child of ``deploy web``)."""
+        if self.process is None or self.process.poll() is not None:
+            return None
+        found = children(self.process.pid)
+        return found[0] if found else None
+
+    def worker_pids(self) -> list[int]:
+        """Return the gunicorn workers' pids."""
+        master = self.master_pid()
+        return children(master) if master else []
+
+    def add_worker(self) -> None:
+        """Ask the gunicorn master for one more worker (its SIGTTIN)."""
+        master = self.master_pid()
+        if master is None:
+            raise RuntimeError("the web server is not running")
+        os.kill(master, signal.SIGTTIN)
+
+    def state(self, now: float) -> LaneState:
+        """Return the lane for the page."""
+        workers = len(self.worker_pids())
+        backlog = self.backlog
+        running = self.process is not None and self.process.poll() is None
+        if not running:
+            status = ("down", "the server is not running")
+        elif backlog > max(20, 2 * CLIENTS):
+            status = ("busy", f"{backlog} rides wait: {CLIENTS} clients, each waits for its answer")
+        else:
+            status = ("ok", "every ride is answered while its client waits")
+        detail = f"{workers} gunicorn workers, {CLIENTS} clients, port {self.port}"
+        return self.tally.state(
+            now, backlog, status, memory_of([self.process] if self.process else []), detail
+        )
+
+    def close(self) -> None:
+        """Stop the clients and the server."""
+        self.stop.set()
+        for thread in self._threads:
+            thread.join(timeout=_TIMEOUT + 1)
+        stop_all([self.process] if self.process else [])
