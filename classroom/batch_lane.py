@@ -15,6 +15,7 @@ from deploy_modes.classroom.lane import Answer, Tally
 from deploy_modes.classroom.processes import deploy, memory_of
 from deploy_modes.classroom.rides import Ride, RidePool
 from deploy_modes.classroom.state import LaneState
+from deploy_modes.compare.memory import PeakMemory
 from deploy_modes.compare.rides import ID_PREFIX, RIDE_MONTH
 from deploy_modes.launch.processes import ManagedProcess
 
@@ -68,6 +69,7 @@ class BatchLane:
         self.hold = threading.Lock()  # a scenario holds it to run jobs of its own in between
         self._thread = threading.Thread(target=self._loop, name="batch-schedule", daemon=True)
         self._count = 0
+        self.last_peak: tuple[int, int] = (0, 0)  # the last run's peak RSS and process count
 
     def start(self) -> None:
         """Start the schedule."""
@@ -98,8 +100,6 @@ class BatchLane:
 
     def run(self, rides: list[Ride], kill_after: float | None = None, tag: str = "") -> BatchRun:
         """Run one job on ``rides`` (SIGKILL it after ``kill_after`` s); read what it wrote."""
-        import pyarrow.parquet as pq
-
         self._count += 1
         number = self._count
         folder = self.workdir / "batch" / f"run-{number:04d}{tag}"
@@ -112,6 +112,7 @@ class BatchLane:
         started = time.monotonic()
         process = deploy(f"batch run {number}", args, {"COLUMNS": "200"}, log)
         self.running, self.running_rides = process, len(rides)
+        memory = PeakMemory(process.pid, "batch")
         killed = False
         try:
             if kill_after is not None:
@@ -122,23 +123,29 @@ class BatchLane:
                     killed = True
             code = process.popen.wait()
         finally:
+            self.last_peak = (memory.stop(), memory.processes)
             self.running, self.running_rides = None, 0
             process.kill()
         seconds = time.monotonic() - started
-        predictions: dict[int, tuple[float, str]] = {}
-        if code == 0:
-            table = pq.read_table(
-                output, columns=["ride_id", "predicted_duration", "model_version"]
-            )
-            for ride_id, duration, version in zip(
-                table.column("ride_id").to_pylist(),
-                table.column("predicted_duration").to_pylist(),
-                table.column("model_version").to_pylist(),
-                strict=True,
-            ):
-                position = int(str(ride_id).removeprefix(f"{ID_PREFIX}_"))
-                predictions[rides[position].ride_id] = (float(duration), str(version))
+        predictions = self.read(output, rides) if code == 0 else {}
         return BatchRun(number, len(rides), code, seconds, predictions, output, log, killed)
+
+    @staticmethod
+    def read(output: Path, rides: list[Ride]) -> dict[int, tuple[float, str]]:
+        """Return a job's predictions by the room's ride id (its ride_id is the row position)."""
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(output, columns=["ride_id", "predicted_duration", "model_version"])
+        predictions: dict[int, tuple[float, str]] = {}
+        for ride_id, duration, version in zip(
+            table.column("ride_id").to_pylist(),
+            table.column("predicted_duration").to_pylist(),
+            table.column("model_version").to_pylist(),
+            strict=True,
+        ):
+            position = int(str(ride_id).removeprefix(f"{ID_PREFIX}_"))
+            predictions[rides[position].ride_id] = (float(duration), str(version))
+        return predictions
 
     def record(self, run: BatchRun, rides: list[Ride]) -> None:
         """Count a finished run's predictions; a failed run puts its rides back for the next."""
@@ -182,7 +189,8 @@ class BatchLane:
             )
         done = f", last run {last.seconds:.1f} s for {last.rides} rides" if last else ""
         detail = f"every {self.interval:.0f} s, {self.engine_text}, {len(self.runs)} runs{done}"
-        memory = memory_of([running] if running else [])
+        # Between runs no process exists: the memory shown is the last run's peak.
+        memory = memory_of([running]) if running else self.last_peak
         return self.tally.state(now, waiting + self.running_rides, status, memory, detail)
 
     def close(self) -> None:

@@ -152,22 +152,31 @@ def kill(room: Room) -> Outcome:
         last = room.batch.runs[-1].seconds if room.batch.runs else 4.0
         room.phase(f"batch: a run on {len(rides)} rides, SIGKILLed after {last / 2:.1f} s")
         broken = room.batch.run(rides, kill_after=last / 2, tag="-killed")
-        partial = broken.output.exists()
         room.phase("batch: the same rides run again, twice")
         rerun = room.batch.run(rides, tag="-rerun")
         again = room.batch.run(rides, tag="-again")
+        # The job writes a staged file and renames it: after a SIGKILL its output is absent,
+        # or complete (the kill came after the rename). Anything else is a half-written file.
+        left = "none"
+        if broken.output.exists():
+            try:
+                whole = room.batch.read(broken.output, rides) == rerun.predictions
+            except Exception:  # unreadable: half-written
+                whole = False
+            left = "complete (the kill came after the rename)" if whole else "half-written"
+        partial = left == "half-written"
         room.batch.record(rerun, rides)
         room.batch.next_run = room.clock() + room.batch.interval
     identical = rerun.code == 0 and again.code == 0 and rerun.predictions == again.predictions
     numbers["batch_killed_mid_run"] = "yes" if broken.killed else "no (it finished first)"
-    numbers["batch_partial_output"] = "yes" if partial and broken.killed else "no"
+    numbers["batch_output_after_kill"] = left
     numbers["batch_rerun_identical"] = "yes" if identical else "no"
     numbers["batch_rides"] = len(rides)
     ok = (
         replaced is not None
         and ok_stream
         and identical
-        and not (partial and broken.killed)
+        and not partial
         and len(rerun.predictions) == len(rides)
     )
     text = (
@@ -179,8 +188,8 @@ def kill(room: Room) -> Outcome:
         f"the kill was predicted {numbers['stream_caught_up_s']} s after it: {len(missing)} lost, "
         f"{room.stream.tally.duplicates} repeated answers so far (at-least-once: a batch read "
         f"but not checkpointed is read again). Batch: the job on {len(rides)} rides was "
-        f"{'killed mid-run' if broken.killed else 'already done when the kill came'}, left "
-        f"{'a half-written' if partial and broken.killed else 'no'} output, and the two reruns "
+        f"{'killed mid-run' if broken.killed else 'already done when the kill came'}; its output "
+        f"after the kill: {left}. The two reruns "
         f"gave {'identical' if identical else 'DIFFERENT'} predictions for all "
         f"{len(rerun.predictions)} rides."
     )
