@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -108,7 +106,7 @@ def kill(room: Room) -> Outcome:
     workers = room.web.worker_pids()
     room.phase(f"web: SIGKILL gunicorn worker {workers[0]}")
     failed_before = room.web.failed_requests
-    os.kill(workers[0], signal.SIGKILL)
+    room.web.kill_worker(workers[0])
     replaced = _wait(
         lambda: (
             len(room.web.worker_pids()) == len(workers) and workers[0] not in room.web.worker_pids()
@@ -249,9 +247,6 @@ def emulator_restart(room: Room) -> Outcome:
 
 def new_model(room: Room) -> Outcome:
     """Train another model version and roll it out to all three modes."""
-    import subprocess
-
-    from deploy_modes.classroom.processes import deploy_command
     from deploy_modes.core.artifact import load_model
     from deploy_modes.core.demo import ensure_month
     from deploy_modes.core.settings import CoreSettings
@@ -275,21 +270,7 @@ def new_model(room: Room) -> Outcome:
     room.phase(f"web: deploy web reload --model {location.name} (version {version})")
     failed_before = room.web.failed_requests
     started = time.monotonic()
-    done = subprocess.run(
-        [
-            *deploy_command(),
-            "web",
-            "reload",
-            "--port",
-            str(room.web.port),
-            "--model",
-            str(location),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=180,
-    )
+    reloaded, message = room.web.reload(str(location))
     web_s = time.monotonic() - started
     web_first = _wait(lambda: room.web.tally.version == version, timeout=30)
     web_failed = room.web.failed_requests - failed_before
@@ -316,16 +297,12 @@ def new_model(room: Room) -> Outcome:
         "stream_switched": "yes" if stream_first is not None else "no",
         "batch_switched": "yes" if batch_first is not None else "no",
     }
-    ok = (
-        done.returncode == 0
-        and web_failed == 0
-        and None not in (web_first, stream_first, batch_first)
-    )
+    ok = reloaded and web_failed == 0 and None not in (web_first, stream_first, batch_first)
     text = (
         f"A {regressor} model (version {version}) replaced version {old}. The web service "
         "loaded and proved it in gunicorn's master, forked new workers and retired the old ones "
         f"in {web_s:.1f} s with {web_failed} failed requests"
-        + ("" if done.returncode == 0 else f" (the reload said: {done.stderr.strip()[-200:]})")
+        + ("" if reloaded else f" (the reload said: {message})")
         + ". The stream started new consumers with the new model and stopped the old ones, which "
         "checkpointed and released their leases: the lane's answers now name the new version. "
         "The batch job used it from its next run. Every answer is still checked against the "

@@ -7,13 +7,20 @@ import json
 import os
 import queue
 import signal
+import subprocess
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
 from deploy_modes.classroom.checker import Checker
 from deploy_modes.classroom.lane import Answer, Tally
-from deploy_modes.classroom.processes import children, deploy, memory_of, stop_all
+from deploy_modes.classroom.processes import (
+    children,
+    deploy,
+    deploy_command,
+    memory_of,
+    stop_all,
+)
 from deploy_modes.classroom.rides import Ride
 from deploy_modes.classroom.state import LaneState
 from deploy_modes.launch.processes import ManagedProcess, free_port, wait_http
@@ -22,6 +29,7 @@ __all__ = ["CLIENTS", "WebLane"]
 
 CLIENTS = 4  # concurrent clients: the web service is 1-to-1, each waits for its answer
 _TIMEOUT = 15.0
+_RELOAD_TIMEOUT = 180.0
 
 
 class WebLane:
@@ -124,6 +132,22 @@ class WebLane:
         """Return the gunicorn workers' pids."""
         master = self.master_pid()
         return children(master) if master else []
+
+    def kill_worker(self, pid: int) -> None:
+        """SIGKILL one gunicorn worker: its master forks a replacement."""
+        os.kill(pid, signal.SIGKILL)
+
+    def reload(self, location: str) -> tuple[bool, str]:
+        """Roll ``location`` out with ``deploy web reload``; return (done, what it said)."""
+        done = subprocess.run(
+            [*deploy_command(), "web", "reload", "--port", str(self.port), "--model", location],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=_RELOAD_TIMEOUT,
+        )
+        said = (done.stdout + done.stderr).strip()
+        return done.returncode == 0, said[-300:]
 
     def add_worker(self) -> None:
         """Ask the gunicorn master for one more worker (its SIGTTIN)."""
