@@ -78,6 +78,8 @@ SKIPS = {
     "remote-db": "needs a PostgreSQL server named db with user u",
     "remote-s3": "writes to an S3 bucket that exists only in the reader's account",
     "container": "the container's own command: needs the model at /model, the image's mount",
+    "classroom": "the same command runs in docs/classroom.md's block, with a scenario and the "
+    "report",
     "course-file": "needs the course's lin_reg.bin, downloaded from the course's repository",
     "mutation": "mutation testing: re-installs the package into the venv (from this temp copy) "
     "and runs for minutes to hours per module; docs/testing.md says it is not part of .ci/run",
@@ -100,6 +102,8 @@ SERVERS = [
         re.compile(r"reading shardId|\(dead letters: "),
     ),
     (re.compile(r"^deploy logs\b.*(\s-f\b|--follow)"), re.compile(r".")),
+    # `deploy classroom scenario|report` talk to a running classroom and exit.
+    (re.compile(r"^deploy classroom(?!\s+(scenario|report)\b)"), re.compile(r"classroom ready")),
 ]
 
 # Commands that need a Docker engine: their block must be flagged ``docker``.
@@ -119,6 +123,7 @@ PORTS = {
     9696: ("DEPLOY_WEB_PORT", "DEPLOY_WEB_URL", "http://127.0.0.1:{port}"),
     4566: ("", "DEPLOY_STREAM_ENDPOINT_URL", "http://127.0.0.1:{port}"),
     8000: ("", "", ""),  # docs/web.md's second server: only the text changes
+    8800: ("DEPLOY_CLASSROOM_PORT", "", ""),  # the classroom page
 }
 
 
