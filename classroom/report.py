@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import BinaryIO
 
 from deploy_modes.classroom.state import LaneState, RoomState
 
-__all__ = ["write_report"]
+__all__ = ["CHART", "MARKDOWN", "draw_chart", "markdown", "write_report"]
+
+MARKDOWN = "classroom.md"
+CHART = "classroom.png"
 
 
 def _fmt(value: float | None, unit: str = "") -> str:
@@ -30,14 +34,14 @@ def _lanes_table(lanes: list[LaneState]) -> list[str]:
     return rows
 
 
-def _chart(lanes: list[LaneState], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def draw_chart(lanes: list[LaneState], path: Path | BinaryIO) -> None:
+    """Draw throughput, p99 latency and backlog per lane over the last minute, as a PNG."""
+    # The object API, not pyplot: no global state, so the page's threads may draw at once.
+    from matplotlib.figure import Figure
 
     colours = {"web": "#0072B2", "stream": "#E69F00", "batch": "#009E73"}  # Okabe-Ito
-    figure, axes = plt.subplots(3, 1, figsize=(10, 8), sharex=True)
+    figure = Figure(figsize=(10, 8))
+    axes = figure.subplots(3, 1, sharex=True)
     for lane in lanes:
         s = lane.series
         colour = colours.get(lane.mode, "#000000")
@@ -49,17 +53,14 @@ def _chart(lanes: list[LaneState], path: Path) -> None:
     axes[1].set_yscale("symlog")
     axes[2].set_ylabel("backlog (rides)")
     axes[2].set_xlabel("seconds since the room started")
-    axes[0].legend(loc="upper left")
+    if lanes:
+        axes[0].legend(loc="upper left")
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    figure.savefig(path, dpi=100, format="png")
 
 
-def write_report(state: RoomState, out: Path) -> list[Path]:
-    """Write classroom.md and classroom.png into ``out``; return their paths."""
-    out.mkdir(parents=True, exist_ok=True)
-    chart = out / "classroom.png"
-    _chart(state.lanes, chart)
+def markdown(state: RoomState, chart: str = CHART) -> str:
+    """Return the lanes' table and every scenario run so far, as markdown."""
     lines = [
         "# Classroom report",
         "",
@@ -68,7 +69,7 @@ def write_report(state: RoomState, out: Path) -> list[Path]:
         "",
         *_lanes_table(state.lanes),
         "",
-        f"![throughput, p99 latency and backlog per lane, the last minute]({chart.name})",
+        f"![throughput, p99 latency and backlog per lane, the last minute]({chart})",
         "",
         "## Scenarios",
         "",
@@ -88,6 +89,14 @@ def write_report(state: RoomState, out: Path) -> list[Path]:
             *[f"| {key} | {value} |" for key, value in scenario.numbers.items()],
             "",
         ]
-    markdown = out / "classroom.md"
-    markdown.write_text("\n".join(lines) + "\n")
-    return [markdown, chart]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(state: RoomState, out: Path) -> list[Path]:
+    """Write classroom.md and classroom.png into ``out``; return their paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    chart = out / CHART
+    draw_chart(state.lanes, chart)
+    text = out / MARKDOWN
+    text.write_text(markdown(state, chart.name))
+    return [text, chart]

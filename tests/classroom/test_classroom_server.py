@@ -110,3 +110,12 @@ def test_unknown_paths_and_methods_answer_json(client: FlaskClient) -> None:
     assert client.get("/api/nothing").get_json() == {"error": "no such page: /api/nothing"}
     wrong = client.get("/api/scenario/spike")
     assert wrong.status_code == 405 and "GET is not allowed" in wrong.get_json()["error"]
+
+
+def test_the_report_is_served_as_markdown_and_png(client: FlaskClient) -> None:
+    text = client.get("/api/report.md")
+    assert text.mimetype == "text/markdown"
+    assert "# Classroom report" in text.get_data(as_text=True)
+    assert "No scenario has run yet." in text.get_data(as_text=True)
+    image = client.get("/api/report.png")
+    assert image.mimetype == "image/png" and image.data[:8] == b"\x89PNG\r\n\x1a\n"
