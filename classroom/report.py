@@ -45,9 +45,11 @@ def draw_chart(lanes: list[LaneState], path: Path | BinaryIO) -> None:
     for lane in lanes:
         s = lane.series
         colour = colours.get(lane.mode, "#000000")
-        axes[0].plot(s.t, s.throughput, label=lane.title, color=colour)
-        axes[1].plot(s.t, [float("nan") if v is None else v for v in s.p99_ms], color=colour)
-        axes[2].plot(s.t, s.backlog, color=colour)
+        # Markers too: a batch run is one point between gaps, which a bare line would not draw.
+        style = {"color": colour, "marker": "o", "markersize": 3}
+        axes[0].plot(s.t, s.throughput, label=lane.title, **style)
+        axes[1].plot(s.t, [float("nan") if v is None else v for v in s.p99_ms], **style)
+        axes[2].plot(s.t, s.backlog, **style)
     axes[0].set_ylabel("predictions / s")
     axes[1].set_ylabel("p99 latency (ms)")
     axes[1].set_yscale("symlog")

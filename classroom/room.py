@@ -12,7 +12,7 @@ from deploy_modes.classroom.batch_lane import BatchLane
 from deploy_modes.classroom.checker import Checker
 from deploy_modes.classroom.rides import Generator, RidePool
 from deploy_modes.classroom.settings import MAX_RATE, ClassroomSettings
-from deploy_modes.classroom.state import RoomState, ScenarioState
+from deploy_modes.classroom.state import LaneState, RoomState, ScenarioState
 from deploy_modes.classroom.stream_lane import StreamLane
 from deploy_modes.classroom.web_lane import WebLane
 from deploy_modes.core.artifact import Trust, load_model
@@ -21,6 +21,7 @@ from deploy_modes.core.errors import DeployError
 __all__ = ["Room", "ScenarioBusy", "UnknownScenario"]
 
 Say = Callable[[str], None]
+_SAMPLE_EVERY = 1.0  # seconds between two measurements of the lanes
 
 
 class ScenarioBusy(DeployError):
@@ -63,6 +64,9 @@ class Room:
         self.history: list[ScenarioState] = []
         self._scenario_lock = threading.Lock()
         self.events: list[tuple[float, str]] = []  # (time, what happened): the report's timeline
+        self._lanes: list[LaneState] | None = None  # the sampler's last measurement
+        self._lanes_lock = threading.Lock()
+        self._stop = threading.Event()
 
     def clock(self) -> float:
         """Return seconds since the room started."""
@@ -95,6 +99,7 @@ class Room:
             self.base_rate,
         )
         self.generator.start()
+        threading.Thread(target=self._sampler, name="lane-sampler", daemon=True).start()
         self.event(f"started at {self.base_rate:g} rides/s")
 
     def event(self, what: str) -> None:
@@ -117,8 +122,9 @@ class Room:
         from deploy_modes.classroom.scenarios import SCENARIOS
 
         now = self.clock()
-        assert self.batch is not None and self.generator is not None
-        lanes = [self.web.state(now), self.stream.state(now), self.batch.state(now)]
+        assert self.generator is not None
+        with self._lanes_lock:
+            lanes = self._lanes if self._lanes is not None else self._sample()
         latest = list(self.models)[-1]  # the last one deployed
         return RoomState(
             elapsed_s=round(now, 1),
@@ -131,6 +137,20 @@ class Room:
             current=self.current,
             history=list(self.history),
         )
+
+    def _sample(self) -> list[LaneState]:
+        """Measure the three lanes now (their memory, backlog and windows)."""
+        now = self.clock()
+        assert self.batch is not None
+        return [self.web.state(now), self.stream.state(now), self.batch.state(now)]
+
+    def _sampler(self) -> None:
+        # Once a second whoever looks: the charts' backlog has a point for every second,
+        # and a page polled by a whole class costs no more than one.
+        while not self._stop.wait(_SAMPLE_EVERY):
+            lanes = self._sample()
+            with self._lanes_lock:
+                self._lanes = lanes
 
     def run_scenario(self, name: str) -> ScenarioState:
         """Start scenario ``name`` in a thread; refuse while another runs."""
@@ -181,6 +201,7 @@ class Room:
 
     def close(self) -> None:
         """Stop the rides, then every mode."""
+        self._stop.set()
         if self.generator is not None:
             self.generator.close()
         for part in (self.web, self.stream, self.batch):

@@ -38,9 +38,13 @@ def _wait(condition: Callable[[], bool], timeout: float = _CATCH_UP) -> float | 
     return time.monotonic() - started
 
 
-def _p99(room: Room) -> float:
+def _p99(room: Room) -> float | None:
     _, p99 = room.web.tally.window.latency_ms(room.clock(), seconds=5)
-    return p99 or 0.0
+    return p99
+
+
+def _ms(value: float | None) -> str:
+    return "no answer yet" if value is None else f"{value:.1f} ms"
 
 
 def spike(room: Room) -> Outcome:
@@ -58,7 +62,7 @@ def spike(room: Room) -> Outcome:
     end = time.monotonic() + SPIKE_SECONDS
     while time.monotonic() < end:
         time.sleep(0.5)
-        web_peak = max(web_peak, _p99(room))
+        web_peak = max(web_peak, _p99(room) or 0.0)
         stream_peak = max(stream_peak, room.stream.unanswered())
         batch_peak = max(batch_peak, room.batch.waiting)
     room.generator.rate = room.base_rate
@@ -70,7 +74,7 @@ def spike(room: Room) -> Outcome:
     failed = room.web.failed_requests - failed_before
     numbers: dict[str, float | int | str] = {
         "rate_per_s": base * SPIKE_FACTOR,
-        "web_p99_before_ms": round(web_before, 1),
+        "web_p99_before_ms": round(web_before, 1) if web_before is not None else "none",
         "web_p99_peak_ms": round(web_peak, 1),
         "web_failed_requests": failed,
         "stream_backlog_before": stream_before,
@@ -84,7 +88,7 @@ def spike(room: Room) -> Outcome:
     text = (
         f"For {SPIKE_SECONDS:.0f} s rides came at {base * SPIKE_FACTOR:g}/s instead of {base:g}/s. "
         f"The web service answers each ride while its client waits: its p99 latency went from "
-        f"{web_before:.1f} ms to {web_peak:.1f} ms, and {failed} requests failed. "
+        f"{_ms(web_before)} to {web_peak:.1f} ms, and {failed} requests failed. "
         f"The stream decouples the rides from the model: its lag grew from {stream_before} to "
         f"{int(stream_peak)} rides and "
         + (
