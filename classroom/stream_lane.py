@@ -51,7 +51,9 @@ class StreamLane:
         self.emulator_down = threading.Event()
         self._lock = threading.Lock()
         self._buffer: list[Ride] = []
-        self._rides: dict[int, Ride] = {}  # put, not yet answered
+        # Every ride not yet answered, buffered or put: registered before its put, so an answer
+        # read back before the put's response was handled still finds its ride.
+        self._rides: dict[int, Ride] = {}
         self.shard_of: dict[int, str] = {}
         self.put_per_shard: Counter[str] = Counter()
         self.answered_per_shard: Counter[str] = Counter()
@@ -159,6 +161,8 @@ class StreamLane:
         self.tally.ride_in(len(rides))
         with self._lock:
             self._buffer.extend(rides)
+            for ride in rides:
+                self._rides[ride.ride_id] = ride
 
     def _put_loop(self) -> None:
         while not self.stop.wait(_PUT_EVERY):
@@ -190,8 +194,6 @@ class StreamLane:
             with self._lock:
                 done = {r.ride_id for r in stored}
                 self._buffer = [r for r in self._buffer if r.ride_id not in done]
-                for ride in stored:
-                    self._rides[ride.ride_id] = ride
 
     # -- answers out --------------------------------------------------------------------------
 
@@ -254,7 +256,9 @@ class StreamLane:
     def lag(self) -> dict[str, int]:
         """Return, per input shard, the rides put and not yet predicted."""
         with self._lock:
-            waiting = Counter(self.shard_of.get(ride_id, "?") for ride_id in self._rides)
+            waiting = Counter(
+                self.shard_of[ride_id] for ride_id in self._rides if ride_id in self.shard_of
+            )
         return {
             shard.replace("shardId-", "shard "): waiting.get(shard, 0)
             for shard in sorted(self.put_per_shard)
@@ -263,7 +267,7 @@ class StreamLane:
     def unanswered(self) -> int:
         """Return the rides put and not yet predicted, plus those not yet put."""
         with self._lock:
-            return len(self._rides) + len(self._buffer)
+            return len(self._rides)
 
     def buffered(self) -> int:
         with self._lock:
