@@ -44,6 +44,17 @@ os.environ["DEPLOY_COMPOSE_PROJECT_PREFIX"] = f"deploy-test-{_CHECKOUT}"
 
 TEST_ROWS = 6_000
 DOCS_HARNESS = "tests/docs/test_docs.py"
+# Chromium for the browser tests: headless, and silent towards anything but the page itself.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 _CUT = "/cut/"  # a tlc_site path under it sends 100 bytes of the file, promising all of it
 
 # Hypothesis' deadline and "too slow" checks are timings: on a shared 2-core CI box they fail
@@ -240,6 +251,32 @@ def _worker_database(url: str, worker: str) -> str:
     finally:
         engine.dispose()
     return base.set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Return the system Chromium driven by Playwright, or skip visibly (fail in CI).
+
+    ``DEPLOY_TEST_CHROMIUM`` names the binary (default /usr/bin/chromium, from apt). Playwright
+    never downloads a browser here, and the flags keep Chromium off the network: the page under
+    test is on 127.0.0.1.
+    """
+    chromium = Path(os.environ.get("DEPLOY_TEST_CHROMIUM", "/usr/bin/chromium"))
+    if not chromium.is_file():
+        require_or_skip(
+            "DEPLOY_REQUIRE_BROWSER",
+            f"no Chromium at {chromium}: apt-get install chromium (.ci/run does)",
+        )
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        require_or_skip("DEPLOY_REQUIRE_BROWSER", "no playwright: pip install -e '.[browser]'")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS
+        )
+        yield launched
+        launched.close()
 
 
 @pytest.fixture(scope="session")
