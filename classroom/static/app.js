@@ -358,16 +358,20 @@ async function startScenario(name) {
 
 // ---- rate ----
 
-function setRateControls(rate) {
+function setRateControls(rate, maxRate) {
   const slider = $("rate-slider");
-  slider.max = String(Math.max(200, Math.ceil(rate * 2)));
+  // The server owns the limit (it refuses more with a 400 the page shows); without a
+  // max_rate in the state the slider just leaves room above the current rate.
+  slider.max = String(maxRate ?? Math.max(10, Math.ceil(rate * 2.5)));
   slider.value = String(rate);
   $("rate-input").value = String(rate);
 }
 
 function renderRate(state) {
   const input = $("rate-input");
-  if (!rateDirty && document.activeElement !== input) setRateControls(state.base_rate);
+  if (!rateDirty && document.activeElement !== input) {
+    setRateControls(state.base_rate, state.max_rate);
+  }
   const spiking = Math.abs(state.rate - state.base_rate) > 1e-9;
   const text = spiking
     ? `${perSecond(state.rate)} (set: ${perSecond(state.base_rate)})`
@@ -390,7 +394,7 @@ async function applyRate(event) {
       message.dataset.kind = "ok";
       setText(message, `\u2714 now ${perSecond(payload.rate)} rides/s`);
       rateDirty = false;
-      setRateControls(payload.rate);
+      setRateControls(payload.rate, lastState && lastState.max_rate);
     } else {
       message.dataset.kind = "error";
       setText(message, `\u2716 ${payload.error || `HTTP ${status}`}`);
