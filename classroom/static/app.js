@@ -54,7 +54,8 @@ function shortVersion(version, length = 12) {
 }
 
 function shardName(key) {
-  const match = /^shardId-0*(\d+)$/.exec(key);
+  // "shardId-000000000001" and "shard 000000000001" read "shard 1" from the back row.
+  const match = /^shard(?:Id-| )0*(\d+)$/.exec(key);
   return match ? `shard ${match[1]}` : key;
 }
 
@@ -339,7 +340,7 @@ async function startScenario(name) {
   if (posting) return;
   posting = true;
   setText($("scenario-message"), "");
-  renderScenarioButtons(scenarioNames, lastState && lastState.current);
+  renderScenarioButtons(scenarioNames, null);
   try {
     const { status, payload } = await postJson(`/api/scenario/${encodeURIComponent(name)}`);
     if (status === 202) {
@@ -413,7 +414,9 @@ function render(state) {
   setText($("room-sent"), count(state.sent), state.sent);
   setText($("room-elapsed"), seconds(state.elapsed_s), state.elapsed_s);
   renderRate(state);
-  renderScenarioButtons(state.scenarios || [], state.current);
+  // current may be the scenario that just finished (running false): the buttons are free again.
+  const running = state.current && state.current.running ? state.current : null;
+  renderScenarioButtons(state.scenarios || [], running);
   const history = state.history || [];
   renderScenarioPanel(state.current || history[history.length - 1] || null);
   renderLanes(state.lanes || []);
