@@ -49,6 +49,18 @@ function seconds(value) {
   return s >= 60 ? `${Math.floor(s / 60)} min ${s % 60} s` : `${s} s`;
 }
 
+function clock(value) {
+  const s = Math.floor(value || 0);
+  const pad = (n) => String(n).padStart(2, "0");
+  return s >= 3600
+    ? `${Math.floor(s / 3600)}:${pad(Math.floor(s / 60) % 60)}:${pad(s % 60)}`
+    : `${Math.floor(s / 60)}:${pad(s % 60)}`;
+}
+
+function rideRate(value) {
+  return oneDecimal.format(value);
+}
+
 function shortVersion(version, length = 12) {
   return version ? String(version).slice(0, length) : "\u2013";
 }
@@ -375,8 +387,8 @@ function renderRate(state) {
   }
   const spiking = Math.abs(state.rate - state.base_rate) > 1e-9;
   const text = spiking
-    ? `${perSecond(state.rate)} (set: ${perSecond(state.base_rate)})`
-    : perSecond(state.rate);
+    ? `${rideRate(state.rate)}/s (set ${rideRate(state.base_rate)})`
+    : `${rideRate(state.rate)}/s`;
   setText($("room-rate"), text, state.rate);
 }
 
@@ -393,7 +405,10 @@ async function applyRate(event) {
     const { status, payload } = await postJson("/api/rate", { rate });
     if (status === 200) {
       message.dataset.kind = "ok";
-      setText(message, `\u2714 now ${perSecond(payload.rate)} rides/s`);
+      // Short, and gone after a while: the controls stay on one row at 1280 px.
+      const text = `\u2714 ${rideRate(payload.rate)}/s`;
+      setText(message, text);
+      setTimeout(() => message.textContent === text && setText(message, ""), 5000);
       rateDirty = false;
       setRateControls(payload.rate, lastState && lastState.max_rate);
     } else {
@@ -410,9 +425,9 @@ async function applyRate(event) {
 
 function render(state) {
   lastState = state;
-  setText($("room-model"), shortVersion(state.model_version), state.model_version);
+  setText($("room-model"), shortVersion(state.model_version, 8), state.model_version);
   setText($("room-sent"), count(state.sent), state.sent);
-  setText($("room-elapsed"), seconds(state.elapsed_s), state.elapsed_s);
+  setText($("room-elapsed"), clock(state.elapsed_s), state.elapsed_s);
   renderRate(state);
   // current may be the scenario that just finished (running false): the buttons are free again.
   const running = state.current && state.current.running ? state.current : null;
