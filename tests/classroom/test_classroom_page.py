@@ -149,6 +149,11 @@ def test_wrong_answers_a_failed_scenario_and_a_refusal_are_unmistakable(
         big = page.get_by_test_id("lane-web-throughput")
         assert float(big.evaluate("(e) => parseFloat(getComputedStyle(e).fontSize)")) >= 40
         assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+        # The header and the controls each keep to one row: the lanes start high enough.
+        rows = [("room-elapsed", "connection"), ("rate-apply", "scenario-scale")]
+        for first, last in rows:
+            top = [page.get_by_test_id(testid).bounding_box()["y"] for testid in (first, last)]
+            assert abs(top[0] - top[1]) < 12, (first, last, top)
 
         page.get_by_test_id("rate-input").fill("7")
         page.get_by_test_id("rate-apply").click()
