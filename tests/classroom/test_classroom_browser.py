@@ -33,8 +33,8 @@ SCREENSHOTS = os.environ.get("DEPLOY_CLASSROOM_SCREENSHOTS") == "1"
 
 
 @pytest.fixture
-def classroom(tmp_path: Path, model_dir: Path) -> Iterator[str]:
-    """Start ``deploy classroom`` on a free port and return the URL it prints."""
+def classroom(tmp_path: Path, model_dir: Path) -> Iterator[tuple[str, ManagedProcess]]:
+    """Start ``deploy classroom`` on a free port; return the URL it prints and the process."""
     log = tmp_path / "classroom.log"
     env = {"DEPLOY_MODEL_LOCATION": str(model_dir), "PYTHONUNBUFFERED": "1"}
     args = [DEPLOY, "classroom", "--port", str(free_port()), "--rate", "10"]
@@ -49,7 +49,7 @@ def classroom(tmp_path: Path, model_dir: Path) -> Iterator[str]:
             if time.monotonic() > deadline:
                 pytest.fail(f"deploy classroom printed no URL within 180 s:{process.tail(40)}")
             time.sleep(0.2)
-        yield found.group(1)
+        yield found.group(1), process
     finally:
         code = process.stop(timeout=60)
         assert code == 0, f"deploy classroom stopped with {code}:{process.tail(40)}"
@@ -70,10 +70,11 @@ def _wait(page: Any, condition: Any, what: str, timeout_s: float) -> None:
 
 
 def test_the_page_shows_three_live_lanes_and_runs_every_scenario(
-    browser: Any, classroom: str
+    browser: Any, classroom: tuple[str, ManagedProcess], tmp_path: Path
 ) -> None:
     from playwright.sync_api import expect
 
+    url, process = classroom
     page = browser.new_page(viewport={"width": 1280, "height": 720})
     problems: list[str] = []
     outside: list[str] = []
@@ -96,7 +97,7 @@ def test_the_page_shows_three_live_lanes_and_runs_every_scenario(
 
     page.route("**/*", only_loopback)
     try:
-        page.goto(classroom)
+        page.goto(url)
         expect(page.get_by_test_id("connection")).to_have_attribute("data-ok", "true")
         for mode in MODES:
             expect(page.get_by_test_id(f"lane-{mode}")).to_be_visible()
@@ -159,7 +160,12 @@ def test_the_page_shows_three_live_lanes_and_runs_every_scenario(
 
         for mode in MODES:  # every prediction checked so far matched the model's own
             assert page.get_by_test_id(f"lane-{mode}").get_attribute("data-red") == "false"
+    except BaseException:
+        # What the room said and what the page showed, to tell a page bug from a room's.
+        page.screenshot(path=tmp_path / "failure.png", full_page=True)
+        print(f"page at failure: {tmp_path / 'failure.png'}\nroom log:{process.tail(60)}")
+        raise
     finally:
         page.close()
-    assert not problems, problems
+    assert not problems, f"{problems}\nroom log:{process.tail(60)}"
     assert not outside, outside
