@@ -55,10 +55,12 @@ def client(room: _Room) -> FlaskClient:
 
 def test_the_page_and_its_files_are_served_from_the_package(client: FlaskClient) -> None:
     assert (STATIC / "index.html").is_file()
-    page = client.get("/")
-    assert page.status_code == 200 and b"<html" in page.data.lower()
+    # A file response holds its file open until closed (ResourceWarning is an error here).
+    with client.get("/") as page:
+        assert page.status_code == 200 and b"<html" in page.data.lower()
     for name in ("app.js", "style.css"):
-        assert client.get(f"/static/{name}").status_code == 200
+        with client.get(f"/static/{name}") as response:
+            assert response.status_code == 200
     assert client.get("/static/../server.py").status_code == 404
 
 
