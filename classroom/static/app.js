@@ -192,11 +192,15 @@ function renderLane(lane, state) {
   setText(fields.processes, count(state.processes), state.processes);
   setText(fields["processes-word"], state.processes === 1 ? "process" : "processes");
   setText(fields.version, shortVersion(state.version, 8), state.version);
-  const versionCount = Object.keys(state.versions || {}).length;
+  // After a roll-out the class sees which version answered how often, lane by lane.
+  const versions = Object.entries(state.versions || {});
+  const perVersion = versions
+    .map(([version, answers]) => `${shortVersion(version, 8)}: ${count(answers)}`)
+    .join(" \u00b7 ");
   setText(
     fields.versions,
-    `\u00b7 ${versionCount} version${versionCount === 1 ? "" : "s"}`,
-    versionCount,
+    versions.length > 1 ? `answers ${perVersion}` : `\u00b7 ${versions.length} version`,
+    versions.length,
   );
   setText(fields.memory, `${integer.format(state.memory_mb)} MB`, state.memory_mb);
   setText(fields.detail, state.detail);

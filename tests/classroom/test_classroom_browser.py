@@ -160,6 +160,11 @@ def test_the_page_shows_three_live_lanes_and_runs_every_scenario(
 
         for mode in MODES:  # every prediction checked so far matched the model's own
             assert page.get_by_test_id(f"lane-{mode}").get_attribute("data-red") == "false"
+        # The page's report links answer: the notes name every scenario run.
+        notes = page.request.get(page.get_by_test_id("report-md").evaluate("(a) => a.href"))
+        assert notes.ok and all(name in notes.text() for name in names), notes.text()[:500]
+        chart = page.request.get(page.get_by_test_id("report-png").evaluate("(a) => a.href"))
+        assert chart.ok and chart.body().startswith(b"\x89PNG")
     except BaseException:
         # What the room said and what the page showed, to tell a page bug from a room's.
         page.screenshot(path=tmp_path / "failure.png", full_page=True)

@@ -42,7 +42,9 @@ def _lane(mode: str, predictions: int, mismatches: int = 0) -> LaneState:
         checked=predictions,
         mismatches=mismatches,
         version="abcdef123456",
-        versions={"abcdef123456": predictions},
+        versions={"abcdef123456": predictions, "fedcba654321": 3}
+        if mode == "web"
+        else {"abcdef123456": predictions},
         memory_mb=100.0,
         processes=2,
         detail="2 workers",
@@ -137,6 +139,8 @@ def test_wrong_answers_a_failed_scenario_and_a_refusal_are_unmistakable(
             "shard 0: 3 \u00b7 shard 1: 1"
         )
         expect(page.get_by_test_id("lane-batch-p99")).to_have_text("\u2013")
+        expect(page.get_by_test_id("lane-web-versions")).to_contain_text("fedcba65: 3")
+        expect(page.get_by_test_id("lane-stream-versions")).to_have_text("\u00b7 1 version")
 
         # Projector-ready: 20 px text at least, big figures twice that, nothing cut at 1280.
         smallest = page.evaluate(
