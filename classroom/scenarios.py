@@ -298,6 +298,7 @@ def new_model(room: Room) -> Outcome:
         "regressor": regressor,
         "web_reload_s": round(web_s, 1),
         "web_failed_requests": web_failed,
+        "web_last_error": room.web.tally.last_error if web_failed else "none",
         "stream_switched": "yes" if stream_first is not None else "no",
         "batch_switched": "yes" if batch_first is not None else "no",
     }
