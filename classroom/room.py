@@ -108,8 +108,8 @@ class Room:
 
     def set_rate(self, rate: float) -> float:
         """Set the generator's base rate (rides per second)."""
-        if not 0 < rate <= MAX_RATE / 10:
-            raise DeployError(f"rate {rate:g} is out of range: give 0 < rate <= {MAX_RATE / 10:g}")
+        if not 0 < rate <= MAX_RATE:
+            raise DeployError(f"rate {rate:g} is out of range: give 0 < rate <= {MAX_RATE:g}")
         assert self.generator is not None
         self.base_rate = rate
         if self.current is None or self.current.name != "spike":
@@ -130,6 +130,7 @@ class Room:
             elapsed_s=round(now, 1),
             rate=self.generator.rate,
             base_rate=self.base_rate,
+            max_rate=MAX_RATE,
             sent=self.generator.sent,
             model_version=latest,
             scenarios=list(SCENARIOS),

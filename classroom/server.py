@@ -30,7 +30,7 @@ class Classroom(Protocol):
 class RateRequest(BaseModel):
     """``POST /api/rate``: the new base rate."""
 
-    rate: float = Field(gt=0, le=MAX_RATE / 10)
+    rate: float = Field(gt=0, le=MAX_RATE)
 
 
 def _error(status: int, message: str) -> tuple[Any, int]:

@@ -7,7 +7,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["MAX_RATE", "ClassroomSettings"]
 
-MAX_RATE = 500.0  # rides per second the page may ask for (a spike is 10 times the rate)
+MAX_RATE = 50.0  # the highest base rate, rides per second (a spike is 10 times it)
 
 
 class ClassroomSettings(BaseSettings):
@@ -18,7 +18,7 @@ class ClassroomSettings(BaseSettings):
     port: int = Field(8800, ge=1, le=65535)
     """Port of the page on 127.0.0.1."""
 
-    rate: float = Field(20.0, gt=0.0, le=MAX_RATE / 10)
+    rate: float = Field(20.0, gt=0.0, le=MAX_RATE)
     """Rides per second at the start (the page changes it)."""
 
     batch_interval: float = Field(15.0, ge=2.0, le=3600.0)

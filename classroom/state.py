@@ -67,6 +67,7 @@ class RoomState(BaseModel):
     elapsed_s: float
     rate: float = Field(description="rides per second the generator sends now")
     base_rate: float = Field(description="the rate the page set (a spike multiplies it)")
+    max_rate: float = Field(description="the highest base rate the room accepts")
     sent: int
     model_version: str
     scenarios: list[str] = Field(description="the names the buttons and the CLI take")

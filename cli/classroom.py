@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from deploy_modes.classroom.settings import MAX_RATE
 from deploy_modes.cli.console import DeployGroup, say
 from deploy_modes.cli.options import (
     ModelOption,
@@ -58,7 +59,7 @@ def classroom(
         float | None,
         typer.Option(
             min=0.1,
-            max=50,
+            max=MAX_RATE,
             help="Rides per second at the start (env DEPLOY_CLASSROOM_RATE; default: 20).",
             show_default=False,
         ),

@@ -80,6 +80,7 @@ class ScriptedRoom:
                 elapsed_s=float(self.polls),
                 rate=10.0,
                 base_rate=10.0,
+                max_rate=50.0,
                 sent=10 * self.polls,
                 model_version="abcdef123456",
                 scenarios=NAMES,

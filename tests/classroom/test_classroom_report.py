@@ -38,6 +38,7 @@ def test_report_has_every_lane_and_scenario(tmp_path: Path) -> None:
         elapsed_s=61.0,
         rate=20,
         base_rate=20,
+        max_rate=50.0,
         sent=1200,
         model_version="abc",
         scenarios=["kill"],

@@ -24,6 +24,7 @@ class _Room:
             elapsed_s=1.0,
             rate=20,
             base_rate=20,
+            max_rate=50.0,
             sent=5,
             model_version="v",
             scenarios=["spike"],
