@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
-from stream_helpers import dead_letters, predictions_by_id, ride_bytes
+from botocore.awsrequest import AWSResponse
+from stream_helpers import MakeConsumer, dead_letters, predictions_by_id, ride_bytes
 
 from deploy_modes.core.scoring import ModelService
 from deploy_modes.core.storage import aws_client
 from deploy_modes.stream.bootstrap import build_consumer
 from deploy_modes.stream.checkpoints import DynamoCheckpoints, SQLiteCheckpoints
 from deploy_modes.stream.consumer import Consumer
-from deploy_modes.stream.kinesis import list_shard_ids, put_records
+from deploy_modes.stream.kinesis import list_shard_ids, put_records, read_all
 from deploy_modes.stream.leases import DynamoLeases
 from deploy_modes.stream.rides import generated_rides, send_rides
 from deploy_modes.stream.service import OutputRecord, StreamService
@@ -187,3 +189,55 @@ def test_wired_consumer_with_dynamodb_checkpoints_resumes(
     assert _drain(second) == 0  # resumes after the checkpoint
     assert second.leases is not None and len(second.leases.held) == 4  # it did read every shard
     assert len(predictions_by_id(kinesis, settings.output_stream)) == 120
+
+
+def _refusing_to_resume(client: Any, shard_id: str) -> None:
+    """Make ``client`` refuse to resume ``shard_id`` after any sequence number.
+
+    Real Kinesis answers InvalidArgumentException for a sequence number no longer in the shard
+    (trimmed after the retention period); moto resumes after any number, so the refusal is made
+    here, before the call leaves the real client.
+    """
+
+    def refuse(params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
+        asked = json.loads(params["body"])
+        if asked["ShardId"] != shard_id or asked["ShardIteratorType"] != "AFTER_SEQUENCE_NUMBER":
+            return None
+        error = {
+            "Code": "InvalidArgumentException",
+            "Message": f"StartingSequenceNumber {asked['StartingSequenceNumber']} is trimmed",
+        }
+        answer = {"Error": error, "ResponseMetadata": {"HTTPStatusCode": 400}}
+        return AWSResponse(params["url"], 400, {}, None), answer
+
+    client.meta.events.register("before-call.kinesis.GetShardIterator", refuse)
+
+
+def test_a_shard_refused_its_checkpoint_rereads_from_trim_horizon_and_the_others_read_on(
+    kinesis: Any, streams: StreamSettings, make_consumer: MakeConsumer
+) -> None:
+    send_rides(kinesis, streams.input_stream, generated_rides(80, seed=12))
+    first, _ = make_consumer(streams)
+    assert _drain(first) == 80
+    assert all(reader.after for reader in first.readers.values())  # every shard checkpointed
+    send_rides(kinesis, streams.input_stream, generated_rides(80, seed=13, first_id=81))
+    shard_of = {
+        json.loads(record.data)["ride_id"]: record.shard_id
+        for record, _ in read_all(kinesis, streams.input_stream)
+    }
+    refused = list_shard_ids(kinesis, streams.input_stream)[0]  # the first shard a poll reads
+    restarted, lines = make_consumer(streams)
+    _refusing_to_resume(restarted.kinesis, refused)
+
+    # One poll still reads every other shard: the refused one only changes where it starts.
+    others = [i for i in range(81, 161) if shard_of[i] != refused]
+    assert 0 < len(others) < 80
+    assert restarted.poll_once() == len(others)
+    assert any(f"reading {refused} from TRIM_HORIZON" in line for line in lines)
+    # The refused shard is read again from its first ride (at-least-once, none lost).
+    on_refused = [i for i in shard_of if shard_of[i] == refused]
+    assert _drain(restarted) == len(on_refused)
+    found = predictions_by_id(kinesis, streams.output_stream)
+    assert sorted(found) == list(range(1, 161))
+    for ride_id, durations in found.items():
+        assert len(durations) == (2 if ride_id in on_refused and ride_id <= 80 else 1)
