@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -191,26 +192,28 @@ def test_wired_consumer_with_dynamodb_checkpoints_resumes(
     assert len(predictions_by_id(kinesis, settings.output_stream)) == 120
 
 
-def _refusing_to_resume(client: Any, shard_id: str) -> None:
-    """Make ``client`` refuse to resume ``shard_id`` after any sequence number.
+def _failing_shard_iterator(
+    client: Any, shard_id: str, code: str, status: int, iterator_type: str | None = None
+) -> Callable[[], None]:
+    """Make ``client``'s GetShardIterator on ``shard_id`` fail with ``code``; return the undo.
 
-    Real Kinesis answers InvalidArgumentException for a sequence number no longer in the shard
-    (trimmed after the retention period); moto resumes after any number, so the refusal is made
-    here, before the call leaves the real client.
+    ``iterator_type`` limits the failure to that kind of iterator. The answer is made before
+    the call leaves the real client, for failures moto never gives.
     """
 
-    def refuse(params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
+    def fail(params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
         asked = json.loads(params["body"])
-        if asked["ShardId"] != shard_id or asked["ShardIteratorType"] != "AFTER_SEQUENCE_NUMBER":
+        if asked["ShardId"] != shard_id or iterator_type not in (None, asked["ShardIteratorType"]):
             return None
-        error = {
-            "Code": "InvalidArgumentException",
-            "Message": f"StartingSequenceNumber {asked['StartingSequenceNumber']} is trimmed",
+        error = {"Code": code, "Message": f"{code} on {shard_id} (made by the test)"}
+        return AWSResponse(params["url"], status, {}, None), {
+            "Error": error,
+            "ResponseMetadata": {"HTTPStatusCode": status},
         }
-        answer = {"Error": error, "ResponseMetadata": {"HTTPStatusCode": 400}}
-        return AWSResponse(params["url"], 400, {}, None), answer
 
-    client.meta.events.register("before-call.kinesis.GetShardIterator", refuse)
+    event = "before-call.kinesis.GetShardIterator"
+    client.meta.events.register(event, fail)
+    return lambda: client.meta.events.unregister(event, fail)
 
 
 def test_a_shard_refused_its_checkpoint_rereads_from_trim_horizon_and_the_others_read_on(
@@ -227,7 +230,11 @@ def test_a_shard_refused_its_checkpoint_rereads_from_trim_horizon_and_the_others
     }
     refused = list_shard_ids(kinesis, streams.input_stream)[0]  # the first shard a poll reads
     restarted, lines = make_consumer(streams)
-    _refusing_to_resume(restarted.kinesis, refused)
+    # Real Kinesis refuses a sequence number trimmed away (past the retention period); moto
+    # resumes after any number.
+    _failing_shard_iterator(
+        restarted.kinesis, refused, "InvalidArgumentException", 400, "AFTER_SEQUENCE_NUMBER"
+    )
 
     # One poll still reads every other shard: the refused one only changes where it starts.
     others = [i for i in range(81, 161) if shard_of[i] != refused]
@@ -241,3 +248,29 @@ def test_a_shard_refused_its_checkpoint_rereads_from_trim_horizon_and_the_others
     assert sorted(found) == list(range(1, 161))
     for ride_id, durations in found.items():
         assert len(durations) == (2 if ride_id in on_refused and ride_id <= 80 else 1)
+
+
+def test_a_shard_whose_read_fails_waits_and_the_others_are_read_in_the_same_poll(
+    kinesis: Any, streams: StreamSettings, make_consumer: MakeConsumer
+) -> None:
+    rides = generated_rides(80, seed=14)
+    send_rides(kinesis, streams.input_stream, rides)
+    shard_of = {
+        json.loads(record.data)["ride_id"]: record.shard_id
+        for record, _ in read_all(kinesis, streams.input_stream)
+    }
+    broken = list_shard_ids(kinesis, streams.input_stream)[0]  # the first shard a poll reads
+    consumer, lines = make_consumer(streams)
+    heal = _failing_shard_iterator(consumer.kinesis, broken, "InternalFailure", 500)
+
+    others = [i for i in shard_of if shard_of[i] != broken]
+    assert 0 < len(others) < 80
+    assert consumer.poll_once() == len(others)  # one failing shard does not hold up the rest
+    assert consumer.failing is not None and broken in consumer.failing
+    assert any(f"reading {broken} failed" in line for line in lines)
+    heal()
+    assert _drain(consumer) == 80 - len(others)
+    assert consumer.failing is None
+    found = predictions_by_id(kinesis, streams.output_stream)
+    assert sorted(found) == sorted(ride["ride_id"] for ride in rides)
+    assert all(len(durations) == 1 for durations in found.values())
