@@ -19,7 +19,7 @@ from deploy_modes.stream.bootstrap import build_consumer
 from deploy_modes.stream.checkpoints import DynamoCheckpoints, SQLiteCheckpoints
 from deploy_modes.stream.consumer import Consumer
 from deploy_modes.stream.kinesis import list_shard_ids, put_records, read_all
-from deploy_modes.stream.leases import DynamoLeases
+from deploy_modes.stream.leases import DynamoLeases, LeaseCoordinator, LeaseTaker, SQLiteLeases
 from deploy_modes.stream.rides import generated_rides, send_rides
 from deploy_modes.stream.service import OutputRecord, StreamService
 from deploy_modes.stream.settings import StreamSettings
@@ -274,3 +274,52 @@ def test_a_shard_whose_read_fails_waits_and_the_others_are_read_in_the_same_poll
     found = predictions_by_id(kinesis, streams.output_stream)
     assert sorted(found) == sorted(ride["ride_id"] for ride in rides)
     assert all(len(durations) == 1 for durations in found.values())
+
+
+def test_a_lease_lost_with_its_batch_in_flight_leaves_the_other_shards_checkpointed(
+    kinesis: Any, make_streams: Any, stream_service: StreamService
+) -> None:
+    """The lost shard is not checkpointed (its new owner repeats it); every other shard is."""
+    settings: StreamSettings = make_streams(3)
+    table = SQLiteLeases(settings.lease_file, settings.consumer_name, settings.input_stream)
+    lines: list[str] = []
+    store = SQLiteCheckpoints(settings.checkpoint_path)
+    consumer = Consumer(
+        stream_service,
+        aws_client("kinesis", settings.endpoint_url),
+        store,
+        settings,
+        lines.append,
+        LeaseCoordinator(table, "a", settings.lease_timeout, lines.append),
+    )
+    try:
+        assert consumer.poll_once() == 0
+        shard_ids = list_shard_ids(kinesis, settings.input_stream)
+        assert list(consumer.readers) == shard_ids  # alone in the group: it holds every lease
+        send_rides(kinesis, settings.input_stream, generated_rides(80, seed=15))
+        last = {
+            record.shard_id: record.sequence
+            for record, _ in read_all(kinesis, settings.input_stream)
+        }
+        assert set(last) == set(shard_ids)  # every shard has rides in the batch
+        lost = shard_ids[0]  # the first shard of the batch
+
+        taken: list[str] = []
+
+        def take_over(**_: Any) -> None:  # while the batch's predictions are being put
+            if not taken:
+                (seen,) = [lease for lease in table.list() if lease.shard_id == lost]
+                assert table.write(seen, LeaseTaker.taken(seen, "b"))
+                taken.append(lost)
+
+        consumer.kinesis.meta.events.register("before-call.kinesis.PutRecords", take_over)
+        assert consumer.poll_once() == 80
+        assert taken == [lost]
+        assert f"lost the lease of {lost} (checkpoint refused)" in lines
+        assert lost not in consumer.readers
+        assert store.get(settings.consumer_name, settings.input_stream, lost) is None
+        for shard_id in shard_ids[1:]:
+            checkpoint = store.get(settings.consumer_name, settings.input_stream, shard_id)
+            assert checkpoint is not None and checkpoint.sequence == last[shard_id]
+    finally:
+        store.close()
