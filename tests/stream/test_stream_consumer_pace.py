@@ -221,3 +221,33 @@ def test_start_opens_the_shards_and_the_stats_count_each_kind_of_record(
     assert (stats.records, stats.predictions, stats.dead_letters) == (8, 5, 3)
     assert len(dead_letters(kinesis, settings.dlq_stream)) == 3
     assert "8 records: 5 predictions, 3 dead letters" in stats.line()
+
+
+def test_a_busy_consumer_says_its_progress_at_most_every_5_s(
+    kinesis: Any, make_streams: Any, make_consumer: MakeConsumer
+) -> None:
+    """Rides handled: a stats line once 5 s passed since the last one, not one per batch."""
+    settings: StreamSettings = make_streams(1).model_copy(update={"batch_size": 10})
+    send_rides(kinesis, settings.input_stream, generated_rides(30, seed=56))
+    consumer, lines = make_consumer(settings)
+    stop = threading.Event()
+    began = time.monotonic()
+    thread = threading.Thread(target=consumer.run, args=(stop,))
+    thread.start()
+    try:
+        for _ in range(600):  # the line is due 5 s after the start; 60 s for a loaded machine
+            if any("30 records: " in line for line in lines):
+                break
+            stop.wait(0.1)
+    finally:
+        stop.set()
+        thread.join(30)
+    elapsed = time.monotonic() - began
+    assert not thread.is_alive()
+    progress = [line for line in lines if " records: " in line and "stopped" not in line]
+    assert progress, lines
+    assert progress[-1].endswith(
+        "30 records: 30 predictions, 0 dead letters, 3 batches, 0 errors"
+    ), lines
+    # One line per 5 s at most, the first 5 s after the start: a bound load can only lower.
+    assert len(progress) <= elapsed / 5, (progress, elapsed)
