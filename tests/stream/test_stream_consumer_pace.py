@@ -7,9 +7,11 @@ to 5 s, and the progress line is printed only when rides were handled.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import threading
 import time
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -251,3 +253,31 @@ def test_a_busy_consumer_says_its_progress_at_most_every_5_s(
     ), lines
     # One line per 5 s at most, the first 5 s after the start: a bound load can only lower.
     assert len(progress) <= elapsed / 5, (progress, elapsed)
+
+
+def test_an_idle_consumer_reads_once_per_poll_interval_and_lists_once_per_refresh(
+    make_streams: Any, make_consumer: MakeConsumer
+) -> None:
+    """An empty stream costs one GetRecords a shard per poll interval, not a busy loop."""
+    settings: StreamSettings = make_streams(1).model_copy(
+        update={"poll_interval": 0.5, "shard_refresh": 30.0}
+    )
+    consumer, _ = make_consumer(settings)
+    calls: Counter[str] = Counter()
+
+    def count(event_name: str, **_: Any) -> None:
+        calls[event_name.rsplit(".", 1)[-1]] += 1
+
+    for operation in ("GetRecords", "ListShards"):
+        consumer.kinesis.meta.events.register(f"before-call.kinesis.{operation}", count)
+    stop = threading.Event()
+    timer = threading.Timer(3.0, stop.set)
+    began = time.monotonic()
+    timer.start()
+    stats = consumer.run(stop)
+    elapsed = time.monotonic() - began
+    # A ConsumerStats (public) that handled nothing is all zeros, its largest batch too.
+    assert dataclasses.astuple(stats) == (0, 0, 0, 0, 0, 0)
+    assert calls["ListShards"] == 1  # listed again only after shard_refresh (30 s)
+    # One read a poll, then a 0.5 s wait: a bound that load can only lower.
+    assert 1 <= calls["GetRecords"] <= elapsed / 0.5 + 1, (calls, elapsed)
