@@ -19,7 +19,13 @@ from deploy_modes.stream.bootstrap import build_consumer
 from deploy_modes.stream.checkpoints import DynamoCheckpoints, SQLiteCheckpoints
 from deploy_modes.stream.consumer import Consumer
 from deploy_modes.stream.kinesis import list_shard_ids, put_records, read_all
-from deploy_modes.stream.leases import DynamoLeases, LeaseCoordinator, LeaseTaker, SQLiteLeases
+from deploy_modes.stream.leases import (
+    SHARD_END,
+    DynamoLeases,
+    LeaseCoordinator,
+    LeaseTaker,
+    SQLiteLeases,
+)
 from deploy_modes.stream.rides import generated_rides, send_rides
 from deploy_modes.stream.service import OutputRecord, StreamService
 from deploy_modes.stream.settings import StreamSettings
@@ -321,5 +327,50 @@ def test_a_lease_lost_with_its_batch_in_flight_leaves_the_other_shards_checkpoin
         for shard_id in shard_ids[1:]:
             checkpoint = store.get(settings.consumer_name, settings.input_stream, shard_id)
             assert checkpoint is not None and checkpoint.sequence == last[shard_id]
+    finally:
+        store.close()
+
+
+def test_a_shard_read_to_its_end_is_checkpointed_then_finished_in_its_lease(
+    kinesis: Any, make_streams: Any, stream_service: StreamService
+) -> None:
+    """SHARD_END is written only after the shard's last batch is checkpointed.
+
+    Kinesis ends a closed shard's reads with no ``NextShardIterator``; moto never does (see
+    test_stream_reshard.py), so the real answer has that key removed on arrival.
+    """
+    settings: StreamSettings = make_streams(1)
+    table = SQLiteLeases(settings.lease_file, settings.consumer_name, settings.input_stream)
+    lines: list[str] = []
+    store = SQLiteCheckpoints(settings.checkpoint_path)
+    consumer = Consumer(
+        stream_service,
+        aws_client("kinesis", settings.endpoint_url),
+        store,
+        settings,
+        lines.append,
+        LeaseCoordinator(table, "a", settings.lease_timeout, lines.append),
+    )
+    try:
+        send_rides(kinesis, settings.input_stream, generated_rides(10, seed=16))
+        ((shard_id, last),) = {
+            record.shard_id: record.sequence
+            for record, _ in read_all(kinesis, settings.input_stream)
+        }.items()
+
+        def closed(parsed: dict[str, Any], **_: Any) -> None:
+            parsed.pop("NextShardIterator", None)
+
+        consumer.kinesis.meta.events.register("after-call.kinesis.GetRecords", closed)
+        assert consumer.poll_once() == 10  # the last batch: read, closed, not finished yet
+        checkpoint = store.get(settings.consumer_name, settings.input_stream, shard_id)
+        assert checkpoint is not None and checkpoint.sequence == last
+        (lease,) = table.list()
+        assert lease.checkpoint != SHARD_END and lease.owner == "a"
+        assert consumer.poll_once() == 0  # nothing more: the shard is done
+        (lease,) = table.list()
+        assert (lease.checkpoint, lease.owner) == (SHARD_END, None)
+        assert shard_id not in consumer.readers
+        assert f"{shard_id} read to its end (SHARD_END)" in lines
     finally:
         store.close()
