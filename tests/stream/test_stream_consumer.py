@@ -374,3 +374,41 @@ def test_a_shard_read_to_its_end_is_checkpointed_then_finished_in_its_lease(
         assert f"{shard_id} read to its end (SHARD_END)" in lines
     finally:
         store.close()
+
+
+def test_a_lease_taken_over_between_polls_is_not_read_again(
+    kinesis: Any, make_streams: Any, stream_service: StreamService
+) -> None:
+    """The next poll reads only the shards still held: no ride is predicted by two owners."""
+    settings: StreamSettings = make_streams(2)
+    table = SQLiteLeases(settings.lease_file, settings.consumer_name, settings.input_stream)
+    lines: list[str] = []
+    store = SQLiteCheckpoints(settings.checkpoint_path)
+    consumer = Consumer(
+        stream_service,
+        aws_client("kinesis", settings.endpoint_url),
+        store,
+        settings,
+        lines.append,
+        LeaseCoordinator(table, "a", settings.lease_timeout, lines.append),
+    )
+    try:
+        assert consumer.poll_once() == 0
+        shard_ids = list_shard_ids(kinesis, settings.input_stream)
+        assert list(consumer.readers) == shard_ids
+        lost = shard_ids[0]
+        (seen,) = [lease for lease in table.list() if lease.shard_id == lost]
+        assert table.write(seen, LeaseTaker.taken(seen, "b"))  # consumer b takes it over
+        send_rides(kinesis, settings.input_stream, generated_rides(60, seed=18))
+        shard_of = {
+            json.loads(record.data)["ride_id"]: record.shard_id
+            for record, _ in read_all(kinesis, settings.input_stream)
+        }
+        kept = [ride_id for ride_id, shard_id in shard_of.items() if shard_id != lost]
+        assert 0 < len(kept) < 60
+        assert _drain(consumer) == len(kept)
+        assert f"lost the lease of {lost} (taken over)" in lines
+        assert list(consumer.readers) == shard_ids[1:]
+        assert sorted(predictions_by_id(kinesis, settings.output_stream)) == sorted(kept)
+    finally:
+        store.close()
