@@ -412,3 +412,26 @@ def test_a_lease_taken_over_between_polls_is_not_read_again(
         assert sorted(predictions_by_id(kinesis, settings.output_stream)) == sorted(kept)
     finally:
         store.close()
+
+
+def test_each_different_failure_is_one_line_and_none_is_taken_for_a_recreated_stream(
+    kinesis: Any, make_streams: Any, make_consumer: MakeConsumer
+) -> None:
+    """Two AWS errors of one class but different codes are two states; a repeat is none."""
+    settings: StreamSettings = make_streams(2)
+    consumer, lines = make_consumer(settings)
+    broken = list_shard_ids(kinesis, settings.input_stream)[0]
+    heal = _failing_shard_iterator(consumer.kinesis, broken, "InternalFailure", 500)
+    assert consumer.poll_once() == 0  # the other shard is read (empty); this one fails
+    assert consumer.failing is not None and broken in consumer.failing
+    heal()
+    heal = _failing_shard_iterator(consumer.kinesis, broken, "ServiceUnavailable", 503)
+    for _ in range(3):  # the shard reopens after each failure and fails the same way
+        assert consumer.poll_once() == 0
+    heal()
+    assert consumer.poll_once() == 0 and consumer.failing is None
+    failed = [line for line in lines if " failed: " in line]
+    assert len(failed) == 2, lines
+    assert "(InternalFailure)" in failed[0] and "(ServiceUnavailable)" in failed[1]
+    assert sum("recovered after" in line for line in lines) == 1
+    assert not any("created again" in line for line in lines), lines
