@@ -281,3 +281,40 @@ def test_an_idle_consumer_reads_once_per_poll_interval_and_lists_once_per_refres
     assert calls["ListShards"] == 1  # listed again only after shard_refresh (30 s)
     # One read a poll, then a 0.5 s wait: a bound that load can only lower.
     assert 1 <= calls["GetRecords"] <= elapsed / 0.5 + 1, (calls, elapsed)
+
+
+def test_a_stop_whose_leases_cannot_be_released_says_so_and_returns(
+    kinesis: Any, make_streams: Any, stream_service: StreamService
+) -> None:
+    """The lease table gone at the stop: one line (the leases expire instead), no exception."""
+    settings: StreamSettings = make_streams(1)
+    dynamodb = aws_client("dynamodb", settings.endpoint_url)
+    table = "pace_release_leases"
+    lines: list[str] = []
+    store = SQLiteCheckpoints(settings.checkpoint_path)
+    consumer = Consumer(
+        stream_service,
+        aws_client("kinesis", settings.endpoint_url),
+        store,
+        settings,
+        lines.append,
+        LeaseCoordinator(
+            DynamoLeases(dynamodb, table, settings.consumer_name, settings.input_stream),
+            "me",
+            settings.lease_timeout,
+            lines.append,
+        ),
+    )
+    try:
+        assert consumer.poll_once() == 0 and len(consumer.readers) == 1  # holds the lease
+        dynamodb.delete_table(TableName=table)
+        dynamodb.get_waiter("table_not_exists").wait(TableName=table)
+        stop = threading.Event()
+        stop.set()  # stop at once: run() goes straight to releasing the leases
+        stats = consumer.run(stop)
+    finally:
+        store.close()
+    assert stats.records == 0
+    (said,) = [line for line in lines if "could not release the leases" in line]
+    assert "(they expire instead)" in said and "ResourceNotFoundException" in said, said
+    assert lines[-1].startswith("consumer default stopped: ")
