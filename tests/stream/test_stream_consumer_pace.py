@@ -318,3 +318,23 @@ def test_a_stop_whose_leases_cannot_be_released_says_so_and_returns(
     (said,) = [line for line in lines if "could not release the leases" in line]
     assert "(they expire instead)" in said and "ResourceNotFoundException" in said, said
     assert lines[-1].startswith("consumer default stopped: ")
+
+
+def test_start_waits_a_second_between_attempts_on_an_endpoint_that_does_not_answer(
+    make_consumer: MakeConsumer, make_streams: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dead endpoint is asked about once a second until the deadline, not in a busy loop."""
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # one call per attempt: botocore's own retries off
+    settings: StreamSettings = make_streams(1).model_copy(
+        update={"endpoint_url": f"http://127.0.0.1:{free_port()}"}  # nothing listens there
+    )
+    consumer, _ = make_consumer(settings)
+    attempts: list[float] = []
+    consumer.kinesis.meta.events.register(
+        "before-call.kinesis.ListShards", lambda **_: attempts.append(time.monotonic())
+    )
+    with pytest.raises(StreamError, match=r"did not answer within 2\.5 s"):
+        consumer.start(threading.Event(), timeout=2.5)
+    # At 0, 1 and 2 s and at the deadline (once more if a wait ends a hair before it): a
+    # count that load can only lower.
+    assert 1 <= len(attempts) <= 5, attempts
