@@ -131,3 +131,18 @@ def test_an_endpoint_without_a_date_header_is_said_and_the_host_clock_used(
     assert sorted(predictions_by_id(client, settings.output_stream)) == sorted(
         ride["ride_id"] for ride in fresh
     )
+
+
+def test_a_trim_horizon_consumer_needs_no_date_header_and_says_where_it_reads(
+    make_streams: Any, stream_service: StreamService
+) -> None:
+    """Only LATEST reads the endpoint's clock: without a Date, TRIM_HORIZON has nothing to say."""
+    settings: StreamSettings = make_streams(1)
+    assert settings.start_position == "TRIM_HORIZON"
+    client = _with_date(aws_client("kinesis", settings.endpoint_url), None)
+    send_rides(client, settings.input_stream, generated_rides(10, seed=7))
+    lines: list[str] = []
+    consumer = _latest_consumer(settings, stream_service, lines, time.time, kinesis=client)
+    assert consumer.poll_once() == 10  # every ride, those sent before the start too
+    assert not any("Date" in line for line in lines), lines
+    assert any(line.endswith(" at TRIM_HORIZON") for line in lines), lines

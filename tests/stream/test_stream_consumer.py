@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from stream_helpers import dead_letters, predictions_by_id, ride_bytes
+from botocore.awsrequest import AWSResponse
+from stream_helpers import MakeConsumer, dead_letters, predictions_by_id, ride_bytes
 
 from deploy_modes.core.scoring import ModelService
 from deploy_modes.core.storage import aws_client
 from deploy_modes.stream.bootstrap import build_consumer
 from deploy_modes.stream.checkpoints import DynamoCheckpoints, SQLiteCheckpoints
 from deploy_modes.stream.consumer import Consumer
-from deploy_modes.stream.kinesis import list_shard_ids, put_records
-from deploy_modes.stream.leases import DynamoLeases
+from deploy_modes.stream.kinesis import list_shard_ids, put_records, read_all
+from deploy_modes.stream.leases import (
+    SHARD_END,
+    DynamoLeases,
+    LeaseCoordinator,
+    LeaseTaker,
+    SQLiteLeases,
+)
 from deploy_modes.stream.rides import generated_rides, send_rides
 from deploy_modes.stream.service import OutputRecord, StreamService
 from deploy_modes.stream.settings import StreamSettings
@@ -187,3 +196,242 @@ def test_wired_consumer_with_dynamodb_checkpoints_resumes(
     assert _drain(second) == 0  # resumes after the checkpoint
     assert second.leases is not None and len(second.leases.held) == 4  # it did read every shard
     assert len(predictions_by_id(kinesis, settings.output_stream)) == 120
+
+
+def _failing_shard_iterator(
+    client: Any, shard_id: str, code: str, status: int, iterator_type: str | None = None
+) -> Callable[[], None]:
+    """Make ``client``'s GetShardIterator on ``shard_id`` fail with ``code``; return the undo.
+
+    ``iterator_type`` limits the failure to that kind of iterator. The answer is made before
+    the call leaves the real client, for failures moto never gives.
+    """
+
+    def fail(params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
+        asked = json.loads(params["body"])
+        if asked["ShardId"] != shard_id or iterator_type not in (None, asked["ShardIteratorType"]):
+            return None
+        error = {"Code": code, "Message": f"{code} on {shard_id} (made by the test)"}
+        return AWSResponse(params["url"], status, {}, None), {
+            "Error": error,
+            "ResponseMetadata": {"HTTPStatusCode": status},
+        }
+
+    event = "before-call.kinesis.GetShardIterator"
+    client.meta.events.register(event, fail)
+    return lambda: client.meta.events.unregister(event, fail)
+
+
+def test_a_shard_refused_its_checkpoint_rereads_from_trim_horizon_and_the_others_read_on(
+    kinesis: Any, streams: StreamSettings, make_consumer: MakeConsumer
+) -> None:
+    send_rides(kinesis, streams.input_stream, generated_rides(80, seed=12))
+    first, _ = make_consumer(streams)
+    assert _drain(first) == 80
+    assert all(reader.after for reader in first.readers.values())  # every shard checkpointed
+    send_rides(kinesis, streams.input_stream, generated_rides(80, seed=13, first_id=81))
+    shard_of = {
+        json.loads(record.data)["ride_id"]: record.shard_id
+        for record, _ in read_all(kinesis, streams.input_stream)
+    }
+    refused = list_shard_ids(kinesis, streams.input_stream)[0]  # the first shard a poll reads
+    restarted, lines = make_consumer(streams)
+    # Real Kinesis refuses a sequence number trimmed away (past the retention period); moto
+    # resumes after any number.
+    _failing_shard_iterator(
+        restarted.kinesis, refused, "InvalidArgumentException", 400, "AFTER_SEQUENCE_NUMBER"
+    )
+
+    # One poll still reads every other shard: the refused one only changes where it starts.
+    others = [i for i in range(81, 161) if shard_of[i] != refused]
+    assert 0 < len(others) < 80
+    assert restarted.poll_once() == len(others)
+    assert any(f"reading {refused} from TRIM_HORIZON" in line for line in lines)
+    # The refused shard is read again from its first ride (at-least-once, none lost).
+    on_refused = [i for i in shard_of if shard_of[i] == refused]
+    assert _drain(restarted) == len(on_refused)
+    found = predictions_by_id(kinesis, streams.output_stream)
+    assert sorted(found) == list(range(1, 161))
+    for ride_id, durations in found.items():
+        assert len(durations) == (2 if ride_id in on_refused and ride_id <= 80 else 1)
+
+
+def test_a_shard_whose_read_fails_waits_and_the_others_are_read_in_the_same_poll(
+    kinesis: Any, streams: StreamSettings, make_consumer: MakeConsumer
+) -> None:
+    rides = generated_rides(80, seed=14)
+    send_rides(kinesis, streams.input_stream, rides)
+    shard_of = {
+        json.loads(record.data)["ride_id"]: record.shard_id
+        for record, _ in read_all(kinesis, streams.input_stream)
+    }
+    broken = list_shard_ids(kinesis, streams.input_stream)[0]  # the first shard a poll reads
+    consumer, lines = make_consumer(streams)
+    heal = _failing_shard_iterator(consumer.kinesis, broken, "InternalFailure", 500)
+
+    others = [i for i in shard_of if shard_of[i] != broken]
+    assert 0 < len(others) < 80
+    assert consumer.poll_once() == len(others)  # one failing shard does not hold up the rest
+    assert consumer.failing is not None and broken in consumer.failing
+    assert any(f"reading {broken} failed" in line for line in lines)
+    heal()
+    assert _drain(consumer) == 80 - len(others)
+    assert consumer.failing is None
+    found = predictions_by_id(kinesis, streams.output_stream)
+    assert sorted(found) == sorted(ride["ride_id"] for ride in rides)
+    assert all(len(durations) == 1 for durations in found.values())
+
+
+def test_a_lease_lost_with_its_batch_in_flight_leaves_the_other_shards_checkpointed(
+    kinesis: Any, make_streams: Any, stream_service: StreamService
+) -> None:
+    """The lost shard is not checkpointed (its new owner repeats it); every other shard is."""
+    settings: StreamSettings = make_streams(3)
+    table = SQLiteLeases(settings.lease_file, settings.consumer_name, settings.input_stream)
+    lines: list[str] = []
+    store = SQLiteCheckpoints(settings.checkpoint_path)
+    consumer = Consumer(
+        stream_service,
+        aws_client("kinesis", settings.endpoint_url),
+        store,
+        settings,
+        lines.append,
+        LeaseCoordinator(table, "a", settings.lease_timeout, lines.append),
+    )
+    try:
+        assert consumer.poll_once() == 0
+        shard_ids = list_shard_ids(kinesis, settings.input_stream)
+        assert list(consumer.readers) == shard_ids  # alone in the group: it holds every lease
+        send_rides(kinesis, settings.input_stream, generated_rides(80, seed=15))
+        last = {
+            record.shard_id: record.sequence
+            for record, _ in read_all(kinesis, settings.input_stream)
+        }
+        assert set(last) == set(shard_ids)  # every shard has rides in the batch
+        lost = shard_ids[0]  # the first shard of the batch
+
+        taken: list[str] = []
+
+        def take_over(**_: Any) -> None:  # while the batch's predictions are being put
+            if not taken:
+                (seen,) = [lease for lease in table.list() if lease.shard_id == lost]
+                assert table.write(seen, LeaseTaker.taken(seen, "b"))
+                taken.append(lost)
+
+        consumer.kinesis.meta.events.register("before-call.kinesis.PutRecords", take_over)
+        assert consumer.poll_once() == 80
+        assert taken == [lost]
+        assert f"lost the lease of {lost} (checkpoint refused)" in lines
+        assert lost not in consumer.readers
+        assert store.get(settings.consumer_name, settings.input_stream, lost) is None
+        for shard_id in shard_ids[1:]:
+            checkpoint = store.get(settings.consumer_name, settings.input_stream, shard_id)
+            assert checkpoint is not None and checkpoint.sequence == last[shard_id]
+    finally:
+        store.close()
+
+
+def test_a_shard_read_to_its_end_is_checkpointed_then_finished_in_its_lease(
+    kinesis: Any, make_streams: Any, stream_service: StreamService
+) -> None:
+    """SHARD_END is written only after the shard's last batch is checkpointed.
+
+    Kinesis ends a closed shard's reads with no ``NextShardIterator``; moto never does (see
+    test_stream_reshard.py), so the real answer has that key removed on arrival.
+    """
+    settings: StreamSettings = make_streams(1)
+    table = SQLiteLeases(settings.lease_file, settings.consumer_name, settings.input_stream)
+    lines: list[str] = []
+    store = SQLiteCheckpoints(settings.checkpoint_path)
+    consumer = Consumer(
+        stream_service,
+        aws_client("kinesis", settings.endpoint_url),
+        store,
+        settings,
+        lines.append,
+        LeaseCoordinator(table, "a", settings.lease_timeout, lines.append),
+    )
+    try:
+        send_rides(kinesis, settings.input_stream, generated_rides(10, seed=16))
+        ((shard_id, last),) = {
+            record.shard_id: record.sequence
+            for record, _ in read_all(kinesis, settings.input_stream)
+        }.items()
+
+        def closed(parsed: dict[str, Any], **_: Any) -> None:
+            parsed.pop("NextShardIterator", None)
+
+        consumer.kinesis.meta.events.register("after-call.kinesis.GetRecords", closed)
+        assert consumer.poll_once() == 10  # the last batch: read, closed, not finished yet
+        checkpoint = store.get(settings.consumer_name, settings.input_stream, shard_id)
+        assert checkpoint is not None and checkpoint.sequence == last
+        (lease,) = table.list()
+        assert lease.checkpoint != SHARD_END and lease.owner == "a"
+        assert consumer.poll_once() == 0  # nothing more: the shard is done
+        (lease,) = table.list()
+        assert (lease.checkpoint, lease.owner) == (SHARD_END, None)
+        assert shard_id not in consumer.readers
+        assert f"{shard_id} read to its end (SHARD_END)" in lines
+    finally:
+        store.close()
+
+
+def test_a_lease_taken_over_between_polls_is_not_read_again(
+    kinesis: Any, make_streams: Any, stream_service: StreamService
+) -> None:
+    """The next poll reads only the shards still held: no ride is predicted by two owners."""
+    settings: StreamSettings = make_streams(2)
+    table = SQLiteLeases(settings.lease_file, settings.consumer_name, settings.input_stream)
+    lines: list[str] = []
+    store = SQLiteCheckpoints(settings.checkpoint_path)
+    consumer = Consumer(
+        stream_service,
+        aws_client("kinesis", settings.endpoint_url),
+        store,
+        settings,
+        lines.append,
+        LeaseCoordinator(table, "a", settings.lease_timeout, lines.append),
+    )
+    try:
+        assert consumer.poll_once() == 0
+        shard_ids = list_shard_ids(kinesis, settings.input_stream)
+        assert list(consumer.readers) == shard_ids
+        lost = shard_ids[0]
+        (seen,) = [lease for lease in table.list() if lease.shard_id == lost]
+        assert table.write(seen, LeaseTaker.taken(seen, "b"))  # consumer b takes it over
+        send_rides(kinesis, settings.input_stream, generated_rides(60, seed=18))
+        shard_of = {
+            json.loads(record.data)["ride_id"]: record.shard_id
+            for record, _ in read_all(kinesis, settings.input_stream)
+        }
+        kept = [ride_id for ride_id, shard_id in shard_of.items() if shard_id != lost]
+        assert 0 < len(kept) < 60
+        assert _drain(consumer) == len(kept)
+        assert f"lost the lease of {lost} (taken over)" in lines
+        assert list(consumer.readers) == shard_ids[1:]
+        assert sorted(predictions_by_id(kinesis, settings.output_stream)) == sorted(kept)
+    finally:
+        store.close()
+
+
+def test_each_different_failure_is_one_line_and_none_is_taken_for_a_recreated_stream(
+    kinesis: Any, make_streams: Any, make_consumer: MakeConsumer
+) -> None:
+    """Two AWS errors of one class but different codes are two states; a repeat is none."""
+    settings: StreamSettings = make_streams(2)
+    consumer, lines = make_consumer(settings)
+    broken = list_shard_ids(kinesis, settings.input_stream)[0]
+    heal = _failing_shard_iterator(consumer.kinesis, broken, "InternalFailure", 500)
+    assert consumer.poll_once() == 0  # the other shard is read (empty); this one fails
+    assert consumer.failing is not None and broken in consumer.failing
+    heal()
+    heal = _failing_shard_iterator(consumer.kinesis, broken, "ServiceUnavailable", 503)
+    for _ in range(3):  # the shard reopens after each failure and fails the same way
+        assert consumer.poll_once() == 0
+    heal()
+    assert consumer.poll_once() == 0 and consumer.failing is None
+    failed = [line for line in lines if " failed: " in line]
+    assert len(failed) == 2, lines
+    assert "(InternalFailure)" in failed[0] and "(ServiceUnavailable)" in failed[1]
+    assert sum("recovered after" in line for line in lines) == 1
+    assert not any("created again" in line for line in lines), lines

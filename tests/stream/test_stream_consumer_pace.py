@@ -7,9 +7,11 @@ to 5 s, and the progress line is printed only when rides were handled.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import threading
 import time
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -221,3 +223,118 @@ def test_start_opens_the_shards_and_the_stats_count_each_kind_of_record(
     assert (stats.records, stats.predictions, stats.dead_letters) == (8, 5, 3)
     assert len(dead_letters(kinesis, settings.dlq_stream)) == 3
     assert "8 records: 5 predictions, 3 dead letters" in stats.line()
+
+
+def test_a_busy_consumer_says_its_progress_at_most_every_5_s(
+    kinesis: Any, make_streams: Any, make_consumer: MakeConsumer
+) -> None:
+    """Rides handled: a stats line once 5 s passed since the last one, not one per batch."""
+    settings: StreamSettings = make_streams(1).model_copy(update={"batch_size": 10})
+    send_rides(kinesis, settings.input_stream, generated_rides(30, seed=56))
+    consumer, lines = make_consumer(settings)
+    stop = threading.Event()
+    began = time.monotonic()
+    thread = threading.Thread(target=consumer.run, args=(stop,))
+    thread.start()
+    try:
+        for _ in range(600):  # the line is due 5 s after the start; 60 s for a loaded machine
+            if any("30 records: " in line for line in lines):
+                break
+            stop.wait(0.1)
+    finally:
+        stop.set()
+        thread.join(30)
+    elapsed = time.monotonic() - began
+    assert not thread.is_alive()
+    progress = [line for line in lines if " records: " in line and "stopped" not in line]
+    assert progress, lines
+    assert progress[-1].endswith(
+        "30 records: 30 predictions, 0 dead letters, 3 batches, 0 errors"
+    ), lines
+    # One line per 5 s at most, the first 5 s after the start: a bound load can only lower.
+    assert len(progress) <= elapsed / 5, (progress, elapsed)
+
+
+def test_an_idle_consumer_reads_once_per_poll_interval_and_lists_once_per_refresh(
+    make_streams: Any, make_consumer: MakeConsumer
+) -> None:
+    """An empty stream costs one GetRecords a shard per poll interval, not a busy loop."""
+    settings: StreamSettings = make_streams(1).model_copy(
+        update={"poll_interval": 0.5, "shard_refresh": 30.0}
+    )
+    consumer, _ = make_consumer(settings)
+    calls: Counter[str] = Counter()
+
+    def count(event_name: str, **_: Any) -> None:
+        calls[event_name.rsplit(".", 1)[-1]] += 1
+
+    for operation in ("GetRecords", "ListShards"):
+        consumer.kinesis.meta.events.register(f"before-call.kinesis.{operation}", count)
+    stop = threading.Event()
+    timer = threading.Timer(3.0, stop.set)
+    began = time.monotonic()
+    timer.start()
+    stats = consumer.run(stop)
+    elapsed = time.monotonic() - began
+    # A ConsumerStats (public) that handled nothing is all zeros, its largest batch too.
+    assert dataclasses.astuple(stats) == (0, 0, 0, 0, 0, 0)
+    assert calls["ListShards"] == 1  # listed again only after shard_refresh (30 s)
+    # One read a poll, then a 0.5 s wait: a bound that load can only lower.
+    assert 1 <= calls["GetRecords"] <= elapsed / 0.5 + 1, (calls, elapsed)
+
+
+def test_a_stop_whose_leases_cannot_be_released_says_so_and_returns(
+    kinesis: Any, make_streams: Any, stream_service: StreamService
+) -> None:
+    """The lease table gone at the stop: one line (the leases expire instead), no exception."""
+    settings: StreamSettings = make_streams(1)
+    dynamodb = aws_client("dynamodb", settings.endpoint_url)
+    table = "pace_release_leases"
+    lines: list[str] = []
+    store = SQLiteCheckpoints(settings.checkpoint_path)
+    consumer = Consumer(
+        stream_service,
+        aws_client("kinesis", settings.endpoint_url),
+        store,
+        settings,
+        lines.append,
+        LeaseCoordinator(
+            DynamoLeases(dynamodb, table, settings.consumer_name, settings.input_stream),
+            "me",
+            settings.lease_timeout,
+            lines.append,
+        ),
+    )
+    try:
+        assert consumer.poll_once() == 0 and len(consumer.readers) == 1  # holds the lease
+        dynamodb.delete_table(TableName=table)
+        dynamodb.get_waiter("table_not_exists").wait(TableName=table)
+        stop = threading.Event()
+        stop.set()  # stop at once: run() goes straight to releasing the leases
+        stats = consumer.run(stop)
+    finally:
+        store.close()
+    assert stats.records == 0
+    (said,) = [line for line in lines if "could not release the leases" in line]
+    assert "(they expire instead)" in said and "ResourceNotFoundException" in said, said
+    assert lines[-1].startswith("consumer default stopped: ")
+
+
+def test_start_waits_a_second_between_attempts_on_an_endpoint_that_does_not_answer(
+    make_consumer: MakeConsumer, make_streams: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dead endpoint is asked about once a second until the deadline, not in a busy loop."""
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # one call per attempt: botocore's own retries off
+    settings: StreamSettings = make_streams(1).model_copy(
+        update={"endpoint_url": f"http://127.0.0.1:{free_port()}"}  # nothing listens there
+    )
+    consumer, _ = make_consumer(settings)
+    attempts: list[float] = []
+    consumer.kinesis.meta.events.register(
+        "before-call.kinesis.ListShards", lambda **_: attempts.append(time.monotonic())
+    )
+    with pytest.raises(StreamError, match=r"did not answer within 2\.5 s"):
+        consumer.start(threading.Event(), timeout=2.5)
+    # At 0, 1 and 2 s and at the deadline (once more if a wait ends a hair before it): a
+    # count that load can only lower.
+    assert 1 <= len(attempts) <= 5, attempts

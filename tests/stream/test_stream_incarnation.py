@@ -173,3 +173,25 @@ def test_a_consumer_with_a_stale_listing_does_not_undo_a_newer_reset(
     assert [lease.incarnation for lease in _group_table(settings).list()] == [new]
     assert stale.leases.newer_incarnation == new
     assert stale.readers == {}  # it lost the lease it held on the old stream
+
+
+def test_a_consumer_started_before_the_first_ride_checkpoints_a_resumable_start(
+    kinesis: Any, make_streams: Any, stream_service: StreamService
+) -> None:
+    """moto lists an empty shard as starting at 0, and at its first ride once it has one.
+
+    The start a checkpoint is bound to is the one listed after the first rides were read:
+    the empty shard's 0 would make the restart call its own checkpoint foreign and read
+    every ride again.
+    """
+    settings: StreamSettings = make_streams(2)
+    first = _consumer(stream_service, settings, [])
+    assert first.poll_once() == 0 and len(first.readers) == 2  # both shards open, empty
+    send_rides(kinesis, settings.input_stream, generated_rides(60, seed=17))
+    assert _drain(first) == 60
+    send_rides(kinesis, settings.input_stream, generated_rides(10, seed=17, first_id=501))
+    lines: list[str] = []
+    assert _drain(_consumer(stream_service, settings, lines)) == 10  # only the new rides
+    assert not any("TRIM_HORIZON" in line for line in lines), lines
+    found = predictions_by_id(kinesis, settings.output_stream)
+    assert len(found) == 70 and all(len(durations) == 1 for durations in found.values())
