@@ -39,6 +39,8 @@ class BatchRun:
 class BatchLane:
     """Collect rides; every ``interval`` seconds write them as a TLC file and run the job on it."""
 
+    DASK = "a local Dask cluster of 2 workers"  # what the scale scenario's runs use
+
     def __init__(
         self,
         model: str,
@@ -215,4 +217,5 @@ class BatchLane:
         running = self.running
         if running is not None:
             running.kill()
-        self._thread.join(timeout=30)
+        if self._thread.ident is not None:  # a room whose start failed never started it
+            self._thread.join(timeout=30)

@@ -117,6 +117,13 @@ def _inner_pid(host_pid: int) -> int:
 class ComposeWebLane(WebLane):
     """The scaled web stack on the lane's port: ``workers`` replicas of one gunicorn worker."""
 
+    ADD_WORKER = "one more replica of one gunicorn worker (compose up --scale web=N+1)"
+    SPREAD = "nginx finds the new replica through Docker's DNS and spreads the requests over them"
+    RELOAD = (
+        "rolled it through the replicas one at a time (deploy web reload): each loaded and "
+        "proved it in its gunicorn master, forked a new worker and retired the old one"
+    )
+
     def __init__(
         self,
         model: str,
@@ -129,7 +136,7 @@ class ComposeWebLane(WebLane):
         super().__init__(model, workers, log_dir, clock, checker)
         self.trust = trust
         self.stack: Stack | None = None
-        self._client = docker_client()
+        self._docker = docker_client()
 
     def start(self) -> None:
         """Build and start the replicas and the balancer, wait for them, start the clients."""
@@ -143,7 +150,7 @@ class ComposeWebLane(WebLane):
         self.start_clients()
 
     def _replicas(self) -> list[Any]:
-        return _containers(self._client, self.stack.project, "web") if self.stack else []
+        return _containers(self._docker, self.stack.project, "web") if self.stack else []
 
     def worker_pids(self) -> list[int]:
         """Return the host pids of every replica's gunicorn workers."""
@@ -171,12 +178,12 @@ class ComposeWebLane(WebLane):
         if self.stack is None:
             return False
         return bool(self._replicas()) and bool(
-            _containers(self._client, self.stack.project, "balancer")
+            _containers(self._docker, self.stack.project, "balancer")
         )
 
     def memory(self) -> tuple[int, int]:
         """Return the stack's containers' summed RSS and process count (balancer included)."""
-        return _memory(_containers(self._client, self.stack.project)) if self.stack else (0, 0)
+        return _memory(_containers(self._docker, self.stack.project)) if self.stack else (0, 0)
 
     def detail(self, workers: int) -> str:
         """Return the lane's one-line description for the page."""
@@ -191,7 +198,7 @@ class ComposeWebLane(WebLane):
         super().close()
         if self.stack is not None:
             self.stack.down()
-        self._client.close()
+        self._docker.close()
 
 
 # -- stream ------------------------------------------------------------------------------------
@@ -208,6 +215,13 @@ class Consumer:
 class ComposeStreamLane(StreamLane):
     """The stream stack's emulator; each consumer a one-off container of its consumer service."""
 
+    AFTER_RESTART = (
+        "The emulator container was restarted: moto keeps DynamoDB in memory too, so the "
+        "consumers' leases and checkpoints went with the streams. The lane created the lease "
+        "and checkpoint tables again (with the consumers' own classes), and the consumers, "
+        "still running, found no checkpoint and read the new stream from its start"
+    )
+
     def __init__(
         self,
         model: str,
@@ -221,7 +235,7 @@ class ComposeStreamLane(StreamLane):
         self.models = models
         self.stack: Stack | None = None
         self.consumers: list[Consumer] = []  # type: ignore[assignment]
-        self._client = docker_client()
+        self._docker = docker_client()
 
     @property
     def url(self) -> str:
@@ -229,7 +243,7 @@ class ComposeStreamLane(StreamLane):
 
     def _emulator(self) -> Any:
         assert self.stack is not None
-        found = self._client.containers.list(
+        found = self._docker.containers.list(
             all=True,
             filters={
                 "label": [f"{PROJECT_LABEL}={self.stack.project}", f"{SERVICE_LABEL}=emulator"]
@@ -258,8 +272,25 @@ class ComposeStreamLane(StreamLane):
             self.stack.wait_healthy(["emulator"], timeout=_UP_TIMEOUT)
         self._kinesis = emulator_client("kinesis", self.url)
         ensure_streams(self._kinesis, list(STREAMS), SHARDS, say=lambda _m: None)
+        self._ensure_tables()
         self._positions = {}
         self.emulator_down.clear()
+
+    def _ensure_tables(self) -> None:
+        """Create the group's lease and checkpoint tables (the consumers' own classes do it).
+
+        A consumer creates them when it starts; moto keeps DynamoDB in memory, so a restarted
+        emulator has none, and running consumers would fail on the missing tables for ever.
+        """
+        from deploy_modes.launch.emulator import emulator_client
+        from deploy_modes.stream.checkpoints import DynamoCheckpoints
+        from deploy_modes.stream.leases import DynamoLeases
+        from deploy_modes.stream.settings import StreamSettings
+
+        names = StreamSettings(endpoint_url=None)
+        dynamodb = emulator_client("dynamodb", self.url)
+        DynamoCheckpoints(dynamodb, names.checkpoint_table)
+        DynamoLeases(dynamodb, names.lease_table, CONSUMER_NAME, STREAMS[0])
 
     def stop_emulator(self) -> None:
         """Stop the emulator container (moto keeps streams, leases and checkpoints in memory)."""
@@ -288,7 +319,7 @@ class ComposeStreamLane(StreamLane):
         done = subprocess.run(args, env=env, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise DeployError(f"starting consumer {n} failed: {done.stderr.strip()[-300:]}")
-        container = self._client.containers.get(name)
+        container = self._docker.containers.get(name)
         # A one-off keeps the service's restart policy: a killed consumer must stay dead, as a
         # killed local process does, so the group (not Docker) has to take its shards over.
         container.update(restart_policy={"Name": "no"})
@@ -300,25 +331,25 @@ class ComposeStreamLane(StreamLane):
         """Return the consumers whose container runs."""
         if self.stack is None:
             return []
-        running = {c.name for c in _containers(self._client, self.stack.project, "consumer")}
+        running = {c.name for c in _containers(self._docker, self.stack.project, "consumer")}
         return [c for c in self.consumers if c.name in running]
 
     def kill_consumer(self, process: Consumer) -> None:  # type: ignore[override]
         """``docker kill`` (SIGKILL) one consumer: no checkpoint, no lease released."""
-        container = self._client.containers.get(process.name)
+        container = self._docker.containers.get(process.name)
         container.kill()
         container.wait(timeout=10)
 
     def retire_consumer(self, process: Consumer) -> None:  # type: ignore[override]
         """``docker stop`` one consumer: SIGTERM, it checkpoints and releases its leases."""
-        self._client.containers.get(process.name).stop(timeout=30)
+        self._docker.containers.get(process.name).stop(timeout=30)
 
     def lease_owners(self) -> dict[str, int]:
         """Return which live consumer holds each shard, from its log since its container started."""
         owners: dict[str, int] = {}
         for consumer in self.live_consumers():
             with contextlib.suppress(Exception):  # gone since the listing
-                container = self._client.containers.get(consumer.name)
+                container = self._docker.containers.get(consumer.name)
                 started = container.attrs["State"]["StartedAt"]
                 since = datetime.fromisoformat(started[:26].rstrip("Z") + "+00:00")
                 text = container.logs(since=since).decode(errors="replace")
@@ -331,7 +362,7 @@ class ComposeStreamLane(StreamLane):
         if self.stack is None:
             return 0, 0
         live = {c.name for c in self.live_consumers()}
-        found = _containers(self._client, self.stack.project)
+        found = _containers(self._docker, self.stack.project)
         return _memory(
             [c for c in found if c.name in live or c.labels.get(SERVICE_LABEL) == "emulator"]
         )
@@ -343,10 +374,10 @@ class ComposeStreamLane(StreamLane):
             thread.join(timeout=5)
         for consumer in self.consumers:
             with contextlib.suppress(Exception):  # already gone
-                self._client.containers.get(consumer.name).remove(force=True)
+                self._docker.containers.get(consumer.name).remove(force=True)
         if self.stack is not None:
             self.stack.down()
-        self._client.close()
+        self._docker.close()
 
 
 # -- batch -------------------------------------------------------------------------------------
@@ -360,6 +391,10 @@ class _RunProcess(ManagedProcess):
 
 class ComposeBatchLane(BatchLane):
     """Each run a one-off of the batch stack's job service, its folder mounted at /rides."""
+
+    # The stack's own scheduler and worker containers would need the rides in its emulated S3:
+    # the job starts its Dask cluster itself, in its container.
+    DASK = "a Dask cluster of 2 worker processes inside the job's container"
 
     def __init__(
         self,
@@ -376,7 +411,7 @@ class ComposeBatchLane(BatchLane):
         self.models = models
         self.stack: Stack | None = None
         self.engine_text = "one container"
-        self._client = docker_client()
+        self._docker = docker_client()
 
     def start(self) -> None:
         """Build the batch image, then start the schedule."""
@@ -426,7 +461,7 @@ class ComposeBatchLane(BatchLane):
         deadline = time.monotonic() + 30
         while process.poll() is None and time.monotonic() < deadline:
             try:
-                self._client.containers.get(name).kill()
+                self._docker.containers.get(name).kill()
                 return
             except Exception:  # not created yet (or already gone): look again
                 time.sleep(0.1)
@@ -435,7 +470,7 @@ class ComposeBatchLane(BatchLane):
     def memory(self, running: ManagedProcess) -> tuple[int, int]:
         """Return the running job container's summed RSS and process count."""
         return (
-            _memory(_containers(self._client, self.stack.project, "batch"))
+            _memory(_containers(self._docker, self.stack.project, "batch"))
             if self.stack
             else (0, 0)
         )
@@ -448,4 +483,4 @@ class ComposeBatchLane(BatchLane):
         super().close()
         if self.stack is not None:
             self.stack.down()
-        self._client.close()
+        self._docker.close()

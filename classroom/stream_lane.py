@@ -47,6 +47,12 @@ def held_shards(log: str) -> set[str]:
 class StreamLane:
     """A moto server, ``deploy stream consume`` processes sharing the shards through leases."""
 
+    # What the consumers do after the emulator restart, in the scenario's words.
+    AFTER_RESTART = (
+        "The consumers' checkpoints named the old stream, so they said so and read the new "
+        "stream from its start instead of skipping to the old positions"
+    )
+
     def __init__(
         self, model: str, log_dir: Path, workdir: Path, clock: Callable[[], float], checker: Checker
     ) -> None:

@@ -35,6 +35,13 @@ _RELOAD_TIMEOUT = 180.0
 class WebLane:
     """Start gunicorn through ``deploy web``; client threads post every ride and time it."""
 
+    # How this lane scales and rolls a model out, in the scenarios' words.
+    ADD_WORKER = "one more gunicorn worker (SIGTTIN to the master)"
+    SPREAD = "the kernel spreads new connections over them"
+    RELOAD = (
+        "loaded and proved it in gunicorn's master, forked new workers and retired the old ones"
+    )
+
     def __init__(
         self, model: str, workers: int, log_dir: Path, clock: Callable[[], float], checker: Checker
     ) -> None:

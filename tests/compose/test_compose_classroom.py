@@ -84,8 +84,10 @@ def room(
     }
     process = ManagedProcess(
         "deploy classroom",
-        [DEPLOY, "classroom", "--runtime", "compose", "--port", str(port), "--rate", "20"]
-        + ["--batch-interval", "8"],
+        [
+            *(DEPLOY, "classroom", "--runtime", "compose", "--port", str(port)),
+            *("--rate", "20", "--batch-interval", "8"),
+        ],
         env=env,
         log_path=cwd / "classroom.log",
         cwd=cwd,
