@@ -325,7 +325,9 @@ def scale(room: Room) -> Outcome:
     before = room.stream.lease_owners()
     newcomer = room.stream.add_consumer()
     number = getattr(newcomer, "number", 0)
-    took = _wait(lambda: number in room.stream.lease_owners().values(), timeout=60)
+    # _CATCH_UP, not a minute: a consumer container (compose run, imports, the model) on a busy
+    # machine takes most of a minute before it asks for a lease at all.
+    took = _wait(lambda: number in room.stream.lease_owners().values())
     after = room.stream.lease_owners()
     room.phase(f"batch: the next run uses {room.batch.DASK}")
     room.batch.engine = ["--engine", "dask", "--workers", "2"]

@@ -1,5 +1,5 @@
 """`deploy classroom --runtime compose` for real: the three lanes predict from their stacks, the
-scenarios run from the CLI with their measured outcomes asserted (nothing lost, an identical
+five scenarios run from the CLI with their measured outcomes asserted (nothing lost, an identical
 batch rerun, zero failed requests during the model update), and SIGTERM takes every stack
 down.
 
@@ -131,6 +131,13 @@ def test_the_three_lanes_predict_from_their_stacks(room: _Room) -> None:
     # Web and stream run all along; a batch container exists only while a run runs.
     for stack in (s for s in _stacks() if s.mode != "batch"):
         assert stack.containers(), f"{stack.project} runs no container"
+
+
+def test_spike(room: _Room) -> None:
+    numbers = room.scenario("spike").numbers
+    assert numbers["web_failed_requests"] == 0
+    assert numbers["stream_drain_s"] != "never"
+    assert numbers["batch_waiting_peak"] > numbers["batch_waiting_before"]
 
 
 def test_kill(room: _Room) -> None:
