@@ -39,6 +39,8 @@ class BatchRun:
 class BatchLane:
     """Collect rides; every ``interval`` seconds write them as a TLC file and run the job on it."""
 
+    DASK = "a local Dask cluster of 2 workers"  # what the scale scenario's runs use
+
     def __init__(
         self,
         model: str,
@@ -107,19 +109,17 @@ class BatchLane:
         output = folder / "predictions.parquet"
         self.pool.write([ride.row for ride in rides], source)
         log = self.log_dir / f"batch-{number:04d}{tag}.log"
-        args = ["batch", "--runtime", "local", "--month", RIDE_MONTH, "--input", str(source)]
-        args += ["--output", str(output), "--model", self.model, "--json", *self.engine]
         started = time.monotonic()
-        process = deploy(f"batch run {number}", args, {"COLUMNS": "200"}, log)
+        process = self.launch(number, source, output, log)
         self.running, self.running_rides = process, len(rides)
-        memory = PeakMemory(process.pid, "batch")
+        memory = self.peak(process)
         killed = False
         try:
             if kill_after is not None:
                 try:
                     process.popen.wait(timeout=kill_after)
                 except Exception:  # still running: the point of the exercise
-                    os.killpg(process.pid, signal.SIGKILL)
+                    self.kill(process)
                     killed = True
             code = process.popen.wait()
         finally:
@@ -129,6 +129,24 @@ class BatchLane:
         seconds = time.monotonic() - started
         predictions = self.read(output, rides) if code == 0 else {}
         return BatchRun(number, len(rides), code, seconds, predictions, output, log, killed)
+
+    def launch(self, number: int, source: Path, output: Path, log: Path) -> ManagedProcess:
+        """Start ``deploy batch`` on ``source``, writing ``output``."""
+        args = ["batch", "--runtime", "local", "--month", RIDE_MONTH, "--input", str(source)]
+        args += ["--output", str(output), "--model", self.model, "--json", *self.engine]
+        return deploy(f"batch run {number}", args, {"COLUMNS": "200"}, log)
+
+    def peak(self, process: ManagedProcess) -> PeakMemory:
+        """Start sampling the run's peak memory."""
+        return PeakMemory(process.pid, "batch")
+
+    def kill(self, process: ManagedProcess) -> None:
+        """SIGKILL the run: the job and every process it started."""
+        os.killpg(process.pid, signal.SIGKILL)
+
+    def memory(self, running: ManagedProcess) -> tuple[int, int]:
+        """Return the running job's summed RSS and process count."""
+        return memory_of([running])
 
     @staticmethod
     def read(output: Path, rides: list[Ride]) -> dict[int, tuple[float, str]]:
@@ -190,7 +208,7 @@ class BatchLane:
         done = f", last run {last.seconds:.1f} s for {last.rides} rides" if last else ""
         detail = f"every {self.interval:.0f} s, {self.engine_text}, {len(self.runs)} runs{done}"
         # Between runs no process exists: the memory shown is the last run's peak.
-        memory = memory_of([running]) if running else self.last_peak
+        memory = self.memory(running) if running else self.last_peak
         return self.tally.state(now, waiting + self.running_rides, status, memory, detail)
 
     def close(self) -> None:
@@ -199,4 +217,5 @@ class BatchLane:
         running = self.running
         if running is not None:
             running.kill()
-        self._thread.join(timeout=30)
+        if self._thread.ident is not None:  # a room whose start failed never started it
+            self._thread.join(timeout=30)

@@ -43,6 +43,7 @@ class Room:
         log_dir: Path,
         say: Say,
         trust: Trust | None = None,
+        runtime: str = "local",
     ) -> None:
         self.settings = settings
         self.model = model
@@ -55,8 +56,24 @@ class Room:
         self.models: dict[str, str] = {self.version: model}
         self.checker = Checker(self.models, self.trust)
         self.pool: RidePool | None = None
-        self.web = WebLane(model, settings.web_workers, log_dir, self.clock, self.checker)
-        self.stream = StreamLane(model, log_dir, workdir, self.clock, self.checker)
+        self.runtime = runtime
+        if runtime == "compose":  # the same lanes; only how their processes start and die differs
+            from deploy_modes.classroom.compose_lanes import (
+                ComposeStreamLane,
+                ComposeWebLane,
+                StagedModels,
+            )
+
+            self.staged = StagedModels(self.trust)
+            self.web: WebLane = ComposeWebLane(
+                model, settings.web_workers, log_dir, self.clock, self.checker, self.trust
+            )
+            self.stream: StreamLane = ComposeStreamLane(
+                model, log_dir, workdir, self.clock, self.checker, self.staged
+            )
+        else:
+            self.web = WebLane(model, settings.web_workers, log_dir, self.clock, self.checker)
+            self.stream = StreamLane(model, log_dir, workdir, self.clock, self.checker)
         self.batch: BatchLane | None = None
         self.generator: Generator | None = None
         self.base_rate = settings.rate
@@ -76,19 +93,19 @@ class Room:
         """Start every mode, then the rides."""
         self.say(f"preparing {self.settings.pool:,} rides every mode can score")
         self.pool = RidePool(self.settings.pool, 42, self.workdir)
-        self.batch = BatchLane(
-            self.model,
-            self.pool,
-            self.settings.batch_interval,
-            self.log_dir,
-            self.workdir,
-            self.clock,
-            self.checker,
-        )
+        lane = (self.pool, self.settings.batch_interval, self.log_dir, self.workdir)
+        if self.runtime == "compose":
+            from deploy_modes.classroom.compose_lanes import ComposeBatchLane
+
+            self.batch = ComposeBatchLane(self.model, *lane, self.clock, self.checker, self.staged)
+        else:
+            self.batch = BatchLane(self.model, *lane, self.clock, self.checker)
         self.checker.start()
+        where = "compose stacks" if self.runtime == "compose" else "local processes"
+        self.say(f"runtime: {self.runtime} ({where})")
         self.say(f"web: starting gunicorn ({self.settings.web_workers} workers)")
         self.web.start()
-        self.say(f"stream: starting the local Kinesis and {self.settings.consumers} consumers")
+        self.say(f"stream: starting the Kinesis emulator and {self.settings.consumers} consumers")
         self.stream.start(self.settings.consumers)
         self.say(f"batch: a run every {self.settings.batch_interval:.0f} s")
         self.batch.start()

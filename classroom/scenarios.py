@@ -241,9 +241,8 @@ def emulator_restart(room: Room) -> Outcome:
     ok = drained is not None and caught_up is not None and settled is not None and not skipped
     text = (
         f"The emulator was down for {down:.1f} s. The rides kept coming: {held} waited at the "
-        f"producer and went in once the fresh emulator was up. The consumers' checkpoints named "
-        f"the old stream, so they said so and read the new stream from its start instead of "
-        f"skipping to the old positions: {len(skipped)} rides were skipped, and the lane caught up "
+        f"producer and went in once the fresh emulator was up. {stream.AFTER_RESTART}: "
+        f"{len(skipped)} rides were skipped, and the lane caught up "
         f"{numbers['caught_up_s']} s after the restart."
     )
     return Outcome(ok, text, numbers)
@@ -305,8 +304,7 @@ def new_model(room: Room) -> Outcome:
     ok = reloaded and web_failed == 0 and None not in (web_first, stream_first, batch_first)
     text = (
         f"A {regressor} model (version {version}) replaced version {old}. The web service "
-        "loaded and proved it in gunicorn's master, forked new workers and retired the old ones "
-        f"in {web_s:.1f} s with {web_failed} failed requests"
+        f"{room.web.RELOAD} in {web_s:.1f} s with {web_failed} failed requests"
         + ("" if reloaded else f" (the reload said: {message})")
         + ". The stream started new consumers with the new model and stopped the old ones, which "
         "checkpointed and released their leases: the lane's answers now name the new version. "
@@ -320,18 +318,20 @@ def scale(room: Room) -> Outcome:
     """Add a web worker, a stream consumer and Dask workers for the batch; watch the work spread."""
     assert room.batch is not None
     workers_before = len(room.web.worker_pids())
-    room.phase("web: one more gunicorn worker (SIGTTIN to the master)")
+    room.phase(f"web: {room.web.ADD_WORKER}")
     room.web.add_worker()
     added = _wait(lambda: len(room.web.worker_pids()) > workers_before, timeout=60)
     room.phase("stream: one more consumer joins the group and takes its fair share of the shards")
     before = room.stream.lease_owners()
     newcomer = room.stream.add_consumer()
     number = getattr(newcomer, "number", 0)
-    took = _wait(lambda: number in room.stream.lease_owners().values(), timeout=60)
+    # _CATCH_UP, not a minute: a consumer container (compose run, imports, the model) on a busy
+    # machine takes most of a minute before it asks for a lease at all.
+    took = _wait(lambda: number in room.stream.lease_owners().values())
     after = room.stream.lease_owners()
-    room.phase("batch: the next run uses a local Dask cluster with 2 workers")
+    room.phase(f"batch: the next run uses {room.batch.DASK}")
     room.batch.engine = ["--engine", "dask", "--workers", "2"]
-    room.batch.engine_text = "a Dask cluster of 2 workers"
+    room.batch.engine_text = room.batch.DASK
     runs = len(room.batch.runs)
     room.batch.next_run = room.clock()
     ran = _wait(lambda: len(room.batch.runs) > runs and room.batch.runs[-1].code == 0, timeout=180)
@@ -353,8 +353,8 @@ def scale(room: Room) -> Outcome:
     }
     ok = added is not None and took is not None and ran is not None
     text = (
-        f"Web: gunicorn went from {workers_before} to {numbers['web_workers_after']} workers; the "
-        f"kernel spreads new connections over them. Stream: consumer {number} joined the group; "
+        f"Web: gunicorn went from {workers_before} to {numbers['web_workers_after']} workers; "
+        f"{room.web.SPREAD}. Stream: consumer {number} joined the group; "
         f"shards per consumer went from ({spread(before)}) to ({spread(after)}): a shard is "
         "read by one consumer at a time, so more consumers than shards would sit idle. Batch: "
         f"the next run went to {room.batch.engine_text} and took {numbers['batch_run_s']} s."

@@ -22,6 +22,7 @@ def serve_classroom(
     say: Callable[[str], None],
     trust: Trust | None = None,
     workdir: Path | None = None,
+    runtime: str = "local",
 ) -> None:
     """Start the three modes and the page; stop everything on Ctrl-C or SIGTERM."""
     import logging
@@ -38,7 +39,7 @@ def serve_classroom(
     folder = workdir or Path(tempfile.mkdtemp(prefix="deploy-classroom-"))
     log_dir = folder / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    room = Room(settings, model, folder, log_dir, say, trust)
+    room = Room(settings, model, folder, log_dir, say, trust, runtime)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per page poll
     server = make_server(HOST, settings.port, create_app(room), threaded=True)
     try:

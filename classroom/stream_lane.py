@@ -20,7 +20,7 @@ from deploy_modes.classroom.state import LaneState
 from deploy_modes.launch.emulator import Emulator, ensure_emulator
 from deploy_modes.launch.processes import ManagedProcess, free_port
 
-__all__ = ["CONSUMER_NAME", "STREAMS", "StreamLane"]
+__all__ = ["CONSUMER_NAME", "STREAMS", "StreamLane", "held_shards"]
 
 STREAMS = ("classroom_rides", "classroom_predictions", "classroom_dlq")
 CONSUMER_NAME = "classroom"
@@ -30,8 +30,28 @@ _PUT_EVERY = 0.1
 _READ_EVERY = 0.2
 
 
+def held_shards(log: str) -> set[str]:
+    """Return the shards a consumer's log says it holds now (took, not since lost or released)."""
+    held: set[str] = set()
+    for line in log.splitlines():
+        if " the lease of " not in line:
+            continue
+        shard = line.rsplit(" the lease of ", 1)[1].split()[0].rstrip(":")
+        if ": took the lease of " in line:
+            held.add(shard)
+        elif ": lost the lease of " in line or ": released the lease of " in line:
+            held.discard(shard)
+    return held
+
+
 class StreamLane:
     """A moto server, ``deploy stream consume`` processes sharing the shards through leases."""
+
+    # What the consumers do after the emulator restart, in the scenario's words.
+    AFTER_RESTART = (
+        "The consumers' checkpoints named the old stream, so they said so and read the new "
+        "stream from its start instead of skipping to the old positions"
+    )
 
     def __init__(
         self, model: str, log_dir: Path, workdir: Path, clock: Callable[[], float], checker: Checker
@@ -129,18 +149,9 @@ class StreamLane:
         """Return which live consumer (by number) holds each shard, from their own log lines."""
         owners: dict[str, int] = {}
         for process in self.live_consumers():
-            held: set[str] = set()
             log = self.log_dir / f"consumer-{getattr(process, 'number', 0)}.log"
             text = log.read_text(errors="replace") if log.is_file() else ""
-            for line in text.splitlines():
-                if " the lease of " not in line:
-                    continue
-                shard = line.rsplit(" the lease of ", 1)[1].split()[0].rstrip(":")
-                if ": took the lease of " in line:
-                    held.add(shard)
-                elif ": lost the lease of " in line or ": released the lease of " in line:
-                    held.discard(shard)
-            for shard in held:
+            for shard in held_shards(text):
                 owners[shard] = int(getattr(process, "number", 0))
         return owners
 
@@ -288,11 +299,15 @@ class StreamLane:
             status = ("busy", f"{backlog} rides wait in the stream: the consumers catch up")
         else:
             status = ("ok", "rides are predicted as fast as they arrive")
-        processes = list(live)
+        detail = f"{len(live)} consumers, {SHARDS} shards, {self.tally.duplicates} repeated answers"
+        return self.tally.state(now, backlog, status, self.memory(), detail, lag)
+
+    def memory(self) -> tuple[int, int]:
+        """Return the summed RSS and process count of the live consumers and the emulator."""
+        processes = self.live_consumers()
         if self.emulator is not None and self.emulator.process is not None:
             processes.append(self.emulator.process)
-        detail = f"{len(live)} consumers, {SHARDS} shards, {self.tally.duplicates} repeated answers"
-        return self.tally.state(now, backlog, status, memory_of(processes), detail, lag)
+        return memory_of(processes)
 
     def close(self) -> None:
         """Stop the threads, the consumers and the emulator."""

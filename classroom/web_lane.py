@@ -35,6 +35,13 @@ _RELOAD_TIMEOUT = 180.0
 class WebLane:
     """Start gunicorn through ``deploy web``; client threads post every ride and time it."""
 
+    # How this lane scales and rolls a model out, in the scenarios' words.
+    ADD_WORKER = "one more gunicorn worker (SIGTTIN to the master)"
+    SPREAD = "the kernel spreads new connections over them"
+    RELOAD = (
+        "loaded and proved it in gunicorn's master, forked new workers and retired the old ones"
+    )
+
     def __init__(
         self, model: str, workers: int, log_dir: Path, clock: Callable[[], float], checker: Checker
     ) -> None:
@@ -63,6 +70,10 @@ class WebLane:
         args += ["--model", self.model, "--workers", str(self.workers)]
         self.process = deploy("deploy web", args, {}, self.log_dir / "web.log")
         wait_http(f"{self.url}/ready", timeout=120, process=self.process)
+        self.start_clients()
+
+    def start_clients(self) -> None:
+        """Start the client threads that post the rides."""
         for k in range(CLIENTS):
             thread = threading.Thread(target=self._client, name=f"web-client-{k}", daemon=True)
             thread.start()
@@ -151,21 +162,29 @@ class WebLane:
             raise RuntimeError("the web server is not running")
         os.kill(master, signal.SIGTTIN)
 
+    def running(self) -> bool:
+        """Return whether the server runs."""
+        return self.process is not None and self.process.poll() is None
+
+    def memory(self) -> tuple[int, int]:
+        """Return the server's summed RSS and process count."""
+        return memory_of([self.process] if self.process else [])
+
+    def detail(self, workers: int) -> str:
+        """Return the lane's one-line description for the page."""
+        return f"{workers} gunicorn workers, {CLIENTS} clients, port {self.port}"
+
     def state(self, now: float) -> LaneState:
         """Return the lane for the page."""
         workers = len(self.worker_pids())
         backlog = self.backlog
-        running = self.process is not None and self.process.poll() is None
-        if not running:
+        if not self.running():
             status = ("down", "the server is not running")
         elif backlog > max(20, 2 * CLIENTS):
             status = ("busy", f"{backlog} rides wait: {CLIENTS} clients, each waits for its answer")
         else:
             status = ("ok", "every ride is answered while its client waits")
-        detail = f"{workers} gunicorn workers, {CLIENTS} clients, port {self.port}"
-        return self.tally.state(
-            now, backlog, status, memory_of([self.process] if self.process else []), detail
-        )
+        return self.tally.state(now, backlog, status, self.memory(), self.detail(workers))
 
     def close(self) -> None:
         """Stop the clients and the server."""

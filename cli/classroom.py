@@ -91,16 +91,13 @@ def classroom(
         return
     from deploy_modes.classroom.serve import serve_classroom
     from deploy_modes.classroom.settings import ClassroomSettings
-    from deploy_modes.core.errors import DeployError
     from deploy_modes.core.settings import load_settings
 
     settings = load_settings(ClassroomSettings, port=port, rate=rate, batch_interval=batch_interval)
-    if runtime is not None and chosen_runtime(runtime).value == "compose":
-        raise DeployError(
-            "deploy classroom runs on the local runtime only for now: give --runtime local"
-        )
+    # Local unless asked: a class should not get containers because an engine happens to answer.
+    chosen = chosen_runtime(runtime).value if runtime is not None else "local"
     trust = chosen_trust(trust_pickle, trust_type, model_sha256)
-    serve_classroom(settings, model_location(model), say, trust)
+    serve_classroom(settings, model_location(model), say, trust, runtime=chosen)
 
 
 @app.command("scenario")
