@@ -163,9 +163,14 @@ def test_new_model(room: _Room) -> None:
     scenario = room.scenario("new-model")
     new = scenario.numbers["new_version"]
     assert new != old and scenario.numbers["web_failed_requests"] == 0
-    state = room.state()
-    for lane in state.lanes:
-        assert lane.versions.get(str(new), 0) > 0, lane
+    # The page's state is measured once a second: the last answers may be a sample away.
+    _until(
+        room,
+        "the new version in every lane's sample",
+        lambda: all(lane.versions.get(str(new), 0) > 0 for lane in room.state().lanes),
+        timeout=60,
+    )
+    for lane in room.state().lanes:
         assert lane.mismatches == 0, lane
 
 
