@@ -13,10 +13,13 @@ import argparse
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
 import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 __all__ = ["main"]
@@ -78,8 +81,12 @@ def _check_imports(module: str, src: Path, env: dict[str, str], package_dir: dic
         sys.exit(f"error: {dotted} imports from {found}, not from the copy in {src}")
 
 
-def _write_config(run_dir: Path, module: str, tool: dict) -> Path:
-    """Write the cosmic-ray config for `module` from pyproject's [tool.mutation]."""
+def _write_config(run_dir: Path, module: str, tool: dict, worker_urls: list[str]) -> Path:
+    """Write the cosmic-ray config for `module` from pyproject's [tool.mutation].
+
+    With `worker_urls`, the mutants go to those http workers (one copy of the tree each) instead
+    of being run one at a time in `src`.
+    """
     entry = tool["modules"][module]
     tests = " ".join(entry["tests"])
     command = f"{sys.executable} -m pytest -x -q -p no:cacheprovider {tests}"
@@ -92,7 +99,10 @@ def _write_config(run_dir: Path, module: str, tool: dict) -> Path:
         f"test-command = {json.dumps(command)}",
         "",
         "[cosmic-ray.distributor]",
-        'name = "local"',
+        f"name = {json.dumps('http' if worker_urls else 'local')}",
+        "",
+        "[cosmic-ray.distributor.http]",
+        f"worker-urls = {json.dumps(worker_urls)}",
         "",
         "[cosmic-ray.filters.operators-filter]",
         f"exclude-operators = {json.dumps(tool['exclude-operators'])}",
@@ -100,6 +110,70 @@ def _write_config(run_dir: Path, module: str, tool: dict) -> Path:
     ]
     config.write_text("\n".join(lines))
     return config
+
+
+def _check_unmutated(module: str, src: Path) -> None:
+    """Fail unless the copy's module is the work tree's: a resumed run mutates that text.
+
+    The session's mutants are positions in the module as it was when the run began; a module
+    edited since, or a copy left with an interrupted mutant applied, would give wrong results.
+    """
+    copy, tree = src / f"{module}.py", ROOT / f"{module}.py"
+    if copy.read_bytes() != tree.read_bytes():
+        sys.exit(
+            f"error: {copy} differs from {tree}: the module changed since this run began"
+            " (start a new run), or an interrupted mutant is still applied to the copy"
+            " (copy the module back over it)"
+        )
+
+
+def _free_port() -> int:
+    """Return a free TCP port on loopback."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def _workers(
+    module: str, run_dir: Path, src: Path, package_dir: dict[str, str], count: int
+) -> Iterator[list[str]]:
+    """Start `count` http workers, each in its own copy of `src`; yield their URLs."""
+    processes, urls = [], []
+    try:
+        for index in range(count):
+            home = run_dir / "workers" / f"w{index}"
+            copy = home / "src"
+            if copy.exists():
+                shutil.rmtree(copy)
+            shutil.copytree(src, copy, symlinks=True)
+            shim = _shim(home, copy, package_dir)
+            env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTHONPATH=str(shim))
+            _check_imports(module, copy, env, package_dir)
+            port = _free_port()
+            worker = Path(__file__).with_name("worker.py")
+            command = [sys.executable, str(worker), "serve", str(port)]
+            processes.append(subprocess.Popen(command, cwd=copy, env=env))
+            urls.append(f"http://127.0.0.1:{port}")
+        for url, process in zip(urls, processes, strict=True):
+            port = int(url.rsplit(":", 1)[1])
+            deadline = time.monotonic() + 60
+            while True:
+                if process.poll() is not None:
+                    sys.exit(f"error: the worker for {url} exited with {process.returncode}")
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        sys.exit(f"error: the worker for {url} did not listen within 60 s")
+                    time.sleep(0.2)
+        yield urls
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=30)
 
 
 def _summary(run_dir: Path, src: Path, session: Path) -> dict:
@@ -141,11 +215,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true", help="continue the last session")
     parser.add_argument("--report", action="store_true", help="only print the last session")
     parser.add_argument("--count", action="store_true", help="only create the mutants, run none")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="mutants tested at once, each in its own copy of the tree (default 1)",
+    )
     args = parser.parse_args(argv)
     tool, package_dir = _settings()
     module = args.module.removesuffix(".py")
     if module not in tool["modules"]:
         sys.exit(f"error: {module} has no entry in pyproject's [tool.mutation.modules]")
+    if args.workers < 1:
+        sys.exit(f"error: --workers must be 1 or more, not {args.workers}")
     run_dir = BUILD / module.replace("/", "_")
     src, session = run_dir / "src", run_dir / "session.sqlite"
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
@@ -157,9 +239,10 @@ def main(argv: list[str] | None = None) -> int:
         if not session.exists():
             sys.exit(f"error: no run of {module} yet ({session} is missing)")
     else:
+        _check_unmutated(module, src)
         env["PYTHONPATH"] = str(_shim(run_dir, src, package_dir))
         _check_imports(module, src, env, package_dir)
-        config = _write_config(run_dir, module, tool)
+        config = _write_config(run_dir, module, tool, [])
     started = time.monotonic()
     if not args.resume and not args.report:
         run = {"cwd": src, "env": env, "check": True}
@@ -175,8 +258,15 @@ def main(argv: list[str] | None = None) -> int:
         )
         if baseline.returncode != 0:
             sys.exit("error: the tests fail on the unmutated copy; no mutant was run")
-    if not args.report:
+    if not args.report and args.workers == 1:
         subprocess.run([BIN / "cosmic-ray", "exec", config, session], cwd=src, env=env, check=True)
+    elif not args.report:
+        with _workers(module, run_dir, src, package_dir, args.workers) as urls:
+            config = _write_config(run_dir, module, tool, urls)
+            worker = Path(__file__).with_name("worker.py")
+            subprocess.run(
+                [sys.executable, worker, "exec", config, session], cwd=src, env=env, check=True
+            )
     counts = _summary(run_dir, src, session)
     judged = counts["killed"] + counts["timeout"] + counts["survived"]
     if not judged:

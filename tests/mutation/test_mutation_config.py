@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -59,3 +61,38 @@ def test_an_unknown_module_is_one_line_error() -> None:
     assert (
         done.stderr == "error: core/nothing has no entry in pyproject's [tool.mutation.modules]\n"
     )
+
+
+def test_a_resumed_copy_whose_module_differs_from_the_tree_stops(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    run._copy_tree(src)
+    run._check_unmutated("core/validation", src)
+    # An interrupted mutant left in the copy (or a module edited since the run began).
+    copy = src / "core" / "validation.py"
+    copy.write_text(copy.read_text().replace("!=", "==", 1))
+    with pytest.raises(SystemExit, match=r"differs from .*interrupted mutant is still applied"):
+        run._check_unmutated("core/validation", src)
+
+
+def test_workers_each_get_their_own_copy_and_stop_on_leaving(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    run._copy_tree(src)
+    with run._workers("core/validation", tmp_path, src, PACKAGE_DIR, 2) as urls:
+        config = run._write_config(tmp_path, "core/validation", TOOL, urls)
+        assert len(urls) == 2 and all(url.startswith("http://127.0.0.1:") for url in urls)
+        text = config.read_text()
+        assert 'name = "http"' in text and f"worker-urls = {json.dumps(urls)}" in text
+        for index in range(2):
+            copy = tmp_path / "workers" / f"w{index}" / "src"
+            assert (copy / "core" / "validation.py").read_bytes() == (
+                src / "core" / "validation.py"
+            ).read_bytes()
+    # Stopped on leaving: nothing listens on their ports any more.
+    for url in urls:
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=1)
+
+
+def test_one_process_runs_locally(tmp_path: Path) -> None:
+    config = run._write_config(tmp_path, "core/validation", TOOL, [])
+    assert 'name = "local"' in config.read_text()
