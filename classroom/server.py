@@ -33,6 +33,9 @@ class RateRequest(BaseModel):
     rate: float = Field(gt=0, le=MAX_RATE)
 
 
+_MAX_BODY_BYTES = 1024
+
+
 def _error(status: int, message: str) -> tuple[Any, int]:
     return jsonify({"error": message}), status
 
@@ -42,6 +45,8 @@ def create_app(room: Classroom) -> Flask:
     from deploy_modes.classroom.room import ScenarioBusy, UnknownScenario
 
     app = Flask(__name__, static_folder=None)
+    # The API's bodies are a few bytes ({"rate": 20}); anything bigger is refused unread.
+    app.config.update(MAX_CONTENT_LENGTH=_MAX_BODY_BYTES)
 
     @app.get("/")
     def index() -> Any:
@@ -95,6 +100,10 @@ def create_app(room: Classroom) -> Flask:
     @app.errorhandler(404)
     def not_found(_exc: Exception) -> Any:
         return _error(404, f"no such page: {request.path}")
+
+    @app.errorhandler(413)
+    def too_large(_exc: Exception) -> Any:
+        return _error(413, f'the body is over {_MAX_BODY_BYTES} bytes; send {{"rate": 20}}')
 
     @app.errorhandler(405)
     def wrong_method(_exc: Exception) -> Any:

@@ -95,6 +95,14 @@ def test_a_body_that_is_not_json_is_refused(client: FlaskClient, room: _Room) ->
     assert room.rates == []
 
 
+def test_an_oversized_body_is_refused_unread(client: FlaskClient, room: _Room) -> None:
+    body = b'{"rate": 20, "pad": "' + b"x" * 1_000_000 + b'"}'
+    answer = client.post("/api/rate", data=body, content_type="application/json")
+    assert answer.status_code == 413
+    assert answer.get_json() == {"error": 'the body is over 1024 bytes; send {"rate": 20}'}
+    assert room.rates == []
+
+
 def test_a_good_rate_reaches_the_room(client: FlaskClient, room: _Room) -> None:
     assert client.post("/api/rate", json={"rate": 35.5}).get_json() == {"rate": 35.5}
     assert room.rates == [35.5]
