@@ -146,3 +146,34 @@ def test_a_trim_horizon_consumer_needs_no_date_header_and_says_where_it_reads(
     assert consumer.poll_once() == 10  # every ride, those sent before the start too
     assert not any("Date" in line for line in lines), lines
     assert any(line.endswith(" at TRIM_HORIZON") for line in lines), lines
+
+
+def _arrival(client: Any, stream: str) -> float:
+    """Return the arrival stamp (epoch seconds) of the only record on the stream's one shard."""
+    shard = client.list_shards(StreamName=stream)["Shards"][0]["ShardId"]
+    iterator = client.get_shard_iterator(
+        StreamName=stream, ShardId=shard, ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+    (record,) = client.get_records(ShardIterator=iterator)["Records"]
+    return record["ApproximateArrivalTimestamp"].timestamp()
+
+
+def test_without_a_date_latest_reads_what_arrived_within_the_margin_before_the_start(
+    make_streams: Any, stream_service: StreamService
+) -> None:
+    """The host-clock stamp keeps its 1 s margin: a ride that arrived 0.5 s before is read.
+
+    The consumer's clock is frozen at the ride's arrival + 0.5 s, so nothing here depends on
+    how fast the machine is: the stamp is arrival - 0.5 with the margin, arrival + 0.5 without.
+    """
+    settings: StreamSettings = make_streams(1).model_copy(update={"start_position": "LATEST"})
+    client = _with_date(aws_client("kinesis", settings.endpoint_url), None)
+    ride = generated_rides(1, seed=8, first_id=951)
+    send_rides(client, settings.input_stream, ride)
+    arrived = _arrival(client, settings.input_stream)
+    lines: list[str] = []
+    consumer = _latest_consumer(
+        settings, stream_service, lines, lambda: arrived + 0.5, kinesis=client
+    )
+    assert consumer.poll_once() == 1, lines
+    assert sorted(predictions_by_id(client, settings.output_stream)) == [951]
