@@ -226,7 +226,9 @@ def postgres_url() -> str:
         # Close the probe's pooled connection now: a leaked one fails a random later test
         # with ResourceWarning under filterwarnings=error.
         engine.dispose()
-    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    # xdist's workers, and test runs side by side outside xdist (tests/mutation/run.py's
+    # workers set DEPLOY_TEST_DATABASE_SUFFIX), each get a database of their own.
+    worker = os.environ.get("PYTEST_XDIST_WORKER") or os.environ.get("DEPLOY_TEST_DATABASE_SUFFIX")
     return _worker_database(url, worker) if worker else str(url)
 
 

@@ -149,6 +149,8 @@ def _workers(
             shutil.copytree(src, copy, symlinks=True)
             shim = _shim(home, copy, package_dir)
             env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTHONPATH=str(shim))
+            # Tests name their PostgreSQL tables: each worker gets a database of its own.
+            env["DEPLOY_TEST_DATABASE_SUFFIX"] = f"mutation_w{index}"
             _check_imports(module, copy, env, package_dir)
             port = _free_port()
             worker = Path(__file__).with_name("worker.py")
