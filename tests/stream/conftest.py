@@ -16,6 +16,7 @@ from deploy_modes.launch.emulator import Emulator
 from deploy_modes.stream.checkpoints import SQLiteCheckpoints
 from deploy_modes.stream.consumer import Consumer
 from deploy_modes.stream.kinesis import ensure_streams
+from deploy_modes.stream.leases import LeaseCoordinator, SQLiteLeases
 from deploy_modes.stream.service import StreamService
 from deploy_modes.stream.settings import StreamSettings
 
@@ -70,11 +71,16 @@ def make_consumer(stream_service: StreamService) -> Iterator[MakeConsumer]:
     """Return a function building an in-process consumer and the list its log lines go to."""
     stores: list[SQLiteCheckpoints] = []
 
-    def make(settings: StreamSettings) -> tuple[Consumer, list[str]]:
+    def make(settings: StreamSettings, owner: str | None = None) -> tuple[Consumer, list[str]]:
         lines: list[str] = []
         stores.append(SQLiteCheckpoints(settings.checkpoint_path))
         kinesis = aws_client("kinesis", settings.endpoint_url)
-        return Consumer(stream_service, kinesis, stores[-1], settings, lines.append), lines
+        leases = None
+        if owner is not None:
+            table = SQLiteLeases(settings.lease_file, settings.consumer_name, settings.input_stream)
+            leases = LeaseCoordinator(table, owner, settings.lease_timeout, lines.append)
+        consumer = Consumer(stream_service, kinesis, stores[-1], settings, lines.append, leases)
+        return consumer, lines
 
     yield make
     for store in stores:

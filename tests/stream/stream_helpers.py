@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from deploy_modes.stream.consumer import Consumer
 from deploy_modes.stream.rides import read_predictions
@@ -36,8 +35,16 @@ COURSE_EVENT: dict[str, Any] = {
 }
 
 
-# What the make_consumer fixture (conftest.py) returns: a consumer and the list its lines go to.
-MakeConsumer = Callable[[StreamSettings], tuple[Consumer, list[str]]]
+class MakeConsumer(Protocol):
+    """The make_consumer fixture (conftest.py): a consumer and the list its lines go to.
+
+    With ``owner``, the consumer is that member of its group: it takes leases in the group's
+    SQLite lease table (``consumer.leases.table``) and logs their changes to the same list.
+    """
+
+    def __call__(
+        self, settings: StreamSettings, owner: str | None = None
+    ) -> tuple[Consumer, list[str]]: ...
 
 
 def predictions_by_id(kinesis: Any, stream: str) -> dict[Any, list[float]]:

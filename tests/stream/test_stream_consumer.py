@@ -22,9 +22,7 @@ from deploy_modes.stream.kinesis import list_shard_ids, put_records, read_all
 from deploy_modes.stream.leases import (
     SHARD_END,
     DynamoLeases,
-    LeaseCoordinator,
     LeaseTaker,
-    SQLiteLeases,
 )
 from deploy_modes.stream.rides import generated_rides, send_rides
 from deploy_modes.stream.service import OutputRecord, StreamService
@@ -283,56 +281,44 @@ def test_a_shard_whose_read_fails_waits_and_the_others_are_read_in_the_same_poll
 
 
 def test_a_lease_lost_with_its_batch_in_flight_leaves_the_other_shards_checkpointed(
-    kinesis: Any, make_streams: Any, stream_service: StreamService
+    kinesis: Any, make_streams: Any, make_consumer: MakeConsumer
 ) -> None:
     """The lost shard is not checkpointed (its new owner repeats it); every other shard is."""
     settings: StreamSettings = make_streams(3)
-    table = SQLiteLeases(settings.lease_file, settings.consumer_name, settings.input_stream)
-    lines: list[str] = []
-    store = SQLiteCheckpoints(settings.checkpoint_path)
-    consumer = Consumer(
-        stream_service,
-        aws_client("kinesis", settings.endpoint_url),
-        store,
-        settings,
-        lines.append,
-        LeaseCoordinator(table, "a", settings.lease_timeout, lines.append),
-    )
-    try:
-        assert consumer.poll_once() == 0
-        shard_ids = list_shard_ids(kinesis, settings.input_stream)
-        assert list(consumer.readers) == shard_ids  # alone in the group: it holds every lease
-        send_rides(kinesis, settings.input_stream, generated_rides(80, seed=15))
-        last = {
-            record.shard_id: record.sequence
-            for record, _ in read_all(kinesis, settings.input_stream)
-        }
-        assert set(last) == set(shard_ids)  # every shard has rides in the batch
-        lost = shard_ids[0]  # the first shard of the batch
+    consumer, lines = make_consumer(settings, owner="a")
+    assert consumer.leases is not None
+    table, store = consumer.leases.table, consumer.checkpoints
+    assert consumer.poll_once() == 0
+    shard_ids = list_shard_ids(kinesis, settings.input_stream)
+    assert list(consumer.readers) == shard_ids  # alone in the group: it holds every lease
+    send_rides(kinesis, settings.input_stream, generated_rides(80, seed=15))
+    last = {
+        record.shard_id: record.sequence for record, _ in read_all(kinesis, settings.input_stream)
+    }
+    assert set(last) == set(shard_ids)  # every shard has rides in the batch
+    lost = shard_ids[0]  # the first shard of the batch
 
-        taken: list[str] = []
+    taken: list[str] = []
 
-        def take_over(**_: Any) -> None:  # while the batch's predictions are being put
-            if not taken:
-                (seen,) = [lease for lease in table.list() if lease.shard_id == lost]
-                assert table.write(seen, LeaseTaker.taken(seen, "b"))
-                taken.append(lost)
+    def take_over(**_: Any) -> None:  # while the batch's predictions are being put
+        if not taken:
+            (seen,) = [lease for lease in table.list() if lease.shard_id == lost]
+            assert table.write(seen, LeaseTaker.taken(seen, "b"))
+            taken.append(lost)
 
-        consumer.kinesis.meta.events.register("before-call.kinesis.PutRecords", take_over)
-        assert consumer.poll_once() == 80
-        assert taken == [lost]
-        assert f"lost the lease of {lost} (checkpoint refused)" in lines
-        assert lost not in consumer.readers
-        assert store.get(settings.consumer_name, settings.input_stream, lost) is None
-        for shard_id in shard_ids[1:]:
-            checkpoint = store.get(settings.consumer_name, settings.input_stream, shard_id)
-            assert checkpoint is not None and checkpoint.sequence == last[shard_id]
-    finally:
-        store.close()
+    consumer.kinesis.meta.events.register("before-call.kinesis.PutRecords", take_over)
+    assert consumer.poll_once() == 80
+    assert taken == [lost]
+    assert f"lost the lease of {lost} (checkpoint refused)" in lines
+    assert lost not in consumer.readers
+    assert store.get(settings.consumer_name, settings.input_stream, lost) is None
+    for shard_id in shard_ids[1:]:
+        checkpoint = store.get(settings.consumer_name, settings.input_stream, shard_id)
+        assert checkpoint is not None and checkpoint.sequence == last[shard_id]
 
 
 def test_a_shard_read_to_its_end_is_checkpointed_then_finished_in_its_lease(
-    kinesis: Any, make_streams: Any, stream_service: StreamService
+    kinesis: Any, make_streams: Any, make_consumer: MakeConsumer
 ) -> None:
     """SHARD_END is written only after the shard's last batch is checkpointed.
 
@@ -340,78 +326,55 @@ def test_a_shard_read_to_its_end_is_checkpointed_then_finished_in_its_lease(
     test_stream_reshard.py), so the real answer has that key removed on arrival.
     """
     settings: StreamSettings = make_streams(1)
-    table = SQLiteLeases(settings.lease_file, settings.consumer_name, settings.input_stream)
-    lines: list[str] = []
-    store = SQLiteCheckpoints(settings.checkpoint_path)
-    consumer = Consumer(
-        stream_service,
-        aws_client("kinesis", settings.endpoint_url),
-        store,
-        settings,
-        lines.append,
-        LeaseCoordinator(table, "a", settings.lease_timeout, lines.append),
-    )
-    try:
-        send_rides(kinesis, settings.input_stream, generated_rides(10, seed=16))
-        ((shard_id, last),) = {
-            record.shard_id: record.sequence
-            for record, _ in read_all(kinesis, settings.input_stream)
-        }.items()
+    consumer, lines = make_consumer(settings, owner="a")
+    assert consumer.leases is not None
+    table, store = consumer.leases.table, consumer.checkpoints
+    send_rides(kinesis, settings.input_stream, generated_rides(10, seed=16))
+    ((shard_id, last),) = {
+        record.shard_id: record.sequence for record, _ in read_all(kinesis, settings.input_stream)
+    }.items()
 
-        def closed(parsed: dict[str, Any], **_: Any) -> None:
-            parsed.pop("NextShardIterator", None)
+    def closed(parsed: dict[str, Any], **_: Any) -> None:
+        parsed.pop("NextShardIterator", None)
 
-        consumer.kinesis.meta.events.register("after-call.kinesis.GetRecords", closed)
-        assert consumer.poll_once() == 10  # the last batch: read, closed, not finished yet
-        checkpoint = store.get(settings.consumer_name, settings.input_stream, shard_id)
-        assert checkpoint is not None and checkpoint.sequence == last
-        (lease,) = table.list()
-        assert lease.checkpoint != SHARD_END and lease.owner == "a"
-        assert consumer.poll_once() == 0  # nothing more: the shard is done
-        (lease,) = table.list()
-        assert (lease.checkpoint, lease.owner) == (SHARD_END, None)
-        assert shard_id not in consumer.readers
-        assert f"{shard_id} read to its end (SHARD_END)" in lines
-    finally:
-        store.close()
+    consumer.kinesis.meta.events.register("after-call.kinesis.GetRecords", closed)
+    assert consumer.poll_once() == 10  # the last batch: read, closed, not finished yet
+    checkpoint = store.get(settings.consumer_name, settings.input_stream, shard_id)
+    assert checkpoint is not None and checkpoint.sequence == last
+    (lease,) = table.list()
+    assert lease.checkpoint != SHARD_END and lease.owner == "a"
+    assert consumer.poll_once() == 0  # nothing more: the shard is done
+    (lease,) = table.list()
+    assert (lease.checkpoint, lease.owner) == (SHARD_END, None)
+    assert shard_id not in consumer.readers
+    assert f"{shard_id} read to its end (SHARD_END)" in lines
 
 
 def test_a_lease_taken_over_between_polls_is_not_read_again(
-    kinesis: Any, make_streams: Any, stream_service: StreamService
+    kinesis: Any, make_streams: Any, make_consumer: MakeConsumer
 ) -> None:
     """The next poll reads only the shards still held: no ride is predicted by two owners."""
     settings: StreamSettings = make_streams(2)
-    table = SQLiteLeases(settings.lease_file, settings.consumer_name, settings.input_stream)
-    lines: list[str] = []
-    store = SQLiteCheckpoints(settings.checkpoint_path)
-    consumer = Consumer(
-        stream_service,
-        aws_client("kinesis", settings.endpoint_url),
-        store,
-        settings,
-        lines.append,
-        LeaseCoordinator(table, "a", settings.lease_timeout, lines.append),
-    )
-    try:
-        assert consumer.poll_once() == 0
-        shard_ids = list_shard_ids(kinesis, settings.input_stream)
-        assert list(consumer.readers) == shard_ids
-        lost = shard_ids[0]
-        (seen,) = [lease for lease in table.list() if lease.shard_id == lost]
-        assert table.write(seen, LeaseTaker.taken(seen, "b"))  # consumer b takes it over
-        send_rides(kinesis, settings.input_stream, generated_rides(60, seed=18))
-        shard_of = {
-            json.loads(record.data)["ride_id"]: record.shard_id
-            for record, _ in read_all(kinesis, settings.input_stream)
-        }
-        kept = [ride_id for ride_id, shard_id in shard_of.items() if shard_id != lost]
-        assert 0 < len(kept) < 60
-        assert _drain(consumer) == len(kept)
-        assert f"lost the lease of {lost} (taken over)" in lines
-        assert list(consumer.readers) == shard_ids[1:]
-        assert sorted(predictions_by_id(kinesis, settings.output_stream)) == sorted(kept)
-    finally:
-        store.close()
+    consumer, lines = make_consumer(settings, owner="a")
+    assert consumer.leases is not None
+    table = consumer.leases.table
+    assert consumer.poll_once() == 0
+    shard_ids = list_shard_ids(kinesis, settings.input_stream)
+    assert list(consumer.readers) == shard_ids
+    lost = shard_ids[0]
+    (seen,) = [lease for lease in table.list() if lease.shard_id == lost]
+    assert table.write(seen, LeaseTaker.taken(seen, "b"))  # consumer b takes it over
+    send_rides(kinesis, settings.input_stream, generated_rides(60, seed=18))
+    shard_of = {
+        json.loads(record.data)["ride_id"]: record.shard_id
+        for record, _ in read_all(kinesis, settings.input_stream)
+    }
+    kept = [ride_id for ride_id, shard_id in shard_of.items() if shard_id != lost]
+    assert 0 < len(kept) < 60
+    assert _drain(consumer) == len(kept)
+    assert f"lost the lease of {lost} (taken over)" in lines
+    assert list(consumer.readers) == shard_ids[1:]
+    assert sorted(predictions_by_id(kinesis, settings.output_stream)) == sorted(kept)
 
 
 def test_each_different_failure_is_one_line_and_none_is_taken_for_a_recreated_stream(

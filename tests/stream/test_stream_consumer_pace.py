@@ -22,7 +22,7 @@ from deploy_modes.launch.processes import free_port
 from deploy_modes.stream.checkpoints import SQLiteCheckpoints
 from deploy_modes.stream.consumer import Consumer
 from deploy_modes.stream.kinesis import StreamError, ensure_streams, list_shard_ids
-from deploy_modes.stream.leases import DynamoLeases, LeaseCoordinator, SQLiteLeases
+from deploy_modes.stream.leases import DynamoLeases, LeaseCoordinator
 from deploy_modes.stream.rides import generated_rides, send_rides
 from deploy_modes.stream.service import StreamService
 from deploy_modes.stream.settings import StreamSettings
@@ -167,7 +167,7 @@ def test_an_input_stream_gone_mid_run_is_a_failure_state_that_handled_nothing(
 
 
 def test_a_lease_taken_on_a_listing_older_than_its_first_ride_resumes_after_its_checkpoint(
-    kinesis: Any, make_streams: Any, stream_service: StreamService
+    kinesis: Any, make_streams: Any, make_consumer: MakeConsumer
 ) -> None:
     """moto lists an empty shard with another start than once it has rides.
 
@@ -178,18 +178,7 @@ def test_a_lease_taken_on_a_listing_older_than_its_first_ride_resumes_after_its_
     """
     settings: StreamSettings = make_streams(1).model_copy(update={"batch_size": 10})
 
-    def member(me: str) -> Consumer:
-        table = SQLiteLeases(settings.lease_file, settings.consumer_name, settings.input_stream)
-        return Consumer(
-            stream_service,
-            aws_client("kinesis", settings.endpoint_url),
-            SQLiteCheckpoints(settings.checkpoint_path),
-            settings,
-            None,
-            LeaseCoordinator(table, me, settings.lease_timeout),
-        )
-
-    first, second = member("a"), member("b")
+    (first, _), (second, _) = make_consumer(settings, "a"), make_consumer(settings, "b")
     assert first.poll_once() == 0 and list(first.readers) != []  # A holds the only lease
     assert second.poll_once() == 0 and list(second.readers) == []  # B listed the empty shard
     rides = generated_rides(20, seed=55)
