@@ -158,13 +158,14 @@ def _arrival(client: Any, stream: str) -> float:
     return record["ApproximateArrivalTimestamp"].timestamp()
 
 
-def test_without_a_date_latest_reads_what_arrived_within_the_margin_before_the_start(
+def test_without_a_date_a_host_clock_less_than_1s_ahead_skips_no_ride(
     make_streams: Any, stream_service: StreamService
 ) -> None:
-    """The host-clock stamp keeps its 1 s margin: a ride that arrived 0.5 s before is read.
+    """The host-clock stamp keeps its 1 s margin for a clock ahead of the endpoint's.
 
-    The consumer's clock is frozen at the ride's arrival + 0.5 s, so nothing here depends on
-    how fast the machine is: the stamp is arrival - 0.5 with the margin, arrival + 0.5 without.
+    The ride arrives as the consumer starts, by a host clock 0.5 s ahead of the endpoint's
+    (frozen at arrival + 0.5 s, so nothing depends on how fast the machine is). With the
+    margin LATEST counts from arrival - 0.5 s and reads it; without, from arrival + 0.5 s.
     """
     settings: StreamSettings = make_streams(1).model_copy(update={"start_position": "LATEST"})
     client = _with_date(aws_client("kinesis", settings.endpoint_url), None)
