@@ -272,6 +272,25 @@ def test_an_idle_consumer_reads_once_per_poll_interval_and_lists_once_per_refres
     assert 1 <= calls["GetRecords"] <= elapsed / 0.5 + 1, (calls, elapsed)
 
 
+def test_a_group_member_lists_the_stream_once_per_refresh_not_every_poll(
+    kinesis: Any, make_streams: Any, make_consumer: MakeConsumer
+) -> None:
+    """Renewing its leases each poll does not make a group member list the shards again."""
+    settings: StreamSettings = make_streams(2).model_copy(update={"shard_refresh": 3600.0})
+    consumer, lines = make_consumer(settings, owner="a")
+    listed: list[str] = []
+    consumer.kinesis.meta.events.register(
+        "before-call.kinesis.ListShards", lambda **_: listed.append("ListShards")
+    )
+    assert consumer.poll_once() == 0  # lists the shards, takes both leases
+    assert len(consumer.readers) == 2 and len(listed) == 1, lines
+    send_rides(kinesis, settings.input_stream, generated_rides(10, seed=57))
+    assert consumer.poll_once() == 10  # (moto: the shards' starts are listed once they have rides)
+    before = len(listed)
+    assert sum(consumer.poll_once() for _ in range(5)) == 0
+    assert len(listed) == before, lines  # the next listing is an hour away
+
+
 def test_a_stop_whose_leases_cannot_be_released_says_so_and_returns(
     kinesis: Any, make_streams: Any, stream_service: StreamService
 ) -> None:
