@@ -13,13 +13,14 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
 import tomllib
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 __all__ = ["main"]
@@ -173,9 +174,28 @@ def _workers(
         yield urls
     finally:
         for process in processes:
-            process.terminate()
-        for process in processes:
+            _kill_tree(process.pid)
             process.wait(timeout=30)
+
+
+def _kill_tree(pid: int) -> None:
+    """SIGKILL a worker and every process under it.
+
+    cosmic-ray starts each mutant's tests in a session of their own, so they would outlive
+    their worker. The copies are scratch and an unfinished mutant stays pending in the
+    session, so nothing is lost by killing a worker in the middle of one.
+    """
+    import psutil
+
+    try:
+        worker = psutil.Process(pid)
+        family = [*worker.children(recursive=True), worker]
+    except psutil.NoSuchProcess:
+        return
+    for process in family:
+        with suppress(psutil.NoSuchProcess):
+            process.kill()
+    psutil.wait_procs(family, timeout=30)
 
 
 def _summary(run_dir: Path, src: Path, session: Path) -> dict:
@@ -224,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
         help="mutants tested at once, each in its own copy of the tree (default 1)",
     )
     args = parser.parse_args(argv)
+    # SIGTERM ends the run the way Ctrl-C does: through the `finally` that stops the workers.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     tool, package_dir = _settings()
     module = args.module.removesuffix(".py")
     if module not in tool["modules"]:
